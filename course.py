@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Set up the course and run it, from a fresh clone, with nothing but Python 3.11+.
+
+    python3 course.py run     # install, then execute every lab offline: pass/fail, time, cost
+    python3 course.py test    # install with the test tools, then lint and run the test suite
+
+Both create ``.venv/`` beside this file on first use and install the pinned versions
+from ``pyproject.toml`` into it; later runs reuse it unless ``pyproject.toml`` changed.
+Extra arguments are passed on (``python3 course.py run 00-setup``,
+``python3 course.py test -k connect``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".labkit-installed"
+
+
+def _say(message: str) -> None:
+    print(f"[course] {message}", flush=True)
+
+
+def _run(*cmd: str | Path, env: dict[str, str] | None = None) -> None:
+    completed = subprocess.run([str(c) for c in cmd], cwd=ROOT, env=env)
+    if completed.returncode:
+        sys.exit(completed.returncode)
+
+
+def ensure_environment(extras: str) -> None:
+    """Create .venv and install the course (with ``extras``) unless already done."""
+    if sys.version_info < (3, 11):  # noqa: UP036 (runs under any python3 before .venv exists)
+        sys.exit(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}. "
+                 "Install it (python.org, pyenv or conda) and run this script with it.")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    if STAMP.exists() and STAMP.read_text().strip() == wanted:
+        return
+    if not PYTHON.exists():
+        _say(f"creating {VENV.relative_to(ROOT)}/ with Python {sys.version.split()[0]}")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    _say("installing the pinned course environment (first time: a few minutes)")
+    _run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    _run(PYTHON, "-m", "pip", "install", "--quiet", "-e", f".[{extras}]" if extras else ".")
+    STAMP.write_text(wanted)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("run", "test"):
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    env = {**os.environ, "LABKIT_BACKEND": "offline", "MPLBACKEND": "Agg"}
+    if command == "run":
+        ensure_environment("")
+        return subprocess.run([str(BIN / "labkit"), "run", *rest], cwd=ROOT, env=env).returncode
+    ensure_environment("dev")
+    _say("ruff check")
+    _run(BIN / "ruff", "check", "src", "tests", "bench", "course.py", env=env)
+    _say("pytest")
+    return subprocess.run([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT, env=env).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

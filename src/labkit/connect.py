@@ -1,0 +1,107 @@
+"""``labkit.connect()``: the first cell of every lab.
+
+It picks the backend (``offline`` unless ``sandbox`` is chosen explicitly), prepares it
+and returns a :class:`Lab` that names what the lab may use: region, account, execution
+role and default bucket. Nothing else in a lab knows which backend is behind it: the
+learner's boto3 and SageMaker SDK calls are the ones that run on AWS.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+OFFLINE, SANDBOX = "offline", "sandbox"
+BACKENDS = (OFFLINE, SANDBOX)
+
+
+class BackendError(RuntimeError):
+    """The backend cannot start; the message says why and what to do."""
+
+
+@dataclass
+class Lab:
+    """What a lab works with, on whichever backend it runs."""
+
+    name: str
+    backend: str
+    region: str
+    account_id: str
+    role_arn: str
+    bucket: str
+    started_at: float = field(default_factory=time.time)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def offline(self) -> bool:
+        return self.backend == OFFLINE
+
+    def s3_uri(self, *parts: str) -> str:
+        """``s3://<bucket>/<lab>/<parts...>``: where this lab keeps its objects."""
+        key = "/".join(p.strip("/") for p in (self.name, *parts) if p)
+        return f"s3://{self.bucket}/{key}"
+
+    def bill(self, *, show: bool = True):
+        """What this lab's resources would cost on AWS (see :mod:`labkit.cost`)."""
+        from .cost import bill_for
+
+        return bill_for(self, show=show)
+
+    def cleanup(self, *, dry_run: bool = False) -> list[str]:
+        """Delete what this lab created that is still billed; returns what it removed."""
+        from .cost import cleanup_lab
+
+        return cleanup_lab(self, dry_run=dry_run)
+
+    def __repr__(self) -> str:
+        return (f"Lab({self.name!r}, backend={self.backend!r}, region={self.region!r}, "
+                f"account={self.account_id!r}, bucket={self.bucket!r})")
+
+
+def _chosen_backend(backend: str | None) -> str:
+    chosen = (backend or os.environ.get("LABKIT_BACKEND") or OFFLINE).strip().lower()
+    if chosen not in BACKENDS:
+        raise BackendError(f"Unknown backend {chosen!r}: choose one of {', '.join(BACKENDS)} "
+                           "(argument backend= or the LABKIT_BACKEND environment variable).")
+    return chosen
+
+
+def _lab_name(lab: str | None) -> str:
+    if lab:
+        return lab
+    return os.environ.get("LABKIT_LAB") or "scratch"
+
+
+def connect(lab: str | None = None, backend: str | None = None, *, quiet: bool = False) -> Lab:
+    """Start the chosen backend and return the :class:`Lab` description.
+
+    ``backend`` defaults to ``$LABKIT_BACKEND`` or ``offline``. ``sandbox`` uses the real
+    account of the credentials in the environment and is never picked implicitly.
+    """
+    chosen = _chosen_backend(backend)
+    name = _lab_name(lab)
+    if chosen == OFFLINE:
+        from . import offline
+
+        offline.start()
+        result = Lab(name=name, backend=OFFLINE, region=offline.REGION, account_id=offline.ACCOUNT_ID,
+                     role_arn=offline.ROLE_ARN, bucket=offline.BUCKET)
+    else:
+        from . import sandbox
+
+        result = sandbox.start(name, quiet=quiet)
+    _current[0] = result
+    if not quiet:
+        print(f"labkit: {result.backend} backend, region {result.region}, account {result.account_id}, "
+              f"bucket {result.bucket}")
+    return result
+
+
+_current: list[Lab | None] = [None]
+
+
+def current() -> Lab | None:
+    """The lab of the last ``connect()`` in this process."""
+    return _current[0]

@@ -1,0 +1,140 @@
+"""labkit.connect(): backends, routing of every client to the offline AWS, the guard."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+import labkit
+from labkit.offline import dispatch
+from labkit.offline.dispatch import AWSError, NotEmulatedError
+
+
+def test_offline_is_the_default(lab, monkeypatch):
+    monkeypatch.delenv("LABKIT_BACKEND", raising=False)
+    again = labkit.connect("tests", quiet=True)
+    assert again.backend == "offline"
+    assert again.role_arn.startswith("arn:aws:iam::123456789012:role/")
+    assert again.bucket == "sagemaker-us-east-1-123456789012"
+    assert boto3.client("s3").head_bucket(Bucket=again.bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(labkit.BackendError, match="Unknown backend 'cloud'"):
+        labkit.connect(backend="cloud")
+
+
+def test_sandbox_without_credentials_names_the_fix(monkeypatch):
+    from labkit import sandbox
+
+    class NoCredentials:
+        region_name = "us-east-1"
+
+        def client(self, name):
+            raise RuntimeError("Unable to locate credentials")
+
+    monkeypatch.setattr("boto3.Session", lambda: NoCredentials())
+    with pytest.raises(labkit.BackendError, match="aws configure"):
+        sandbox.start("00-setup")
+
+
+def test_sandbox_refuses_a_pinned_other_account(monkeypatch, capsys):
+    from labkit import sandbox
+
+    class Sts:
+        def get_caller_identity(self):
+            return {"Account": "999999999999", "Arn": "arn:aws:iam::999999999999:user/me"}
+
+    class Session:
+        region_name = "eu-west-1"
+
+        def client(self, name):
+            assert name == "sts", "nothing but STS may be called before the pin is checked"
+            return Sts()
+
+    monkeypatch.setattr("boto3.Session", Session)
+    monkeypatch.setenv("LABKIT_SANDBOX_ACCOUNT", "111111111111")
+    with pytest.raises(labkit.BackendError, match="pins 111111111111"):
+        sandbox.start("00-setup")
+    assert "about to use AWS account 999999999999 in eu-west-1" in capsys.readouterr().out
+
+
+def test_sdk_style_regional_sts_client_reaches_offline(lab):
+    sts = boto3.client("sts", region_name="us-east-1", endpoint_url="https://sts.us-east-1.amazonaws.com")
+    assert sts.get_caller_identity()["Account"] == "123456789012"
+
+
+def test_sagemaker_v3_session_sees_offline_account(lab):
+    from sagemaker.core.helper.session_helper import Session
+
+    session = Session()
+    assert session.account_id() == "123456789012"
+    assert session.default_bucket() == lab.bucket
+
+
+def test_unemulated_call_is_refused_not_sent(lab):
+    # moto answers unknown *.amazonaws.com operations with 404 itself; other AWS
+    # domains (here *.api.aws) reach the guard, which refuses to send them.
+    with pytest.raises(NotEmulatedError, match="Nothing was sent to AWS"):
+        boto3.client("qbusiness", region_name="us-east-1").list_applications()
+    with pytest.raises(ClientError, match="Not yet implemented"):
+        boto3.client("braket", region_name="us-east-1").search_devices(filters=[])
+
+
+def test_engine_handler_and_error_shape(lab):
+    calls = []
+
+    @dispatch.operation("sagemaker-runtime", "InvokeEndpointWithResponseStream")
+    def fake(params):
+        calls.append(params)
+        raise AWSError("ValidationError", "Endpoint nope of account 123456789012 not found.")
+
+    try:
+        client = boto3.client("sagemaker-runtime")
+        with pytest.raises(ClientError) as info:
+            client.invoke_endpoint_with_response_stream(EndpointName="nope", Body=b"{}")
+        assert info.value.response["Error"]["Code"] == "ValidationError"
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert calls[0]["EndpointName"] == "nope"
+    finally:
+        dispatch._handlers.pop(("sagemaker-runtime", "InvokeEndpointWithResponseStream"))
+
+
+def test_reconnect_gives_a_fresh_account(lab):
+    boto3.client("s3").create_bucket(Bucket="leftover-from-another-lab")
+    labkit.connect("tests", quiet=True)
+    names = [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]]
+    assert names == [lab.bucket]
+
+
+def test_seeded_role_can_be_used_by_sagemaker(lab):
+    role = boto3.client("iam").get_role(RoleName=lab.role_arn.rsplit("/", 1)[1])["Role"]
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    assert trust["Statement"][0]["Principal"]["Service"] == "sagemaker.amazonaws.com"
+
+
+@pytest.mark.parametrize("rule, code", [
+    ({"ID": "a", "Status": "Enabled", "Filter": {"Prefix": "m/"},
+      "Transitions": [{"Days": 10, "StorageClass": "GLACIER_FLEXIBLE_RETRIEVAL"}]}, "MalformedXML"),
+    ({"ID": "a", "Status": "Enabled", "Filter": {"Prefix": "m/"},
+      "Transitions": [{"Days": 10, "StorageClass": "STANDARD_IA"}]}, "InvalidArgument"),
+    ({"ID": "a", "Status": "Enabled", "Filter": {"Prefix": "m/"}, "Expiration": {"Days": 30},
+      "Transitions": [{"Days": 90, "StorageClass": "GLACIER"}]}, "InvalidArgument"),
+])
+def test_lifecycle_rules_aws_rejects_are_rejected(lab, rule, code):
+    with pytest.raises(ClientError) as info:
+        boto3.client("s3").put_bucket_lifecycle_configuration(
+            Bucket=lab.bucket, LifecycleConfiguration={"Rules": [rule]})
+    assert info.value.response["Error"]["Code"] == code
+
+
+def test_valid_lifecycle_rules_are_stored(lab):
+    rule = {"ID": "ok", "Status": "Enabled", "Filter": {"Prefix": "m/"},
+            "Transitions": [{"Days": 30, "StorageClass": "STANDARD_IA"}]}
+    s3 = boto3.client("s3")
+    s3.put_bucket_lifecycle_configuration(Bucket=lab.bucket, LifecycleConfiguration={"Rules": [rule]})
+    assert s3.get_bucket_lifecycle_configuration(Bucket=lab.bucket)["Rules"][0]["ID"] == "ok"
