@@ -58,7 +58,9 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
-    env = {**os.environ, "LABKIT_BACKEND": "offline", "MPLBACKEND": "Agg"}
+    # The venv's scripts first on PATH: nbgrader runs `alembic`, papermill `jupyter`.
+    env = {**os.environ, "LABKIT_BACKEND": "offline", "MPLBACKEND": "Agg", "VIRTUAL_ENV": str(VENV),
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     if command == "run":
         ensure_environment("")
         return subprocess.run([str(BIN / "labkit"), "run", *rest], cwd=ROOT, env=env).returncode

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -44,8 +45,20 @@ def strip_outputs(path: Path) -> bool:
     return changed
 
 
+def ensure_scripts_on_path() -> None:
+    """Put this interpreter's scripts folder on PATH: nbgrader runs the ``alembic`` command.
+
+    Without it, nbgrader fails when the virtual environment is used without being
+    activated (``.venv/bin/labkit ...``).
+    """
+    scripts = str(Path(sys.executable).parent)
+    if shutil.which("alembic") is None or scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
+
+
 def generate_to(lab: str, dest_root: Path) -> Path:
     """Generate the learner version of ``lab`` into ``dest_root/<lab>``; return that folder."""
+    ensure_scripts_on_path()
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config
@@ -64,6 +77,7 @@ def generate_to(lab: str, dest_root: Path) -> Path:
         config.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
         config.ClearSolutions.text_stub = "YOUR ANSWER HERE"
         config.GenerateAssignment.create_assignment = True
+        config.Exchange.root = str(root / "exchange")
         api = NbGraderAPI(CourseDirectory(config=config), config=config)
         result = api.generate_assignment(lab, force=True)
         if not result["success"]:
