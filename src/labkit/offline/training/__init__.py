@@ -1,0 +1,16 @@
+"""Offline SageMaker training: jobs that really run the learner's code.
+
+Importing this package registers the engine's handlers with the offline dispatcher:
+training jobs (:mod:`.api`, :mod:`.jobs`), processing jobs (:mod:`.processing`) and
+hyperparameter tuning (:mod:`.tuning`). The container a job sees is described once in
+:mod:`.environment`; what a host runs is decided in :mod:`.runner`.
+
+Learner-facing switch: :func:`simulate_spot_interruption` (managed spot training).
+"""
+
+from __future__ import annotations
+
+from . import api, processing  # noqa: F401  (register the training and processing APIs)
+from .jobs import SPOT_DISCOUNT, simulate_spot_interruption
+
+__all__ = ["SPOT_DISCOUNT", "simulate_spot_interruption"]

@@ -1,0 +1,1 @@
+"""Local implementations of SageMaker built-in algorithm containers."""

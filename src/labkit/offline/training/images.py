@@ -1,0 +1,54 @@
+"""Which container image a job names, and what of it the offline backend can run.
+
+Image URIs are resolved the way ``sagemaker.image_uris`` writes them
+(``<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>``). Framework images run
+the learner's entry point with this Python and its installed libraries (their versions,
+not the image's); the built-in XGBoost image without an entry point runs
+:mod:`labkit.offline.training.algorithms.xgboost`. Anything else cannot be emulated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FRAMEWORK_REPOSITORIES = {
+    "pytorch-training": "PyTorch",
+    "pytorch-inference": "PyTorch",
+    "sagemaker-scikit-learn": "scikit-learn",
+    "sagemaker-xgboost": "XGBoost",
+    "huggingface-pytorch-training": "Hugging Face (PyTorch)",
+    "tensorflow-training": "TensorFlow",
+    "sagemaker-base-python": "Python",
+}
+BUILTIN_ALGORITHMS = {"sagemaker-xgboost": "xgboost", "xgboost": "xgboost"}
+
+EMULATED = ("the built-in XGBoost algorithm image (sagemaker.image_uris.retrieve('xgboost', region, '1.7-1')), "
+            "and framework images that run your entry point: " + ", ".join(sorted(set(FRAMEWORK_REPOSITORIES.values()))))
+
+
+@dataclass(frozen=True)
+class Image:
+    uri: str
+    repository: str
+    tag: str
+    framework: str | None  # "PyTorch", ... when the image runs an entry point
+    algorithm: str | None  # "xgboost" when it is a built-in algorithm
+
+    @property
+    def emulated(self) -> bool:
+        return self.framework is not None or self.algorithm is not None
+
+
+def parse(uri: str) -> Image:
+    """Classify an image URI (``TrainingImage`` or ``AppSpecification.ImageUri``)."""
+    path = uri.split("/", 1)[1] if "/" in uri else uri
+    path, _, digest = path.partition("@")
+    repository, _, tag = path.partition(":")
+    tag = tag or digest or "latest"
+    return Image(uri=uri, repository=repository, tag=tag, framework=FRAMEWORK_REPOSITORIES.get(repository),
+                 algorithm=BUILTIN_ALGORITHMS.get(repository))
+
+
+def not_emulated_message(uri: str) -> str:
+    return (f"ClientError: The offline backend cannot run image {uri!r}: it emulates {EMULATED}. "
+            "Use one of those images, or the sandbox backend (LABKIT_BACKEND=sandbox) for custom images.")

@@ -1,0 +1,397 @@
+"""A training job's life: Starting, Downloading, Training, Uploading, and its end.
+
+:class:`TrainingRun` runs one job in a thread of its own and keeps moto's record of the
+job (``FakeTrainingJob``) up to date, so Describe/List answers show what AWS shows:
+``SecondaryStatusTransitions``, start and end times, ``TrainingTimeInSeconds``,
+``BillableTimeInSeconds``, ``FinalMetricDataList``, ``FailureReason``.
+
+Managed spot training: there is no spot market offline. The job runs on this machine
+as any other; billable time is the training time less :data:`SPOT_DISCOUNT` (an assumed
+typical saving, AWS quotes "up to 90%"), and :func:`simulate_spot_interruption` stops
+the job as a reclaimed instance would (checkpoints synced, ``Interrupted``, restarted
+with the checkpoints restored), so resuming from a checkpoint can be practised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import ACCOUNT_ID, REGION, on_reset, usage
+from . import images, storage
+from .environment import Channel, HostEnvironment
+from .metrics import MetricCollector, xgboost_definitions
+from .runner import HostProcess, JobSetupError, error_lines, process_environment, training_command
+
+SPOT_DISCOUNT = 0.7
+STOP_GRACE_SECONDS = 5.0
+POLL_SECONDS = 0.05
+CHECKPOINT_SYNC_SECONDS = 1.0
+
+MESSAGES = {
+    "Starting": "Launching requested ML instances",
+    "Downloading": "Downloading input data",
+    "Training": "Training image download completed. Training in progress.",
+    "Uploading": "Uploading generated training model",
+    "Completed": "Training job completed",
+    "Failed": "Training job failed",
+    "Stopping": "Stopping the training job",
+    "Stopped": "Training job stopped",
+    "MaxRuntimeExceeded": "Job stopped because max runtime exceeded",
+    "Interrupted": "Spot instance was interrupted; the job will restart from its last checkpoint",
+    "Restarting": "Restarting training from the last checkpoint",
+}
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+_base: list[Path] = []
+
+
+def work_dir() -> Path:
+    """The folder that holds every job's hosts (one per backend start)."""
+    if not _base:
+        _base.append(Path(tempfile.mkdtemp(prefix="labkit-sagemaker-")))
+    return _base[0]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class SpotInterruption:
+    """A scheduled interruption: after some seconds of training or some checkpoint files."""
+
+    job_name: str | None = None
+    after_seconds: float | None = None
+    after_checkpoints: int | None = None
+    fired: bool = False
+
+
+_interruptions: list[SpotInterruption] = []
+
+
+def simulate_spot_interruption(job_name: str | None = None, *, after_seconds: float | None = None,
+                               after_checkpoints: int | None = None) -> SpotInterruption:
+    """Make the next managed-spot training job (or ``job_name``) lose its instance once.
+
+    The interruption comes after ``after_seconds`` of training, or as soon as the
+    checkpoint folder holds ``after_checkpoints`` files (default 1 when neither is given).
+    The job's checkpoints are synced to ``CheckpointConfig.S3Uri``, the job shows
+    ``SecondaryStatus`` ``Interrupted``, then restarts with the checkpoints restored into
+    ``CheckpointConfig.LocalPath``, as SageMaker does after a spot reclaim.
+    """
+    if after_seconds is None and after_checkpoints is None:
+        after_checkpoints = 1
+    item = SpotInterruption(job_name, after_seconds, after_checkpoints)
+    _interruptions.append(item)
+    return item
+
+
+class TrainingRun:
+    """One training job, run in a thread; ``record`` is moto's FakeTrainingJob."""
+
+    def __init__(self, request: dict[str, Any], record: Any, *, builtin_metrics: bool = False):
+        self.request = request
+        self.record = record
+        self.name: str = request["TrainingJobName"]
+        self.image = images.parse(request["AlgorithmSpecification"].get("TrainingImage", ""))
+        self.spot = bool(request.get("EnableManagedSpotTraining"))
+        rc = request["ResourceConfig"]
+        self.instance_type = rc.get("InstanceType") or rc.get("InstanceGroups", [{}])[0].get("InstanceType", "")
+        self.instance_count = int(rc.get("InstanceCount") or sum(g["InstanceCount"] for g in rc.get("InstanceGroups", [])) or 1)
+        self.max_runtime = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400)
+        definitions = list(request["AlgorithmSpecification"].get("MetricDefinitions") or [])
+        if builtin_metrics and not definitions:
+            definitions = xgboost_definitions()
+        self.metric_definitions = definitions
+        self.metrics = MetricCollector(definitions)
+        self.lines: list[str] = []
+        self._sinks: dict[str, Any] = {}
+        self.processes: list[HostProcess] = []
+        self.hosts: list[HostEnvironment] = []
+        self._stop = threading.Event()
+        self._stop_reason = "Stopped"
+        self.done = threading.Event()
+        self.training_started: float | None = None
+        self.thread = threading.Thread(target=self._main, name=f"labkit-training-{self.name}", daemon=True)
+        self.status = "InProgress"
+        self.secondary = "Starting"
+        self.transitions: list[dict[str, Any]] = []
+        self.script_seconds = 0.0
+        self._set_record(training_job_status="InProgress", secondary_status="Starting",
+                         secondary_status_transitions=self.transitions, final_metric_data_list=[],
+                         last_modified_time=now())
+        self.record.algorithm_specification["MetricDefinitions"] = definitions
+        if not definitions:
+            self.record.algorithm_specification.pop("MetricDefinitions", None)
+        for attr in ("training_start_time", "training_end_time"):
+            setattr(self.record, attr, None)
+        self._transition("Starting", MESSAGES["Starting"])
+
+    # --- record keeping ------------------------------------------------------------
+    def _set_record(self, **fields: Any) -> None:
+        for key, value in fields.items():
+            setattr(self.record, key, value)
+
+    def _transition(self, status: str, message: str) -> None:
+        t = now()
+        if self.transitions and "EndTime" not in self.transitions[-1]:
+            self.transitions[-1]["EndTime"] = t
+        self.transitions.append({"Status": status, "StartTime": t, "StatusMessage": message})
+        self.secondary = status
+        self._set_record(secondary_status=status, last_modified_time=t)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, reason: str = "Stopped") -> None:
+        """StopTrainingJob: Stopping now, Stopped once the processes have exited."""
+        if self.done.is_set() or self._stop.is_set():
+            return
+        self._stop_reason = reason
+        if reason == "Stopped":
+            self.status = "Stopping"
+            self._set_record(training_job_status="Stopping")
+            self._transition("Stopping", MESSAGES["Stopping"])
+        self._stop.set()
+
+    # --- the job ---------------------------------------------------------------------
+    def _sink(self, host: str):
+        """The host's log stream (one per host for the job's life, restarts included)."""
+        if host in self._sinks:
+            return self._sinks[host]
+        stream = storage.LogStream(storage.LOG_GROUP_TRAINING, f"{self.name}/{host}-{int(time.time())}")
+
+        def write(line: str) -> None:
+            message = stream.write(line)
+            self.lines.append(message)
+            self.metrics.feed(message)
+
+        self._sinks[host] = write
+        return write
+
+    def _make_hosts(self) -> None:
+        names = [f"algo-{i + 1}" for i in range(self.instance_count)]
+        spec = self.request["AlgorithmSpecification"]
+        mode = spec.get("TrainingInputMode", "File")
+        channels = [Channel.from_request(c, mode) for c in self.request.get("InputDataConfig", [])]
+        checkpoint = self.request.get("CheckpointConfig") or {}
+        port = free_port()
+        arn = self.record.arn
+        for host in names:
+            env = HostEnvironment(job_name=self.name, job_arn=arn, root=work_dir() / self.name / host,
+                                  current_host=host, hosts=names, instance_type=self.instance_type,
+                                  hyperparameters=dict(self.request.get("HyperParameters") or {}),
+                                  channels=channels, environment=dict(self.request.get("Environment") or {}),
+                                  checkpoint_path=(checkpoint.get("LocalPath") or "/opt/ml/checkpoints")
+                                  if checkpoint else None, master_port=port, region=REGION)
+            env.create()
+            self.hosts.append(env)
+
+    def _download(self) -> None:
+        for i, env in enumerate(self.hosts):
+            for channel in env.channels:
+                if not channel.s3_uri:
+                    continue
+                sharded = channel.distribution == "ShardedByS3Key"
+                storage.download_prefix(channel.s3_uri, env.channel_dir(channel.name),
+                                        shard=i if sharded else 0, shards=len(self.hosts) if sharded else 1)
+        self._restore_checkpoints()
+
+    def _restore_checkpoints(self) -> None:
+        uri = (self.request.get("CheckpointConfig") or {}).get("S3Uri")
+        if not uri:
+            return
+        for env in self.hosts:
+            assert env.checkpoint_dir is not None
+            shutil.rmtree(env.checkpoint_dir, ignore_errors=True)
+            env.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            storage.download_prefix(uri.rstrip("/") + "/", env.checkpoint_dir)
+
+    def _sync_checkpoints(self) -> None:
+        uri = (self.request.get("CheckpointConfig") or {}).get("S3Uri")
+        if uri and self.hosts and self.hosts[0].checkpoint_dir and self.hosts[0].checkpoint_dir.exists():
+            storage.sync_up(self.hosts[0].checkpoint_dir, uri)
+
+    def _launch(self) -> None:
+        spec = self.request["AlgorithmSpecification"]
+        self.processes = []
+        for env in self.hosts:
+            argv, cwd = training_command(env, self.image, spec)
+            sink = self._sink(env.current_host)
+            self.processes.append(HostProcess(argv, cwd, process_environment(env), sink))
+
+    def _pending_interruption(self, started: float) -> SpotInterruption | None:
+        if not self.spot:
+            return None
+        for item in _interruptions:
+            if item.fired or item.job_name not in (None, self.name):
+                continue
+            if item.after_seconds is not None and time.time() - started >= item.after_seconds:
+                return item
+            ckpt = self.hosts[0].checkpoint_dir if self.hosts else None
+            if (item.after_checkpoints is not None and ckpt is not None and ckpt.exists()
+                    and sum(1 for p in ckpt.rglob("*") if p.is_file()) >= item.after_checkpoints):
+                return item
+        return None
+
+    def _watch(self) -> tuple[str, str | None]:
+        """Wait for the hosts; returns (outcome, failure reason). Handles stop, runtime, spot."""
+        assert self.training_started is not None
+        last_sync = time.time()
+        run_started = time.time()
+        while True:
+            codes = [p.poll() for p in self.processes]
+            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                i, code = failed[0]
+                for p in self.processes:
+                    p.terminate(STOP_GRACE_SECONDS)
+                return "Failed", self._failure_reason(i, code)
+            if all(c == 0 for c in codes):
+                return "Completed", None
+            if self._stop.is_set():
+                for p in self.processes:
+                    p.terminate(STOP_GRACE_SECONDS)
+                return self._stop_reason, None
+            if time.time() - self.training_started > self.max_runtime:
+                for p in self.processes:
+                    p.terminate(STOP_GRACE_SECONDS)
+                return "MaxRuntimeExceeded", None
+            interruption = self._pending_interruption(run_started)
+            if interruption is not None:
+                interruption.fired = True
+                for p in self.processes:
+                    p.terminate(STOP_GRACE_SECONDS)
+                self._sync_checkpoints()
+                self._transition("Interrupted", MESSAGES["Interrupted"])
+                self._transition("Starting", MESSAGES["Restarting"])
+                self._restore_checkpoints()
+                self._transition("Training", MESSAGES["Training"])
+                self._launch()
+                run_started = time.time()
+                continue
+            if time.time() - last_sync >= CHECKPOINT_SYNC_SECONDS:
+                self._sync_checkpoints()
+                last_sync = time.time()
+            time.sleep(POLL_SECONDS)
+
+    def _failure_reason(self, index: int, code: int) -> str:
+        env = self.hosts[index]
+        proc = self.processes[index]
+        message = error_lines(list(proc.tail))
+        if env.failure_file.exists() and env.failure_file.read_text().strip():
+            text = env.failure_file.read_text().strip()
+            if not text.startswith(("ClientError", "AlgorithmError")):
+                text = "AlgorithmError: " + text
+            if message and message not in text:
+                # A driver's own traceback (SDK v3's CalledProcessError) hides the script's error.
+                suffix = f'\nErrorMessage "{message}"'
+                text = text[:1024 - len(suffix)] + suffix
+            return text[:1024]
+        command = " ".join(proc.argv[:2] + (["..."] if len(proc.argv) > 2 else []))
+        return (f'AlgorithmError: ExecuteUserScriptError:\nExitCode {code}\nErrorMessage "{message}"\n'
+                f'Command "{command}", exit code: {code}')[:1024]
+
+    def _upload(self) -> None:
+        out = self.request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        main = self.hosts[0]
+        storage.pack(main.model_dir, f"{out}/{self.name}/output/model.tar.gz")
+        if any(main.output_data_dir.iterdir()):
+            storage.pack(main.output_data_dir, f"{out}/{self.name}/output/output.tar.gz")
+        self._sync_checkpoints()
+
+    def _main(self) -> None:
+        outcome, reason = "Failed", None
+        try:
+            outcome, reason = self._run()
+        except Exception as err:  # an engine error must still end the job
+            outcome, reason = "Failed", f"InternalServerError: offline training engine: {err!r}"
+        finally:
+            self._finish(outcome, reason)
+
+    def _run(self) -> tuple[str, str | None]:
+        if not self.image.emulated:
+            return "Failed", images.not_emulated_message(self.image.uri)
+        self._make_hosts()
+        if self._stop.is_set():
+            return self._stop_reason, None
+        self._transition("Downloading", MESSAGES["Downloading"])
+        self.training_started = time.time()
+        self._set_record(training_start_time=now())
+        self._download()
+        self._transition("Training", MESSAGES["Training"])
+        script_start = time.time()
+        try:
+            self._launch()
+        except JobSetupError as err:
+            return "Failed", str(err)
+        outcome, reason = self._watch()
+        self.script_seconds = time.time() - script_start
+        if outcome != "Failed":
+            self._transition("Uploading", MESSAGES["Uploading"])
+            self._upload()
+        return outcome, reason
+
+    def _finish(self, outcome: str, reason: str | None) -> None:
+        status = {"Completed": "Completed", "Failed": "Failed"}.get(outcome, "Stopped")
+        self._transition(outcome, MESSAGES.get(outcome, outcome))
+        end = self.transitions[-1]["StartTime"]
+        self.transitions[-1]["EndTime"] = end
+        fields: dict[str, Any] = {"training_job_status": status, "training_end_time": end,
+                                  "last_modified_time": end, "final_metric_data_list": self.metrics.final()}
+        if reason:
+            fields["failure_reason"] = reason
+        if self.training_started is not None:
+            seconds = max(1, math.ceil(time.time() - self.training_started))
+            billable = max(1, math.ceil(seconds * (1 - SPOT_DISCOUNT))) if self.spot else seconds
+            fields.update(training_time_in_seconds=seconds, billable_time_in_seconds=billable)
+            usage.record("sagemaker:training", self.name, instance_type=self.instance_type,
+                         instance_count=self.instance_count, seconds=billable, spot=self.spot,
+                         training_seconds=seconds, status=status)
+        self.status = status
+        self._set_record(**fields)
+        self.done.set()
+
+    def kill(self) -> None:
+        """Backend reset: end the processes now."""
+        self._stop.set()
+        for p in self.processes:
+            p.terminate(0.5)
+
+
+runs: dict[str, TrainingRun] = {}
+
+
+@on_reset
+def _reset() -> None:
+    for run in list(runs.values()):
+        run.kill()
+    for run in list(runs.values()):
+        run.done.wait(10)
+    runs.clear()
+    _interruptions.clear()
+    for base in _base:
+        shutil.rmtree(base, ignore_errors=True)
+    _base.clear()
+
+
+def account_backend() -> Any:
+    from moto.sagemaker.models import sagemaker_backends
+
+    return sagemaker_backends[ACCOUNT_ID][REGION]

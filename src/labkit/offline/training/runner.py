@@ -1,0 +1,181 @@
+"""Run one host's container process: the command it would run, its output, its exit.
+
+:func:`training_command` decides what a training host runs (the same rules the
+containers follow: a ``ContainerEntrypoint`` as given, else the framework's entry point
+``sagemaker_program`` with ``--key value`` arguments, else the built-in algorithm).
+:class:`HostProcess` runs it in a subprocess of this Python, in its own process group,
+streams every output line to a sink and keeps the last lines for ``FailureReason``.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import subprocess_environment
+from . import storage
+from .environment import CONTAINER_ROOT, HostEnvironment, to_cmd_args
+from .images import Image
+
+PYTHON_NAMES = ("python", "python3", f"python3.{sys.version_info.minor}", "/usr/bin/python3",
+                "/usr/local/bin/python3", "/opt/conda/bin/python", "/opt/conda/bin/python3")
+SDK_DRIVER_CHANNEL = "sm_drivers"
+# Holds the ``sitecustomize`` that maps /opt/ml to the host's root in Python processes.
+CONTAINER_SHIM = Path(__file__).parent / "container"
+
+
+class JobSetupError(Exception):
+    """The container could not start the job; the message becomes ``FailureReason``."""
+
+
+def python_first_path() -> str:
+    """``PATH`` with this Python's folder first, so ``python3`` in a shell script is this one."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
+def remap_text(text: str, root: Path) -> str:
+    return text.replace(CONTAINER_ROOT, str(root))
+
+
+def rewrite_container_paths(folder: Path, root: Path) -> None:
+    """Point the SDK's own driver files at this host's root instead of ``/opt/ml``.
+
+    SDK v3 ships its container drivers (``sm_train.sh``, ``environment.py``...) in the
+    ``sm_drivers`` channel with ``/opt/ml`` written into them; they are the SDK's files,
+    not the learner's, so the offline container remaps them as a chroot would.
+    """
+    for path in folder.rglob("*"):
+        if path.is_file() and path.suffix in (".sh", ".py", ".json", ""):
+            try:
+                text = path.read_text()
+            except UnicodeDecodeError:
+                continue
+            if CONTAINER_ROOT in text:
+                path.write_text(remap_text(text, root))
+
+
+def argv0(word: str) -> str:
+    return sys.executable if word in PYTHON_NAMES else word
+
+
+def training_command(env: HostEnvironment, image: Image, spec: dict) -> tuple[list[str], Path]:
+    """The command line and working folder of a training host."""
+    entrypoint = spec.get("ContainerEntrypoint")
+    if entrypoint:
+        if (env.data_dir / SDK_DRIVER_CHANNEL).is_dir():
+            rewrite_container_paths(env.data_dir / SDK_DRIVER_CHANNEL, env.root)
+        words = [remap_text(w, env.root) for w in [*entrypoint, *spec.get("ContainerArguments", [])]]
+        return [argv0(words[0]), *words[1:]], env.root
+    program = env.program
+    if program:
+        submit = env.framework_params.get("sagemaker_submit_directory")
+        if isinstance(submit, str) and submit.startswith("s3://"):
+            try:
+                storage.unpack(submit, env.code_dir)
+            except Exception as err:
+                raise JobSetupError(f"ClientError: could not download sagemaker_submit_directory {submit}: {err}") from err
+        script = env.code_dir / program
+        if not script.is_file():
+            raise JobSetupError(
+                f"AlgorithmError: ExecuteUserScriptError: entry point {program!r} was not found in the source "
+                f"directory ({submit or 'none given'}). Check sagemaker_program/entry_point and source_dir.")
+        return [sys.executable, program, *to_cmd_args(env.user_hyperparameters)], env.code_dir
+    if image.algorithm == "xgboost":
+        return [sys.executable, "-m", "labkit.offline.training.algorithms.xgboost"], env.root
+    raise JobSetupError(
+        f"ClientError: image {image.uri} is a {image.framework} framework image, which runs a script: give the "
+        "entry point (hyperparameters sagemaker_program and sagemaker_submit_directory, SDK v3 "
+        "SourceCode(entry_script=...), or AlgorithmSpecification.ContainerEntrypoint).")
+
+
+def process_environment(env: HostEnvironment, extra: dict[str, str] | None = None, *,
+                        sm_variables: bool = True) -> dict[str, str]:
+    """The host process's environment: the job's ``Environment``, ``SM_*`` (training), ``extra``."""
+    out = subprocess_environment()
+    out.update(env.environment)
+    if sm_variables:
+        out.update(env.variables())
+    out.update(extra or {})
+    out["PATH"] = python_first_path()
+    out["PYTHONUNBUFFERED"] = "1"
+    out["PYTHONPATH"] = os.pathsep.join(p for p in (str(CONTAINER_SHIM), str(env.code_dir),
+                                                    out.get("PYTHONPATH", "")) if p)
+    out["LABKIT_CONTAINER_ROOT"] = str(env.root)
+    return out
+
+
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning|Failure)\b")
+
+
+def error_lines(lines: list[str], limit: int = 3) -> str:
+    """The last error of a run's output: the exception line(s) after the last traceback."""
+    text = [ln for ln in lines if ln.strip()]
+    if not text:
+        return ""
+    tb = max((i for i, ln in enumerate(text) if ln.startswith("Traceback (most recent call last)")), default=-1)
+    if tb >= 0:
+        # The exception line follows the frames (which a driver's logger may have un-indented).
+        after = text[tb + 1:]
+        for ln in after:
+            if _EXCEPTION_LINE.match(ln):
+                return ln
+        for ln in after:
+            if not ln.startswith((" ", "\t", "File ")):
+                return ln
+    return "\n".join(text[-limit:])
+
+
+class HostProcess:
+    """One host's process; lines go to ``sink`` as they are printed."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], sink: Callable[[str], None]):
+        self.argv = argv
+        self.tail: collections.deque[str] = collections.deque(maxlen=200)
+        self._sink = sink
+        self.proc = subprocess.Popen(argv, cwd=str(cwd), env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True, text=True, errors="replace", bufsize=1)
+        self._reader = threading.Thread(target=self._read, daemon=True, name=f"labkit-log-{self.proc.pid}")
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            self.tail.append(line)
+            self._sink(line)
+
+    def poll(self) -> int | None:
+        code = self.proc.poll()
+        if code is not None:
+            self._reader.join(timeout=5)
+        return code
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    def terminate(self, grace: float = 5.0) -> int:
+        """SIGTERM the process group (what the platform sends), SIGKILL after ``grace`` s."""
+        if self.proc.poll() is None:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        return self.wait()
