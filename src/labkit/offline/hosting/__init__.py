@@ -1,0 +1,48 @@
+"""The offline SageMaker hosting engine: endpoints that really serve the learner's model.
+
+Importing this module (``labkit.offline.ENGINE_MODULES`` does) registers the boto3
+handlers of :mod:`.api`: CreateEndpointConfig, CreateEndpoint, UpdateEndpoint,
+DeleteEndpoint, InvokeEndpoint, InvokeEndpointAsync, CreateTransformJob and
+StopTransformJob, plus Application Auto Scaling checks (:mod:`.autoscaling`).
+Each endpoint variant is a model server subprocess (:mod:`.server`) that runs the
+sagemaker-inference toolkit's handler contract over the learner's ``inference.py``.
+
+For labs and tests: :data:`engine` (the endpoints), :func:`wait_for_endpoint`,
+:func:`~.autoscaling.desired_instance_count` and :func:`~.autoscaling.simulate_target_tracking`.
+"""
+
+from __future__ import annotations
+
+from .. import on_reset
+from . import autoscaling, transform
+from .api import engine
+from .autoscaling import desired_instance_count, simulate_target_tracking
+from .process import stop_all
+
+
+def wait_for_endpoint(name: str, timeout: float = 60.0) -> str:
+    """Block until endpoint ``name`` is no longer Creating/Updating; returns its status."""
+    return engine.wait(name, timeout)
+
+
+def loaded_models(name: str, variant: str | None = None) -> list[str]:
+    """The TargetModels a multi-model endpoint's server holds in memory, least recently used first."""
+    import json
+
+    endpoint = engine.get(name)
+    v = endpoint.variants[variant] if variant else next(iter(endpoint.variants.values()))
+    if v.process is None:
+        return []
+    return json.loads(v.process.request("GET", "/models")[1])
+
+
+@on_reset
+def _reset() -> None:
+    engine.stop_all()
+    for stop in list(transform._running.values()):
+        stop.set()
+    stop_all()
+
+
+__all__ = ["autoscaling", "desired_instance_count", "engine", "loaded_models", "simulate_target_tracking",
+           "wait_for_endpoint"]

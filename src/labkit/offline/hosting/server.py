@@ -1,0 +1,408 @@
+"""The model server process of an offline endpoint (run as a script, never imported by labkit).
+
+It plays the part of a SageMaker framework serving container: it loads the model from
+``--model-dir`` with the learner's inference code, then answers ``GET /ping`` and
+``POST /invocations`` on 127.0.0.1. Requests go through the real sagemaker-inference
+toolkit's :class:`~sagemaker_inference.transformer.Transformer` (``model_fn``,
+``input_fn``, ``predict_fn``, ``output_fn`` or ``transform_fn``, its decoders, encoders,
+``Accept`` defaulting and error handling), with the framework defaults of the
+scikit-learn, XGBoost and PyTorch containers. What differs from AWS: no Docker image,
+no ``requirements.txt`` install, and the learner's code runs with this Python's packages.
+
+Started with ``python server.py --model-dir D [--code-dir C] --framework F --parent PID``;
+prints ``LABKIT-SERVER-READY <port>`` when it serves, ``LABKIT-SERVER-FAILED`` if the
+model cannot load. Multi-model mode (``--multi-model``) loads the model directory named by
+the ``X-Labkit-Model-Dir`` header on first use and unloads the least recently used one.
+It dies with its parent: its stdin is a pipe the parent holds, and it watches the parent's pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+READY, FAILED, STANDBY = "LABKIT-SERVER-READY", "LABKIT-SERVER-FAILED", "LABKIT-SERVER-STANDBY"
+# What a standby server imports before it knows its model (the common case: scikit-learn).
+WARM_IMPORTS = ("numpy", "sagemaker_inference.transformer", "joblib", "sklearn.linear_model", "sklearn.ensemble",
+                "sklearn.pipeline", "sklearn.preprocessing")
+MODEL_FILES = (".pt", ".pth")
+
+
+# --- framework defaults, as the SageMaker serving containers define them ---------------
+
+
+def _handlers() -> dict[str, Any]:
+    import numpy as np
+    from sagemaker_inference import content_types, decoder, encoder, errors, utils
+    from sagemaker_inference.default_inference_handler import DefaultInferenceHandler
+
+    class SKLearnHandler(DefaultInferenceHandler):
+        """sagemaker-scikit-learn-container: no default model_fn; predict is model.predict."""
+
+        def default_model_fn(self, model_dir, context=None):
+            raise NotImplementedError(
+                "Please provide a model_fn implementation. The SageMaker scikit-learn container "
+                "has no default model_fn; for example: "
+                "def model_fn(model_dir): return joblib.load(os.path.join(model_dir, 'model.joblib'))")
+
+        def default_input_fn(self, input_data, content_type, context=None):
+            array = decoder.decode(input_data, content_type)
+            return array.astype(np.float32) if content_type in content_types.UTF8_TYPES else array
+
+        def default_predict_fn(self, data, model, context=None):
+            return model.predict(data)
+
+    class XGBoostHandler(DefaultInferenceHandler):
+        """sagemaker-xgboost-container: loads ``xgboost-model`` (pickle or native)."""
+
+        def default_model_fn(self, model_dir, context=None):
+            import pickle
+
+            import xgboost as xgb
+
+            path = os.path.join(model_dir, "xgboost-model")
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"xgboost-model not found in the model artifact ({sorted(os.listdir(model_dir))})")
+            try:
+                with open(path, "rb") as f:
+                    return pickle.load(f)
+            except Exception:  # noqa: BLE001 - not a pickle: the native format
+                booster = xgb.Booster()
+                booster.load_model(path)
+                return booster
+
+        def default_input_fn(self, input_data, content_type, context=None):
+            import xgboost as xgb
+
+            ctype = (content_type or "").split(";")[0].strip()
+            if ctype == "text/libsvm":
+                import tempfile
+                with tempfile.NamedTemporaryFile("w", suffix=".libsvm", delete=False) as f:
+                    f.write(input_data if isinstance(input_data, str) else input_data.decode())
+                return xgb.DMatrix(f.name + "?format=libsvm")
+            array = decoder.decode(input_data, ctype)
+            if array.ndim == 1:
+                array = array.reshape(1, -1)
+            return xgb.DMatrix(array)
+
+        def default_predict_fn(self, data, model, context=None):
+            import xgboost as xgb
+
+            if isinstance(model, xgb.Booster):
+                return model.predict(data)
+            return model.predict(data.get_data().toarray() if hasattr(data, "get_data") else data)
+
+        def default_output_fn(self, prediction, accept, context=None):
+            values = np.asarray(prediction).tolist()
+            for ctype in utils.parse_accept(accept):
+                if ctype == content_types.CSV:
+                    return ",".join(str(v) for v in np.ravel(values)), ctype
+                if ctype == content_types.JSON:
+                    return json.dumps({"predictions": [{"score": v} for v in values]}), ctype
+                if ctype in encoder.SUPPORTED_CONTENT_TYPES:
+                    return encoder.encode(prediction, ctype), ctype
+            raise errors.UnsupportedFormatError(accept)
+
+    class PyTorchHandler(DefaultInferenceHandler):
+        """sagemaker-pytorch-inference-toolkit: TorchScript ``model.pt``/one ``.pt(h)`` file."""
+
+        def default_model_fn(self, model_dir, context=None):
+            import torch
+
+            path = os.path.join(model_dir, "model.pt")
+            if not os.path.exists(path):
+                found = [f for f in os.listdir(model_dir) if f.endswith(MODEL_FILES)]
+                if len(found) != 1:
+                    raise ValueError(f"Exactly one .pth or .pt file is required for PyTorch models: {found}")
+                path = os.path.join(model_dir, found[0])
+            try:
+                return torch.jit.load(path, map_location="cpu")
+            except RuntimeError as err:
+                raise RuntimeError(f"Failed to load {path}. Please ensure model is saved using torchscript, "
+                                   "or provide a model_fn.") from err
+
+        def default_input_fn(self, input_data, content_type, context=None):
+            import torch
+
+            array = decoder.decode(input_data, content_type)
+            if content_type in content_types.UTF8_TYPES:
+                return torch.FloatTensor(array)
+            return torch.from_numpy(array)
+
+        def default_predict_fn(self, data, model, context=None):
+            import torch
+
+            with torch.no_grad():
+                model.eval()
+                return model(data)
+
+        def default_output_fn(self, prediction, accept, context=None):
+            import torch
+
+            if isinstance(prediction, torch.Tensor):
+                prediction = prediction.detach().cpu().numpy().tolist()
+            for ctype in utils.parse_accept(accept):
+                if ctype in encoder.SUPPORTED_CONTENT_TYPES:
+                    encoded = encoder.encode(prediction, ctype)
+                    return (encoded.encode("utf-8") if ctype == content_types.CSV else encoded), ctype
+            raise errors.UnsupportedFormatError(accept)
+
+    return {"sklearn": SKLearnHandler, "xgboost": XGBoostHandler, "pytorch": PyTorchHandler,
+            "generic": DefaultInferenceHandler}
+
+
+# --- the toolkit's Transformer, fed as Multi Model Server feeds it -------------------------
+
+
+class _RequestProcessor:
+    def __init__(self, headers: dict[str, str]):
+        self._headers = headers
+
+    def get_request_properties(self) -> dict[str, str]:
+        return self._headers
+
+
+class Context:
+    """The part of MMS's ``Context`` the toolkit uses."""
+
+    def __init__(self, model_dir: str, headers: dict[str, str] | None = None):
+        self.system_properties = {"model_dir": model_dir, "gpu_id": None}
+        self.request_processor = [_RequestProcessor(headers or {})]
+        self.status, self.phrase, self.content_type = 200, "OK", None
+
+    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
+        self.status, self.phrase = code, phrase
+
+    def set_response_content_type(self, idx: int, value: str) -> None:
+        self.content_type = value
+
+
+def _load_module(code_dir: str | None, program: str, key: str) -> Any:
+    """Import the learner's program from ``code_dir`` under a private name (one per model)."""
+    if not code_dir:
+        return None
+    name = program[:-3] if program.endswith(".py") else program
+    path = os.path.join(code_dir, name + ".py")
+    if not os.path.exists(path):
+        return None
+    if code_dir not in sys.path:
+        sys.path.insert(0, code_dir)
+    spec = importlib.util.spec_from_file_location(f"{name}_{key}" if key else name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class LoadedModel:
+    """One model: the toolkit's Transformer bound to the learner's module (or the defaults)."""
+
+    def __init__(self, model_dir: str, code_dir: str | None, program: str, framework: str, key: str = ""):
+        from sagemaker_inference.transformer import Transformer
+
+        handler_cls = _handlers().get(framework, _handlers()["generic"])
+        self.model_dir = model_dir
+        module = _load_module(code_dir, program, key)
+
+        class _Bound(Transformer):
+            def _validate_user_module_and_set_functions(self):  # the toolkit's logic, given a module
+                d = self._default_inference_handler
+                self._pre_model_fn = getattr(d, "default_pre_model_fn", None)
+                self._model_warmup_fn = getattr(d, "default_model_warmup_fn", None)
+                m = module
+                self._model_fn = getattr(m, "model_fn", d.default_model_fn)
+                transform_fn = getattr(m, "transform_fn", None)
+                fns = [getattr(m, n, None) for n in ("input_fn", "predict_fn", "output_fn")]
+                if transform_fn and any(fns):
+                    raise ValueError("Cannot use transform_fn implementation in conjunction with "
+                                     "input_fn, predict_fn, and/or output_fn implementation")
+                self._transform_fn = transform_fn or self._default_transform_fn
+                self._input_fn = fns[0] or d.default_input_fn
+                self._predict_fn = fns[1] or d.default_predict_fn
+                self._output_fn = fns[2] or d.default_output_fn
+                self._pre_model_fn = getattr(m, "pre_model_fn", None) or self._pre_model_fn
+                self._model_warmup_fn = getattr(m, "model_warmup_fn", None) or self._model_warmup_fn
+
+        self.transformer = _Bound(default_inference_handler=handler_cls())
+        self.transformer.validate_and_initialize(model_dir=model_dir, context=Context(model_dir))
+
+    def invoke(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str]:
+        context = Context(self.model_dir, headers)
+        result = self.transformer.transform([{"body": body}], context)[0]
+        if isinstance(result, str):
+            result = result.encode("utf-8")
+        elif not isinstance(result, bytes | bytearray):
+            result = bytes(result)
+        return context.status, bytes(result), context.content_type or headers.get("Accept") or "text/plain"
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+class ModelServer:
+    """Holds the loaded model(s); multi-model mode keeps at most ``max_models`` (LRU)."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.lock = threading.Lock()
+        self.single: LoadedModel | None = None
+        self.models: collections.OrderedDict[str, LoadedModel] = collections.OrderedDict()
+
+    def load_single(self) -> None:
+        self.single = LoadedModel(self.args.model_dir, self.args.code_dir, self.args.program, self.args.framework)
+
+    def model_for(self, headers: dict[str, str]) -> LoadedModel:
+        if not self.args.multi_model:
+            return self.single
+        target = headers.get("X-Amzn-SageMaker-Target-Model", "")
+        with self.lock:
+            if target in self.models:
+                self.models.move_to_end(target)
+                return self.models[target]
+            model_dir = headers["X-Labkit-Model-Dir"]
+            code = os.path.join(model_dir, "code")
+            started = time.perf_counter()
+            model = LoadedModel(model_dir, code if os.path.isdir(code) else None, self.args.program,
+                                self.args.framework, key=str(len(self.models)) + str(abs(hash(target))))
+            print(f"Loaded model {target} in {1000 * (time.perf_counter() - started):.1f} ms", flush=True)
+            self.models[target] = model
+            while len(self.models) > self.args.max_models:
+                old, _ = self.models.popitem(last=False)
+                print(f"Unloaded model {old} (least recently used)", flush=True)
+            return model
+
+    def loaded(self) -> list[str]:
+        with self.lock:
+            return list(self.models)
+
+
+def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet access log
+            return
+
+        def _reply(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+            head = (f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\n"
+                    f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode("latin-1")
+            self.wfile.write(head + body)
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/ping":
+                self._reply(200, b"")
+            elif self.path == "/models":
+                self._reply(200, json.dumps(server.loaded()).encode(), "application/json")
+            else:
+                self._reply(404, b"not found")
+
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if self.path != "/invocations":
+                self._reply(404, b"not found")
+                return
+            headers = {k: v for k, v in self.headers.items()}
+            try:
+                model = server.model_for(headers)
+                status, out, ctype = model.invoke(body, headers)
+            except Exception as err:  # noqa: BLE001 - loading a multi-model target failed
+                trace = traceback.format_exc()
+                print(trace, flush=True)
+                self._reply(500, f"{err}\n{trace}".encode())
+                return
+            if status >= 400:
+                print(out.decode("utf-8", "replace"), flush=True)
+            self._reply(status, out, ctype)
+
+    return Handler
+
+
+def _die_with_parent(parent: int) -> None:
+    """Exit when the parent goes: our stdin is a pipe it holds (EOF when it dies), and its pid.
+
+    (``PR_SET_PDEATHSIG`` would fire when the parent *thread* that started us ends,
+    which is too early here.)
+    """
+
+    def stdin_closed() -> None:
+        try:
+            while sys.stdin.buffer.read(1024):
+                pass
+        except OSError:
+            pass
+        os._exit(0)
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(0)
+            time.sleep(0.5)
+
+    if os.getppid() != parent:
+        os._exit(0)
+    if not sys.stdin.isatty():
+        threading.Thread(target=stdin_closed, daemon=True).start()
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _standby() -> list[str]:
+    """Import the usual libraries, then wait on stdin for this server's arguments and environment."""
+    for name in WARM_IMPORTS:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    print(STANDBY, flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        os._exit(0)
+    config = json.loads(line)
+    os.environ.update(config["env"])
+    return config["argv"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--standby"]:
+        argv = _standby()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--code-dir")
+    parser.add_argument("--program", default=os.environ.get("SAGEMAKER_PROGRAM", "inference.py"))
+    parser.add_argument("--framework", default="generic")
+    parser.add_argument("--parent", type=int, default=os.getppid())
+    parser.add_argument("--multi-model", action="store_true")
+    parser.add_argument("--max-models", type=int, default=3)
+    args = parser.parse_args(argv)
+    _die_with_parent(args.parent)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p) != os.path.dirname(os.path.abspath(__file__))]
+    server = ModelServer(args)
+    started = time.perf_counter()
+    if not args.multi_model:
+        try:
+            server.load_single()
+        except Exception:  # noqa: BLE001 - the learner's model_fn failed: report and exit
+            print(traceback.format_exc(), flush=True)
+            print(FAILED, flush=True)
+            os._exit(1)
+        print(f"Model loaded in {1000 * (time.perf_counter() - started):.1f} ms", flush=True)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(server))
+    httpd.daemon_threads = True
+    print(f"{READY} {httpd.server_address[1]}", flush=True)
+    httpd.serve_forever(poll_interval=0.5)
+
+
+if __name__ == "__main__":
+    main()
