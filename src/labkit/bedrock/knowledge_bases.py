@@ -1,0 +1,464 @@
+"""Bedrock Knowledge Bases offline: data sources, ingestion, Retrieve, RetrieveAndGenerate.
+
+moto keeps the knowledge bases themselves (CreateKnowledgeBase, GetKnowledgeBase...);
+this module adds what it lacks. Ingestion really happens, synchronously inside
+StartIngestionJob (so the job is ``COMPLETE`` or ``FAILED`` when the call returns):
+
+1. list the data source's S3 objects (``bucketArn``, ``inclusionPrefixes``); read text
+   documents (.txt .md .html .csv .json .xml); a ``<key>.metadata.json`` next to a
+   document supplies its ``metadataAttributes``. Other formats (PDF, Word) cannot be
+   parsed offline and count as failed documents, with the reason.
+2. chunk each document: ``FIXED_SIZE`` with ``maxTokens`` and ``overlapPercentage``
+   (tokens counted by :mod:`.tokens`), ``NONE`` (one chunk per document); without a
+   chunking configuration, Bedrock's default (300 tokens, 20% overlap). ``HIERARCHICAL``
+   and ``SEMANTIC`` are not emulated: the job fails and says so.
+3. embed each chunk with the knowledge base's embedding model (:mod:`.embeddings`) and
+   PutVectors into the knowledge base's S3 Vectors index (``storageConfiguration``
+   ``S3_VECTORS``) with the metadata keys Bedrock writes (``AMAZON_BEDROCK_TEXT``,
+   ``AMAZON_BEDROCK_METADATA``, ``x-amz-bedrock-kb-source-uri``,
+   ``x-amz-bedrock-kb-data-source-id``) plus the document's own attributes.
+   Re-ingestion indexes new and changed documents (by ETag) and deletes vanished ones.
+
+Retrieve embeds the query and runs QueryVectors on that index (``score`` is the cosine
+similarity, or ``1/(1+distance)`` for a euclidean index); RetrieveAndGenerate passes the
+retrieved chunks as context to the labelled extractive stand-in and cites the chunks
+its answer quotes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import re
+import secrets
+import string
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import catalog, embeddings, responder, throttling, tokens
+from .errors import BedrockError, not_found, validation
+
+DEFAULT_MAX_TOKENS = 300
+DEFAULT_OVERLAP = 20
+TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".csv", ".json", ".xml", ".text")
+_KB_FILTER_OPS = {"equals": "$eq", "notEquals": "$ne", "greaterThan": "$gt", "greaterThanOrEquals": "$gte",
+                  "lessThan": "$lt", "lessThanOrEquals": "$lte", "in": "$in", "notIn": "$nin",
+                  "listContains": "$eq"}
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _id() -> str:
+    return "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(10))
+
+
+@dataclass
+class DataSource:
+    record: dict[str, Any]
+    documents: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # uri -> (etag, vector keys)
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def chunk_text(text: str, max_tokens: int, overlap_percentage: int) -> list[str]:
+    """Fixed-size chunks of at most ``max_tokens`` word pieces overlapping by the percentage.
+
+    Cuts fall on word boundaries (a word's pieces stay together), so a chunk may be a
+    few pieces shorter than ``max_tokens``.
+    """
+    spans = tokens.pieces(text)
+    if not spans:
+        return []
+    # Index of pieces that start a word (whitespace or start of text before them).
+    starts = [i for i, p in enumerate(spans) if p.start == 0 or text[p.start - 1].isspace()
+              or not text[p.start].isalnum() or not text[p.start - 1].isalnum()]
+    step = max(1, int(max_tokens * (100 - overlap_percentage) / 100))
+    out, first = [], 0
+    while first < len(spans):
+        last = min(first + max_tokens, len(spans))  # exclusive
+        if last < len(spans):
+            cut = max((s for s in starts if first < s <= last), default=last)
+            last = cut
+        out.append(text[spans[first].start:spans[last - 1].end].strip())
+        if last >= len(spans):
+            break
+        nxt = first + step
+        nxt = min((s for s in starts if s >= nxt), default=nxt) if nxt < last else last
+        first = max(nxt, first + 1)
+    return [c for c in out if c]
+
+
+def extract_text(key: str, body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace")
+    if key.lower().endswith((".html", ".htm", ".xml")):
+        text = re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.S | re.I)
+        text = html.unescape(re.sub(r"<[^>]+>", " ", text))
+        text = re.sub(r"[ \t]+", " ", text)
+    return text.strip()
+
+
+def translate_filter(f: dict[str, Any]) -> dict[str, Any]:
+    """A Knowledge Base ``RetrievalFilter`` as an S3 Vectors metadata filter."""
+    if len(f) != 1:
+        raise validation("A retrieval filter must have exactly one operator at each level.")
+    (op, arg), = f.items()
+    if op in ("andAll", "orAll"):
+        return {"$and" if op == "andAll" else "$or": [translate_filter(x) for x in arg]}
+    if op in _KB_FILTER_OPS:
+        return {arg["key"]: {_KB_FILTER_OPS[op]: arg["value"]}}
+    raise validation(f"The filter operator {op} is not supported for S3 vector stores.")
+
+
+class KnowledgeBases:
+    def __init__(self, account_id: str, region: str, vectors: Any, runtime: Any):
+        self.account_id = account_id
+        self.region = region
+        self.vectors = vectors
+        self.runtime = runtime
+        self.sources: dict[tuple[str, str], DataSource] = {}
+
+    # --- knowledge bases (moto's records) ------------------------------------------------------
+    def knowledge_base(self, kb_id: str) -> Any:
+        from moto.bedrockagent.models import bedrockagent_backends
+
+        kb = bedrockagent_backends[self.account_id][self.region].knowledge_bases.get(kb_id)
+        if kb is None:
+            raise not_found(f"Knowledge base with id {kb_id} does not exist")
+        return kb
+
+    def create_knowledge_base(self, p: dict[str, Any]) -> dict[str, Any]:
+        """CreateKnowledgeBase, recorded in moto's backend.
+
+        moto 5.2.5 rejects the ``S3_VECTORS`` storage type and makes ids of the name plus
+        random characters; the record is made through its backend and then given the
+        real storage configuration, a 10-character id as AWS makes them and ``ACTIVE``.
+        """
+        from moto.bedrockagent.models import bedrockagent_backends
+
+        backend = bedrockagent_backends[self.account_id][self.region]
+        storage = p.get("storageConfiguration") or {}
+        config = p["knowledgeBaseConfiguration"]
+        if config.get("type") != "VECTOR":
+            raise validation(f"Knowledge base type {config.get('type')} is not emulated offline; use VECTOR.")
+        vcfg = config.get("vectorKnowledgeBaseConfiguration") or {}
+        model = catalog.find(vcfg.get("embeddingModelArn", ""))
+        if model is None or not model.is_embedding:
+            raise validation(f"The embedding model {vcfg.get('embeddingModelArn')} is not a Bedrock embedding model "
+                             "(use amazon.titan-embed-text-v2:0, amazon.titan-embed-text-v1 or cohere.embed-*).")
+        if storage.get("type") == "S3_VECTORS":
+            s3v = storage.get("s3VectorsConfiguration") or {}
+            if not (s3v.get("indexArn") or (s3v.get("vectorBucketArn") and s3v.get("indexName"))):
+                raise validation("s3VectorsConfiguration needs indexArn, or vectorBucketArn and indexName.")
+            bucket = s3v.get("vectorBucketArn", "").rsplit("/", 1)[-1] or None
+            self.vectors.moto_index(bucket, s3v.get("indexName"), s3v.get("indexArn"))
+        if any(kb.name == p["name"] for kb in backend.knowledge_bases.values()):
+            raise BedrockError("ConflictException", f"Knowledge base with name {p['name']} already exists.", 409)
+        placeholder = {"type": "RDS"} if storage.get("type") == "S3_VECTORS" else storage
+        kb = backend.create_knowledge_base(name=p["name"], role_arn=p["roleArn"], knowledge_base_configuration=config,
+                                           storage_configuration=placeholder, client_token=p.get("clientToken"),
+                                           description=p.get("description"), tags=None)
+        del backend.knowledge_bases[kb.knowledge_base_id]
+        kb.storage_configuration = storage
+        kb.knowledge_base_id = _id()
+        kb.knowledge_base_arn = kb.knowledge_base_arn.rsplit("/", 1)[0] + "/" + kb.knowledge_base_id
+        kb.status = "ACTIVE"
+        backend.knowledge_bases[kb.knowledge_base_id] = kb
+        if p.get("tags"):
+            backend.tag_resource(kb.knowledge_base_arn, p["tags"])
+        return {"knowledgeBase": {k: v for k, v in kb.to_dict().items() if v not in (None, [])}, "_status": 202}
+
+    def _source(self, kb_id: str, ds_id: str) -> DataSource:
+        self.knowledge_base(kb_id)
+        ds = self.sources.get((kb_id, ds_id))
+        if ds is None:
+            raise not_found(f"DataSource with id {ds_id} does not exist for knowledge base {kb_id}")
+        return ds
+
+    # --- data sources -------------------------------------------------------------------------
+    def create_data_source(self, p: dict[str, Any]) -> dict[str, Any]:
+        kb_id = p["knowledgeBaseId"]
+        self.knowledge_base(kb_id)
+        if any(k == kb_id and d.record["name"] == p["name"] for (k, _), d in self.sources.items()):
+            raise BedrockError("ConflictException", f"DataSource with name {p['name']} already exists.", 409)
+        cfg = p["dataSourceConfiguration"]
+        if cfg["type"] != "S3":
+            raise validation(f"Data source type {cfg['type']} is not emulated offline; use S3.")
+        chunking = (p.get("vectorIngestionConfiguration") or {}).get("chunkingConfiguration")
+        if chunking and chunking["chunkingStrategy"] == "FIXED_SIZE" and "fixedSizeChunkingConfiguration" not in chunking:
+            raise validation("fixedSizeChunkingConfiguration is required when chunkingStrategy is FIXED_SIZE.")
+        now = _now()
+        record = {"knowledgeBaseId": kb_id, "dataSourceId": _id(), "name": p["name"], "status": "AVAILABLE",
+                  "dataSourceConfiguration": cfg, "dataDeletionPolicy": p.get("dataDeletionPolicy", "DELETE"),
+                  "createdAt": now, "updatedAt": now}
+        if p.get("description"):
+            record["description"] = p["description"]
+        if p.get("vectorIngestionConfiguration"):
+            record["vectorIngestionConfiguration"] = p["vectorIngestionConfiguration"]
+        self.sources[(kb_id, record["dataSourceId"])] = DataSource(record)
+        return {"dataSource": record}
+
+    def get_data_source(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"dataSource": self._source(p["knowledgeBaseId"], p["dataSourceId"]).record}
+
+    def list_data_sources(self, p: dict[str, Any]) -> dict[str, Any]:
+        self.knowledge_base(p["knowledgeBaseId"])
+        out = []
+        for (kb_id, _), ds in self.sources.items():
+            if kb_id == p["knowledgeBaseId"]:
+                r = ds.record
+                out.append({k: r[k] for k in ("knowledgeBaseId", "dataSourceId", "name", "status", "description",
+                                              "updatedAt") if k in r})
+        return {"dataSourceSummaries": out}
+
+    def delete_data_source(self, p: dict[str, Any]) -> dict[str, Any]:
+        ds = self._source(p["knowledgeBaseId"], p["dataSourceId"])
+        if ds.record["dataDeletionPolicy"] == "DELETE":
+            keys = [k for _, ks in ds.documents.values() for k in ks]
+            if keys:
+                self._delete_vectors(p["knowledgeBaseId"], keys)
+        del self.sources[(p["knowledgeBaseId"], p["dataSourceId"])]
+        return {"knowledgeBaseId": p["knowledgeBaseId"], "dataSourceId": p["dataSourceId"], "status": "DELETING"}
+
+    # --- the vector store of a knowledge base -------------------------------------------------
+    def _store(self, kb_id: str) -> tuple[dict[str, Any], Any]:
+        kb = self.knowledge_base(kb_id)
+        storage = kb.storage_configuration or {}
+        if storage.get("type") != "S3_VECTORS":
+            raise validation(f"Knowledge base {kb_id} uses {storage.get('type')} storage, which is not emulated "
+                             "offline; use S3_VECTORS (an S3 Vectors index).")
+        cfg = storage.get("s3VectorsConfiguration") or {}
+        index_arn = cfg.get("indexArn")
+        bucket = cfg.get("vectorBucketArn", "").rsplit("/", 1)[-1] or None
+        idx = self.vectors.moto_index(bucket, cfg.get("indexName"), index_arn)
+        return cfg, idx
+
+    def _embedding(self, kb_id: str) -> tuple[catalog.FoundationModel, int]:
+        kb = self.knowledge_base(kb_id)
+        vcfg = (kb.knowledge_base_configuration or {}).get("vectorKnowledgeBaseConfiguration") or {}
+        model = catalog.find(vcfg.get("embeddingModelArn", ""))
+        if model is None or not model.is_embedding:
+            raise validation(f"The embedding model {vcfg.get('embeddingModelArn')} is not an embedding model "
+                             "the offline backend knows.")
+        dims = ((vcfg.get("embeddingModelConfiguration") or {}).get("bedrockEmbeddingModelConfiguration")
+                or {}).get("dimensions") or model.embedding_dimension or 1024
+        return model, int(dims)
+
+    def _embed(self, kb_id: str, texts: list[str], operation: str) -> list[list[float]]:
+        model, dims = self._embedding(kb_id)
+        vecs = embeddings.embed(texts, dims, True)
+        self.runtime.record("bedrock:tokens", model.model_id, model_id=model.model_id,
+                            input_tokens=sum(tokens.count(t) for t in texts), output_tokens=0, operation=operation)
+        return [[float(x) for x in v] for v in vecs]
+
+    def _s3vectors(self):
+        import boto3
+
+        return boto3.client("s3vectors", region_name=self.region)
+
+    def _delete_vectors(self, kb_id: str, keys: list[str]) -> None:
+        cfg, idx = self._store(kb_id)
+        client = self._s3vectors()
+        for i in range(0, len(keys), 500):
+            client.delete_vectors(indexArn=idx.index_arn, keys=keys[i:i + 500])
+
+    # --- ingestion ------------------------------------------------------------------------------
+    def start_ingestion_job(self, p: dict[str, Any]) -> dict[str, Any]:
+        kb_id, ds_id = p["knowledgeBaseId"], p["dataSourceId"]
+        ds = self._source(kb_id, ds_id)
+        now = _now()
+        job: dict[str, Any] = {"knowledgeBaseId": kb_id, "dataSourceId": ds_id, "ingestionJobId": _id(),
+                               "status": "IN_PROGRESS", "startedAt": now, "updatedAt": now}
+        if p.get("description"):
+            job["description"] = p["description"]
+        stats = {k: 0 for k in ("numberOfDocumentsScanned", "numberOfMetadataDocumentsScanned",
+                                "numberOfNewDocumentsIndexed", "numberOfModifiedDocumentsIndexed",
+                                "numberOfMetadataDocumentsModified", "numberOfDocumentsDeleted",
+                                "numberOfDocumentsFailed")}
+        failures: list[str] = []
+        try:
+            self._ingest(kb_id, ds, stats, failures)
+            job["status"] = "COMPLETE"
+        except BedrockError as err:
+            failures.append(err.message)
+            job["status"] = "FAILED"
+        job["statistics"] = stats
+        if failures:
+            job["failureReasons"] = failures
+        job["updatedAt"] = _now()
+        ds.jobs[job["ingestionJobId"]] = job
+        return {"ingestionJob": job}
+
+    def _chunking(self, ds: DataSource) -> tuple[str, int, int]:
+        chunking = (ds.record.get("vectorIngestionConfiguration") or {}).get("chunkingConfiguration")
+        if not chunking:
+            return "FIXED_SIZE", DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP
+        strategy = chunking["chunkingStrategy"]
+        if strategy == "NONE":
+            return "NONE", 0, 0
+        if strategy != "FIXED_SIZE":
+            raise validation(f"Chunking strategy {strategy} is not emulated offline; use FIXED_SIZE or NONE.")
+        fixed = chunking["fixedSizeChunkingConfiguration"]
+        return "FIXED_SIZE", fixed["maxTokens"], fixed["overlapPercentage"]
+
+    def _ingest(self, kb_id: str, ds: DataSource, stats: dict[str, int], failures: list[str]) -> None:
+        import boto3
+
+        strategy, max_tokens, overlap = self._chunking(ds)
+        cfg, idx = self._store(kb_id)
+        model, dims = self._embedding(kb_id)
+        if idx.dimension != dims:
+            raise validation(f"The dimension of the vector index ({idx.dimension}) does not match the embedding "
+                             f"model's output dimension ({dims}).")
+        s3cfg = ds.record["dataSourceConfiguration"]["s3Configuration"]
+        bucket = s3cfg["bucketArn"].split(":::", 1)[-1]
+        prefixes = s3cfg.get("inclusionPrefixes") or [""]
+        s3 = boto3.client("s3", region_name=self.region)
+        objects: dict[str, str] = {}
+        try:
+            for prefix in prefixes:
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                    for obj in page.get("Contents", []):
+                        objects[obj["Key"]] = obj["ETag"]
+        except s3.exceptions.NoSuchBucket:
+            raise validation(f"The S3 bucket {bucket} of data source {ds.record['dataSourceId']} does not "
+                             "exist.") from None
+        docs = {k: e for k, e in objects.items() if not k.endswith(".metadata.json") and not k.endswith("/")}
+        client = self._s3vectors()
+        seen: set[str] = set()
+        for key, etag in sorted(docs.items()):
+            uri = f"s3://{bucket}/{key}"
+            seen.add(uri)
+            stats["numberOfDocumentsScanned"] += 1
+            meta_key = key + ".metadata.json"
+            attributes: dict[str, Any] = {}
+            meta_etag = ""
+            if meta_key in objects:
+                stats["numberOfMetadataDocumentsScanned"] += 1
+                meta_etag = objects[meta_key]
+                try:
+                    body = json.loads(s3.get_object(Bucket=bucket, Key=meta_key)["Body"].read())
+                    attributes = dict(body.get("metadataAttributes") or {})
+                except (ValueError, AttributeError):
+                    failures.append(f"{meta_key}: not a valid metadata file (expects {{\"metadataAttributes\": "
+                                    "{...}}).")
+            version = etag + meta_etag
+            previous = ds.documents.get(uri)
+            if previous and previous[0] == version:
+                continue
+            if not key.lower().endswith(TEXT_SUFFIXES):
+                stats["numberOfDocumentsFailed"] += 1
+                failures.append(f"{uri}: this file type cannot be parsed offline (text formats only: "
+                                f"{', '.join(TEXT_SUFFIXES)}).")
+                continue
+            text = extract_text(key, s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            chunks = [text] if strategy == "NONE" else chunk_text(text, max_tokens, overlap)
+            if previous:
+                for i in range(0, len(previous[1]), 500):
+                    client.delete_vectors(indexArn=idx.index_arn, keys=previous[1][i:i + 500])
+            keys = []
+            if chunks:
+                vectors = self._embed(kb_id, chunks, "KnowledgeBaseIngestion")
+                batch = []
+                for chunk, vector in zip(chunks, vectors, strict=True):
+                    vkey = str(uuid.uuid4())
+                    keys.append(vkey)
+                    metadata = {**attributes, "AMAZON_BEDROCK_TEXT": chunk,
+                                "AMAZON_BEDROCK_METADATA": json.dumps({"source": uri}),
+                                "x-amz-bedrock-kb-source-uri": uri,
+                                "x-amz-bedrock-kb-data-source-id": ds.record["dataSourceId"]}
+                    batch.append({"key": vkey, "data": {"float32": vector}, "metadata": metadata})
+                for i in range(0, len(batch), 500):
+                    client.put_vectors(indexArn=idx.index_arn, vectors=batch[i:i + 500])
+            ds.documents[uri] = (version, keys)
+            stats["numberOfModifiedDocumentsIndexed" if previous else "numberOfNewDocumentsIndexed"] += 1
+        for uri in [u for u in ds.documents if u not in seen]:
+            _, keys = ds.documents.pop(uri)
+            for i in range(0, len(keys), 500):
+                client.delete_vectors(indexArn=idx.index_arn, keys=keys[i:i + 500])
+            stats["numberOfDocumentsDeleted"] += 1
+
+    def get_ingestion_job(self, p: dict[str, Any]) -> dict[str, Any]:
+        ds = self._source(p["knowledgeBaseId"], p["dataSourceId"])
+        job = ds.jobs.get(p["ingestionJobId"])
+        if job is None:
+            raise not_found(f"IngestionJob with id {p['ingestionJobId']} does not exist")
+        return {"ingestionJob": job}
+
+    def list_ingestion_jobs(self, p: dict[str, Any]) -> dict[str, Any]:
+        ds = self._source(p["knowledgeBaseId"], p["dataSourceId"])
+        return {"ingestionJobSummaries": [{k: v for k, v in j.items() if k != "failureReasons"}
+                                          for j in ds.jobs.values()]}
+
+    # --- retrieval ------------------------------------------------------------------------------
+    def search(self, kb_id: str, text: str, config: dict[str, Any] | None) -> list[dict[str, Any]]:
+        vcfg = (config or {}).get("vectorSearchConfiguration") or {}
+        k = vcfg.get("numberOfResults", 5)
+        cfg, idx = self._store(kb_id)
+        query = self._embed(kb_id, [text], "Retrieve")[0]
+        params: dict[str, Any] = {"indexArn": idx.index_arn, "topK": min(k, 100),
+                                  "queryVector": {"float32": query}, "returnMetadata": True,
+                                  "returnDistance": True}
+        if vcfg.get("filter"):
+            params["filter"] = translate_filter(vcfg["filter"])
+        hits = self.vectors.query(params)
+        results = []
+        for hit in hits["vectors"]:
+            md = dict(hit.get("metadata") or {})
+            chunk = md.pop("AMAZON_BEDROCK_TEXT", "")
+            md.pop("AMAZON_BEDROCK_METADATA", None)
+            d = hit["distance"]
+            score = 1.0 - d if idx.distance_metric == "cosine" else 1.0 / (1.0 + d)
+            uri = md.get("x-amz-bedrock-kb-source-uri", "")
+            results.append({"content": {"text": chunk, "type": "TEXT"},
+                            "location": {"type": "S3", "s3Location": {"uri": uri}},
+                            "score": score, "metadata": {**md, "x-amz-bedrock-kb-chunk-id": hit["key"]}})
+        return results
+
+    def retrieve(self, p: dict[str, Any]) -> dict[str, Any]:
+        throttling.check()
+        text = (p.get("retrievalQuery") or {}).get("text")
+        if not text:
+            raise validation("retrievalQuery.text is required (image queries are not emulated offline).")
+        return {"retrievalResults": self.search(p["knowledgeBaseId"], text, p.get("retrievalConfiguration"))}
+
+    def retrieve_and_generate(self, p: dict[str, Any]) -> dict[str, Any]:
+        throttling.check()
+        cfg = p.get("retrieveAndGenerateConfiguration") or {}
+        if cfg.get("type") != "KNOWLEDGE_BASE":
+            raise validation(f"RetrieveAndGenerate type {cfg.get('type')} is not emulated offline; use "
+                             "KNOWLEDGE_BASE.")
+        kcfg = cfg["knowledgeBaseConfiguration"]
+        model = catalog.find(kcfg["modelArn"])
+        if model is None or model.is_embedding:
+            raise validation(f"The model {kcfg['modelArn']} is not a text model the offline backend knows.")
+        query = p["input"]["text"]
+        results = self.search(kcfg["knowledgeBaseId"], query, kcfg.get("retrievalConfiguration"))
+        gcfg = kcfg.get("generationConfiguration") or {}
+        icfg = (gcfg.get("inferenceConfig") or {}).get("textInferenceConfig") or {}
+        prompt = responder.Prompt([r["content"]["text"] for r in results], [("user", query)])
+        from .formats import TextRequest
+
+        request = TextRequest(prompt, icfg.get("maxTokens") or 2048, list(icfg.get("stopSequences") or []))
+        guard = gcfg.get("guardrailConfiguration")
+        ref = self.runtime.guardrail(guard["guardrailId"], guard["guardrailVersion"], None) if guard else None
+        result = self.runtime.generate(model, request, "RetrieveAndGenerate", ref)
+        text = result.gen.text
+        citations = []
+        for sentence in result.gen.sources:
+            pos = text.find(sentence[: max(1, len(sentence) // 2)])
+            if pos < 0:
+                continue
+            end = min(len(text), pos + len(sentence)) - 1
+            refs = [{"content": r["content"], "location": r["location"], "metadata": r["metadata"]}
+                    for r in results if sentence in r["content"]["text"]]
+            citations.append({"generatedResponsePart": {"textResponsePart": {"text": text[pos:end + 1],
+                                                                             "span": {"start": pos, "end": end}}},
+                              "retrievedReferences": refs})
+        out: dict[str, Any] = {"sessionId": p.get("sessionId") or str(uuid.uuid4()), "output": {"text": text},
+                               "citations": citations}
+        if result.guardrail_action is not None:
+            out["guardrailAction"] = "INTERVENED" if result.guardrail_action == "INTERVENED" else "NONE"
+        return out

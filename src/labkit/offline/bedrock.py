@@ -1,0 +1,219 @@
+"""Offline Bedrock: the protocol layer over :mod:`labkit.bedrock`'s local models.
+
+Registers dispatch handlers for ``bedrock`` (foundation models, guardrails),
+``bedrock-runtime`` (InvokeModel, InvokeModelWithResponseStream, Converse,
+ConverseStream, ApplyGuardrail), ``s3vectors`` (QueryVectors on a real index; moto keeps
+buckets, indexes and vector records), ``bedrock-agent`` (data sources and ingestion jobs;
+moto keeps knowledge bases) and ``bedrock-agent-runtime`` (Retrieve,
+RetrieveAndGenerate). Behaviour lives in :mod:`labkit.bedrock`; this module only maps
+parameters to it and its results (and :class:`BedrockError`) to AWS's responses.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from labkit.bedrock import catalog, eventstream, throttling
+from labkit.bedrock import knowledge_bases as kb
+from labkit.bedrock import vectors as vec
+from labkit.bedrock.errors import BedrockError, not_found
+from labkit.bedrock.guardrails import GuardrailStore
+from labkit.bedrock.runtime import Runtime, converse_response, converse_stream_events
+
+from . import ACCOUNT_ID, REGION, dispatch, on_reset, usage
+
+
+class _State:
+    def __init__(self) -> None:
+        self.guardrails = GuardrailStore(ACCOUNT_ID, REGION)
+        self.runtime = Runtime(self.guardrails, usage.record)
+        self.vectors = vec.VectorStore()
+        self.kb = kb.KnowledgeBases(ACCOUNT_ID, REGION, self.vectors, self.runtime)
+
+
+state = _State()
+
+
+@on_reset
+def _reset() -> None:
+    global state
+    state = _State()
+    throttling.reset_from_environment()
+
+
+throttling.reset_from_environment()
+
+
+def _op(service: str, name: str) -> Callable[[Callable[[dict[str, Any]], dict[str, Any]]], Any]:
+    """Register a handler whose :class:`BedrockError` becomes AWS's error response."""
+
+    def register(fn: Callable[[dict[str, Any]], dict[str, Any]]):
+        @functools.wraps(fn)
+        def handler(params: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return fn(params)
+            except BedrockError as err:
+                raise dispatch.AWSError(err.code, err.message, err.status) from None
+
+        dispatch.operation(service, name)(handler)
+        return fn
+
+    return register
+
+
+def _metadata(headers: dict[str, str], status: int = 200) -> dict[str, Any]:
+    return {"RequestId": "labkit-offline", "HTTPStatusCode": status,
+            "HTTPHeaders": {"x-amzn-requestid": "labkit-offline", **headers}, "RetryAttempts": 0}
+
+
+# --- bedrock: foundation models --------------------------------------------------------------
+
+
+@_op("bedrock", "ListFoundationModels")
+def list_foundation_models(p: dict[str, Any]) -> dict[str, Any]:
+    models = catalog.list_models(p.get("byProvider"), p.get("byOutputModality"), p.get("byInferenceType"),
+                                 p.get("byCustomizationType"))
+    return {"modelSummaries": [m.summary() for m in models]}
+
+
+@_op("bedrock", "GetFoundationModel")
+def get_foundation_model(p: dict[str, Any]) -> dict[str, Any]:
+    model = catalog.find(p["modelIdentifier"])
+    if model is None:
+        raise not_found(f"The model {p['modelIdentifier']} could not be found.")
+    return {"modelDetails": model.summary()}
+
+
+# --- bedrock: guardrails ---------------------------------------------------------------------
+
+
+@_op("bedrock", "CreateGuardrail")
+def create_guardrail(p: dict[str, Any]) -> dict[str, Any]:
+    return {**state.guardrails.create(p), "_status": 202}
+
+
+@_op("bedrock", "UpdateGuardrail")
+def update_guardrail(p: dict[str, Any]) -> dict[str, Any]:
+    return {**state.guardrails.update(p), "_status": 202}
+
+
+@_op("bedrock", "GetGuardrail")
+def get_guardrail(p: dict[str, Any]) -> dict[str, Any]:
+    return state.guardrails.describe(p["guardrailIdentifier"], p.get("guardrailVersion"))
+
+
+@_op("bedrock", "CreateGuardrailVersion")
+def create_guardrail_version(p: dict[str, Any]) -> dict[str, Any]:
+    return {**state.guardrails.create_version(p["guardrailIdentifier"], p.get("description")), "_status": 202}
+
+
+@_op("bedrock", "ListGuardrails")
+def list_guardrails(p: dict[str, Any]) -> dict[str, Any]:
+    return {"guardrails": state.guardrails.list(p.get("guardrailIdentifier"))}
+
+
+@_op("bedrock", "DeleteGuardrail")
+def delete_guardrail(p: dict[str, Any]) -> dict[str, Any]:
+    state.guardrails.delete(p["guardrailIdentifier"], p.get("guardrailVersion"))
+    return {"_status": 202}
+
+
+# --- bedrock-runtime -------------------------------------------------------------------------
+
+
+def _body_bytes(p: dict[str, Any]) -> bytes:
+    body = p.get("body", b"")
+    if hasattr(body, "read"):
+        body = body.read()
+    return body.encode() if isinstance(body, str) else bytes(body)
+
+
+@_op("bedrock-runtime", "InvokeModel")
+def invoke_model(p: dict[str, Any]) -> dict[str, Any]:
+    ref = state.runtime.guardrail(p.get("guardrailIdentifier"), p.get("guardrailVersion"), p.get("trace"))
+    body, headers, _ = state.runtime.invoke(p["modelId"], _body_bytes(p), ref)
+    data = json.dumps(body).encode()
+    return {"body": dispatch.streaming_body(data), "contentType": "application/json",
+            "ResponseMetadata": _metadata({**headers, "content-type": "application/json"})}
+
+
+@_op("bedrock-runtime", "InvokeModelWithResponseStream")
+def invoke_model_with_response_stream(p: dict[str, Any]) -> dict[str, Any]:
+    ref = state.runtime.guardrail(p.get("guardrailIdentifier"), p.get("guardrailVersion"), p.get("trace"))
+    chunks, headers, _ = state.runtime.invoke(p["modelId"], _body_bytes(p), ref,
+                                              operation="InvokeModelWithResponseStream")
+    messages = (eventstream.event("chunk", {"bytes": base64.b64encode(json.dumps(c).encode()).decode()})
+                for c in chunks)
+    return eventstream.parse_stream_response("bedrock-runtime", "InvokeModelWithResponseStream", messages,
+                                             {"X-Amzn-Bedrock-Content-Type": "application/json", **headers})
+
+
+def _trace_on(p: dict[str, Any]) -> bool:
+    return (p.get("guardrailConfig") or {}).get("trace", "disabled") in ("enabled", "enabled_full")
+
+
+@_op("bedrock-runtime", "Converse")
+def converse(p: dict[str, Any]) -> dict[str, Any]:
+    result = state.runtime.converse(p)
+    return converse_response(result, _trace_on(p))
+
+
+@_op("bedrock-runtime", "ConverseStream")
+def converse_stream(p: dict[str, Any]) -> dict[str, Any]:
+    result = state.runtime.converse({**p, "_operation": "ConverseStream"})
+    events = converse_stream_events(result, _trace_on(p))
+    messages = (eventstream.event(name, payload) for name, payload in events)
+    return eventstream.parse_stream_response("bedrock-runtime", "ConverseStream", messages, {})
+
+
+@_op("bedrock-runtime", "ApplyGuardrail")
+def apply_guardrail(p: dict[str, Any]) -> dict[str, Any]:
+    return state.runtime.apply_guardrail(p["guardrailIdentifier"], p["guardrailVersion"], p["source"],
+                                         p["content"], p.get("outputScope", "INTERVENTIONS"))
+
+
+# --- s3vectors: the index beside moto's records ----------------------------------------------
+
+
+@_op("s3vectors", "QueryVectors")
+def query_vectors(p: dict[str, Any]) -> dict[str, Any]:
+    return state.vectors.query(p)
+
+
+@dispatch.after("s3vectors", "PutVectors")
+def _after_put(p: dict[str, Any], parsed: dict[str, Any]) -> None:
+    keys = [v["key"] for v in p.get("vectors", [])]
+    state.vectors.sync(p.get("vectorBucketName"), p.get("indexName"), p.get("indexArn"), keys)
+
+
+@dispatch.after("s3vectors", "DeleteVectors")
+def _after_delete(p: dict[str, Any], parsed: dict[str, Any]) -> None:
+    state.vectors.sync(p.get("vectorBucketName"), p.get("indexName"), p.get("indexArn"), list(p.get("keys", [])))
+
+
+@dispatch.after("s3vectors", "DeleteIndex")
+def _after_delete_index(p: dict[str, Any], parsed: dict[str, Any]) -> None:
+    state.vectors.forget(p.get("vectorBucketName"), p.get("indexName"), p.get("indexArn"))
+
+
+# --- bedrock-agent: data sources and ingestion -----------------------------------------------
+
+for _name, _method in (("CreateKnowledgeBase", "create_knowledge_base"), ("CreateDataSource", "create_data_source"), ("GetDataSource", "get_data_source"),
+                       ("ListDataSources", "list_data_sources"), ("DeleteDataSource", "delete_data_source"),
+                       ("StartIngestionJob", "start_ingestion_job"), ("GetIngestionJob", "get_ingestion_job"),
+                       ("ListIngestionJobs", "list_ingestion_jobs")):
+    _op("bedrock-agent", _name)(lambda p, _method=_method: getattr(state.kb, _method)(p))
+
+
+@_op("bedrock-agent-runtime", "Retrieve")
+def retrieve(p: dict[str, Any]) -> dict[str, Any]:
+    return state.kb.retrieve(p)
+
+
+@_op("bedrock-agent-runtime", "RetrieveAndGenerate")
+def retrieve_and_generate(p: dict[str, Any]) -> dict[str, Any]:
+    return state.kb.retrieve_and_generate(p)
