@@ -1,0 +1,510 @@
+"""The meter: what a lab's resources would cost on AWS, priced from the catalogue.
+
+Offline, the engines record usage events (:mod:`labkit.offline.usage`); on the sandbox
+backend the same events are rebuilt from describe/list calls on the resources tagged
+``labkit:lab=<lab>`` (:func:`sandbox_events`). Either way :func:`price_events` turns them
+into :class:`BillRow` s. The billing rules, as AWS states them on its pricing pages:
+
+- SageMaker training, processing, transform, hosting and notebook instances are billed
+  per second of instance time (no minimum here) at the hourly rate of the instance type,
+  times the instance count. Hosting is billed from ``start`` to ``end`` of each
+  InService interval (an endpoint still up is billed to now).
+- Managed spot training: AWS bills ``BillableTimeInSeconds`` at the on-demand rate and
+  reports the saving as ``1 - BillableTimeInSeconds / TrainingTimeInSeconds``. An event
+  with ``billable_seconds`` is billed on those; one with ``spot`` and only ``seconds`` is
+  billed on ``seconds x (1 - typical family saving)`` from ``data/pricing/spot.json``,
+  and the row shows what on-demand would have cost.
+- Serverless inference: per second of inference duration at the configured memory, plus
+  data processed (``bytes_in`` + ``bytes_out``) per GB. There is no per-request fee; the
+  request count is shown in the row's note.
+- Bedrock: per 1,000 input and output tokens (per image for image models).
+- S3 storage: GB-month by storage class, prorated over the lab's duration (a month is
+  730 hours, a GB is 2^30 bytes, as AWS bills). Tiny, and shown so that it is seen.
+
+Event kinds and fields (``usage.record(kind, resource, **fields)``):
+
+==========================  =====================================================================
+``sagemaker:training``      instance_type, instance_count, seconds, spot, and for spot either
+                            billable_seconds (seconds = wall clock) or training_seconds
+                            (seconds = billable, the training engine's form)
+``sagemaker:processing``    instance_type, instance_count, seconds
+``sagemaker:transform``     instance_type, instance_count, seconds
+``sagemaker:notebook``      instance_type, seconds
+``sagemaker:hosting``       instance_type, instance_count, start, [end] (epoch seconds)
+``sagemaker:serverless``    memory_mb, seconds, requests, [bytes_in, bytes_out]
+``bedrock:tokens``          model_id, input_tokens, output_tokens, [images]
+``s3:storage``              bytes, seconds, [storage_class] (offline, the meter measures S3 itself
+                            and ignores recorded s3:storage events)
+==========================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import catalogue as cat
+
+HOURS_PER_MONTH = 730.0
+GIB = 1024**3
+INSTANCE_KINDS = {"sagemaker:training": "training", "sagemaker:processing": "processing",
+                  "sagemaker:transform": "transform", "sagemaker:notebook": "notebook",
+                  "sagemaker:hosting": "hosting"}
+
+
+@dataclass
+class BillRow:
+    """One line of a bill."""
+
+    resource: str
+    kind: str
+    quantity: float
+    unit: str
+    unit_price: float
+    price_unit: str
+    cost: float
+    source: str
+    read_on: str
+    verified: bool
+    on_demand_cost: float | None = None
+    note: str = ""
+
+    @property
+    def savings(self) -> float:
+        return 0.0 if self.on_demand_cost is None else self.on_demand_cost - self.cost
+
+
+@dataclass(repr=False)
+class Bill:
+    """What a lab would have cost on AWS: rows, total, spot savings; a table and a chart."""
+
+    lab: str
+    backend: str
+    region: str
+    started_at: float
+    ended_at: float
+    rows: list[BillRow] = field(default_factory=list)
+    unpriced: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(r.cost for r in self.rows)
+
+    @property
+    def savings(self) -> float:
+        return sum(r.savings for r in self.rows)
+
+    def by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for row in self.rows:
+            out[row.kind] = out.get(row.kind, 0.0) + row.cost
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lab": self.lab, "backend": self.backend, "region": self.region, "started_at": self.started_at,
+                "ended_at": self.ended_at, "total_usd": self.total, "spot_savings_usd": self.savings,
+                "by_kind": self.by_kind(), "rows": [asdict(r) for r in self.rows], "unpriced": self.unpriced,
+                "note": "Priced from data/pricing/ (on-demand, us-east-1 unless stated); rows marked "
+                        "unverified use recalled prices. Per-second billing for instances."}
+
+    def to_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1, default=str) + "\n")
+        return path
+
+    # --- display ----------------------------------------------------------------------
+
+    def _lines(self) -> list[tuple[str, ...]]:
+        out = []
+        for r in self.rows:
+            out.append((r.resource, r.kind, f"{_num(r.quantity)} {r.unit}", f"${r.unit_price:.8g}/{r.price_unit}",
+                        _usd(r.cost), f"{_short(r.source)} {r.read_on}{'' if r.verified else ' (unverified)'}"))
+        return out
+
+    def __str__(self) -> str:
+        head = ("resource", "kind", "quantity", "unit price", "cost", "price source, date")
+        lines = [head, *self._lines()]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+        text = [f"Bill for lab {self.lab!r} ({self.backend}, {self.region}, "
+                f"{(self.ended_at - self.started_at) / 60:.1f} min)"]
+        for i, line in enumerate(lines):
+            text.append("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+            if i == 0:
+                text.append("  ".join("-" * w for w in widths))
+        text.append(f"Total: {_usd(self.total)}" + (f"  (spot saved {_usd(self.savings)})" if self.savings else ""))
+        for item in self.unpriced:
+            text.append(f"Not priced: {item}")
+        return "\n".join(text)
+
+    __repr__ = __str__  # a notebook cell that ends with ``lab.bill()`` shows the table, not a dataclass dump
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{h}</th>" for h in ("resource", "kind", "quantity", "unit price", "cost", "price source"))
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>" for line in self._lines())
+        extra = f" (spot saved {_usd(self.savings)})" if self.savings else ""
+        unpriced = "".join(f"<p>Not priced: {html.escape(u)}</p>" for u in self.unpriced)
+        return (f"<div><b>Bill for lab {html.escape(self.lab)}</b> ({self.backend}, {self.region})"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+                f"<tfoot><tr><td colspan='4'><b>Total</b></td><td><b>{_usd(self.total)}</b>{extra}</td>"
+                f"<td></td></tr></tfoot></table>{unpriced}</div>")
+
+    def plot(self, ax: Any = None) -> Any:
+        """A horizontal bar chart of cost per resource (matplotlib ``Axes``)."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 0.4 * max(len(self.rows), 2) + 1))
+        labels = [f"{r.resource} ({r.kind})" for r in self.rows] or ["(nothing billed)"]
+        costs = [r.cost for r in self.rows] or [0.0]
+        kinds = sorted({r.kind for r in self.rows})
+        colours = {k: f"C{i % 10}" for i, k in enumerate(kinds)}
+        ax.barh(labels, costs, color=[colours.get(r.kind, "C0") for r in self.rows] or ["C0"])
+        ax.invert_yaxis()
+        ax.set_xlabel("USD (on AWS, at catalogue prices)")
+        ax.set_title(f"Lab {self.lab}: {_usd(self.total)}")
+        for i, value in enumerate(costs):
+            ax.text(value, i, f" {_usd(value)}", va="center", fontsize=8)
+        return ax
+
+
+def _usd(value: float) -> str:
+    if value == 0:
+        return "$0.00"
+    if abs(value) < 0.000001:
+        return f"${value:.2e}"
+    if abs(value) < 0.01:
+        return f"${value:.6f}"
+    return f"${value:,.2f}"
+
+
+def _short(url: str) -> str:
+    return url.split("://", 1)[-1].rstrip("/")
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.6g}"
+
+
+# --- pricing events ---------------------------------------------------------------------
+
+
+def _row(resource: str, kind: str, quantity: float, unit: str, price: cat.Price, cost: float,
+         **extra: Any) -> BillRow:
+    return BillRow(resource=resource, kind=kind, quantity=quantity, unit=unit, unit_price=price.price_usd,
+                   price_unit=price.unit, cost=cost, source=price.source, read_on=price.read_on,
+                   verified=price.verified, **extra)
+
+
+def _instance_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str, now: float) -> list[BillRow]:
+    rows = []
+    grouped: dict[tuple[str, str, str, bool], dict[str, float]] = {}
+    for e in events:
+        usage = INSTANCE_KINDS[e["kind"]]
+        count = int(e.get("instance_count") or 1)
+        if usage == "hosting":
+            end = e.get("end") or now
+            seconds = max(0.0, float(end) - float(e["start"]))
+        else:
+            seconds = float(e.get("seconds") or 0.0)
+        spot = bool(e.get("spot")) and usage == "training"
+        key = (e["resource"], usage, e["instance_type"], spot)
+        acc = grouped.setdefault(key, {"instance_seconds": 0.0, "billable": 0.0, "explicit": 0.0})
+        if spot and e.get("billable_seconds") is not None:  # seconds: wall clock; billable: AWS's figure
+            acc["instance_seconds"] += seconds * count
+            acc["billable"] += float(e["billable_seconds"]) * count
+            acc["explicit"] = 1.0
+        elif spot and e.get("training_seconds") is not None:  # the engine's form: seconds already billable
+            acc["instance_seconds"] += float(e["training_seconds"]) * count
+            acc["billable"] += seconds * count
+            acc["explicit"] = 1.0
+        else:
+            acc["instance_seconds"] += seconds * count
+            acc["billable"] += seconds * count
+    for (resource, usage, itype, spot), acc in grouped.items():
+        price = catalogue.sagemaker_instance(itype, usage, region)
+        hours = acc["instance_seconds"] / 3600
+        if not spot:
+            rows.append(_row(resource, usage, hours, f"{itype} instance-hours", price, hours * price.price_usd))
+            continue
+        on_demand = hours * price.price_usd
+        if acc["explicit"]:
+            billable_h = acc["billable"] / 3600
+            note = "managed spot: BillableTimeInSeconds at the on-demand rate"
+        else:
+            savings, _ = catalogue.spot_savings(itype)
+            billable_h = hours * (1 - savings)
+            note = f"managed spot: typical {savings:.0%} saving for the family (data/pricing/spot.json)"
+        rows.append(_row(resource, "training (spot)", billable_h, f"{itype} billable instance-hours", price,
+                         billable_h * price.price_usd, on_demand_cost=on_demand, note=note))
+    return rows
+
+
+def _serverless_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str) -> list[BillRow]:
+    acc: dict[tuple[str, int], dict[str, float]] = {}
+    for e in events:
+        a = acc.setdefault((e["resource"], int(e["memory_mb"])), {"seconds": 0.0, "requests": 0, "bytes": 0.0})
+        a["seconds"] += float(e.get("seconds") or 0.0)
+        a["requests"] += int(e.get("requests") or 0)
+        a["bytes"] += float(e.get("bytes_in") or 0) + float(e.get("bytes_out") or 0)
+    rows = []
+    for (resource, memory), a in acc.items():
+        price = catalogue.serverless(memory, region)
+        rows.append(_row(resource, "serverless", a["seconds"], f"seconds at {memory} MB", price,
+                         a["seconds"] * price.price_usd, note=f"{a['requests']:.0f} requests (no per-request fee)"))
+        if a["bytes"]:
+            data = catalogue.sagemaker_other("serverless-data", region)
+            gb = a["bytes"] / GIB
+            rows.append(_row(resource, "serverless data", gb, "GB processed", data, gb * data.price_usd))
+    return rows
+
+
+def _bedrock_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str) -> list[BillRow]:
+    acc: dict[str, dict[str, float]] = {}
+    for e in events:
+        model = catalogue.base_model_id(e["model_id"])
+        a = acc.setdefault(model, {"input": 0, "output": 0, "images": 0, "calls": 0})
+        a["input"] += int(e.get("input_tokens") or 0)
+        a["output"] += int(e.get("output_tokens") or 0)
+        a["images"] += int(e.get("images") or 0)
+        a["calls"] += 1
+    rows = []
+    for model, a in acc.items():
+        for usage, qty, unit in (("input-tokens", a["input"], "input tokens"),
+                                 ("output-tokens", a["output"], "output tokens"), ("images", a["images"], "images")):
+            if not qty:
+                continue
+            price = catalogue.bedrock(model, usage, region)
+            per = 1000.0 if price.unit == "1K tokens" else 1.0
+            rows.append(_row(model, "bedrock", qty, unit, price, qty / per * price.price_usd,
+                             note=f"{a['calls']:.0f} calls"))
+    return rows
+
+
+def _storage_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str) -> list[BillRow]:
+    rows = []
+    for e in events:
+        storage_class = e.get("storage_class") or "STANDARD"
+        price = catalogue.s3_storage(storage_class, region)
+        gb_month = float(e["bytes"]) / GIB * float(e["seconds"]) / 3600 / HOURS_PER_MONTH
+        rows.append(_row(e["resource"], f"s3 {storage_class}", gb_month, "GB-months", price,
+                         price.tiered_cost(gb_month), note=f"{int(e['bytes']):,} bytes for "
+                                                           f"{float(e['seconds']) / 60:.1f} min"))
+    return rows
+
+
+def price_events(events: Iterable[dict[str, Any]], catalogue: cat.Catalogue | None = None, *,
+                 region: str = cat.DEFAULT_REGION, now: float | None = None) -> tuple[list[BillRow], list[str]]:
+    """Bill rows for usage events, and a description of each event that has no price."""
+    catalogue = catalogue or cat.load()
+    now = time.time() if now is None else now
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by_kind.setdefault(e["kind"], []).append(e)
+    rows: list[BillRow] = []
+    unpriced: list[str] = []
+    for kind, group in by_kind.items():
+        try:
+            if kind in INSTANCE_KINDS:
+                rows += _instance_rows(group, catalogue, region, now)
+            elif kind == "sagemaker:serverless":
+                rows += _serverless_rows(group, catalogue, region)
+            elif kind == "bedrock:tokens":
+                rows += _bedrock_rows(group, catalogue, region)
+            elif kind == "s3:storage":
+                rows += _storage_rows(group, catalogue, region)
+            else:
+                unpriced.append(f"{len(group)} {kind} event(s): the meter has no rule for this kind")
+        except (cat.PriceNotFound, ValueError) as err:
+            # Price what can be priced, one event at a time, and name the rest.
+            if len(group) > 1:
+                for e in group:
+                    more, missing = price_events([e], catalogue, region=region, now=now)
+                    rows += more
+                    unpriced += missing
+            else:
+                unpriced.append(f"{group[0]['resource']} ({kind}): {err}")
+    return rows, unpriced
+
+
+# --- S3 measured by the meter -----------------------------------------------------------
+
+
+def s3_storage_events(s3: Any, buckets: Iterable[str], *, since: float, now: float,
+                      prefix: str = "") -> list[dict[str, Any]]:
+    """``s3:storage`` events for the objects in ``buckets`` (under ``prefix``), per bucket and class.
+
+    An object is billed from when it was last modified (or the lab start, whichever is
+    later) to now: AWS accrues S3 storage in byte-hours.
+    """
+    events = []
+    for bucket in buckets:
+        totals: dict[str, list[float]] = {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                born = max(since, obj["LastModified"].timestamp())
+                acc = totals.setdefault(obj.get("StorageClass") or "STANDARD", [0.0, 0.0, 0])
+                acc[0] += obj["Size"]
+                acc[1] += obj["Size"] * max(0.0, now - born)
+                acc[2] += 1
+        for storage_class, (size, byte_seconds, _) in totals.items():
+            if size:
+                events.append({"kind": "s3:storage", "resource": f"s3://{bucket}/{prefix}", "bytes": size,
+                               "seconds": byte_seconds / size, "storage_class": storage_class})
+    return events
+
+
+# --- the sandbox: events from describe/list calls -------------------------------------------
+
+
+def _ts(value: Any) -> float | None:
+    return value.timestamp() if hasattr(value, "timestamp") else None
+
+
+def _tagged(sm: Any, arn: str, lab_name: str) -> bool:
+    from ..sandbox import TAG_KEY
+
+    try:
+        tags = sm.list_tags(ResourceArn=arn).get("Tags", [])
+    except Exception:
+        return False
+    return any(t.get("Key") == TAG_KEY and t.get("Value") == lab_name for t in tags)
+
+
+def sandbox_events(sm: Any, lab_name: str, *, since: float, now: float | None = None) -> list[dict[str, Any]]:
+    """Usage events rebuilt from SageMaker describe calls on resources tagged with ``lab_name``.
+
+    Training uses ``BillableTimeInSeconds`` (AWS's own figure, spot included); processing
+    and transform jobs their start and end times; endpoints are billed from creation to
+    now while they exist (a deleted endpoint's past hours are not visible to describe
+    calls, so the sandbox bill of a lab that already deleted its endpoint is incomplete
+    for hosting: Cost Explorer shows it a day later).
+    """
+    now = time.time() if now is None else now
+    after = {"CreationTimeAfter": since - 60}
+    events: list[dict[str, Any]] = []
+    for page in sm.get_paginator("list_training_jobs").paginate(**after):
+        for job in page["TrainingJobSummaries"]:
+            if not _tagged(sm, job["TrainingJobArn"], lab_name):
+                continue
+            d = sm.describe_training_job(TrainingJobName=job["TrainingJobName"])
+            rc = d.get("ResourceConfig", {})
+            start, end = _ts(d.get("TrainingStartTime")), _ts(d.get("TrainingEndTime"))
+            seconds = d.get("TrainingTimeInSeconds") or ((end or now) - start if start else 0)
+            event = {"kind": "sagemaker:training", "resource": d["TrainingJobName"],
+                     "instance_type": rc.get("InstanceType"), "instance_count": rc.get("InstanceCount", 1),
+                     "seconds": seconds, "spot": bool(d.get("EnableManagedSpotTraining"))}
+            if d.get("BillableTimeInSeconds") is not None:
+                event["billable_seconds"] = d["BillableTimeInSeconds"]
+                if not event["spot"]:
+                    event["seconds"] = d["BillableTimeInSeconds"]
+            events.append(event)
+    for page in sm.get_paginator("list_processing_jobs").paginate(**after):
+        for job in page["ProcessingJobSummaries"]:
+            if not _tagged(sm, job["ProcessingJobArn"], lab_name):
+                continue
+            d = sm.describe_processing_job(ProcessingJobName=job["ProcessingJobName"])
+            cc = d.get("ProcessingResources", {}).get("ClusterConfig", {})
+            start, end = _ts(d.get("ProcessingStartTime")), _ts(d.get("ProcessingEndTime"))
+            events.append({"kind": "sagemaker:processing", "resource": d["ProcessingJobName"],
+                           "instance_type": cc.get("InstanceType"), "instance_count": cc.get("InstanceCount", 1),
+                           "seconds": ((end or now) - start) if start else 0})
+    for page in sm.get_paginator("list_transform_jobs").paginate(**after):
+        for job in page["TransformJobSummaries"]:
+            if not _tagged(sm, job["TransformJobArn"], lab_name):
+                continue
+            d = sm.describe_transform_job(TransformJobName=job["TransformJobName"])
+            tr = d.get("TransformResources", {})
+            start, end = _ts(d.get("TransformStartTime")), _ts(d.get("TransformEndTime"))
+            events.append({"kind": "sagemaker:transform", "resource": d["TransformJobName"],
+                           "instance_type": tr.get("InstanceType"), "instance_count": tr.get("InstanceCount", 1),
+                           "seconds": ((end or now) - start) if start else 0})
+    for page in sm.get_paginator("list_endpoints").paginate():
+        for ep in page["Endpoints"]:
+            if not _tagged(sm, ep["EndpointArn"], lab_name):
+                continue
+            d = sm.describe_endpoint(EndpointName=ep["EndpointName"])
+            config = sm.describe_endpoint_config(EndpointConfigName=d["EndpointConfigName"])
+            start = _ts(d.get("CreationTime")) or since
+            for variant in config.get("ProductionVariants", []):
+                if variant.get("InstanceType"):
+                    events.append({"kind": "sagemaker:hosting", "resource": ep["EndpointName"],
+                                   "instance_type": variant["InstanceType"],
+                                   "instance_count": variant.get("InitialInstanceCount", 1),
+                                   "start": start, "end": now})
+    return events
+
+
+# --- the lab's bill -----------------------------------------------------------------------
+
+
+def lab_events(lab: Any, now: float) -> list[dict[str, Any]]:
+    """The usage events of ``lab`` on its backend, S3 storage included."""
+    import boto3
+
+    s3 = boto3.client("s3", region_name=lab.region)
+    if lab.backend == "offline":
+        from ..offline import usage
+
+        # The meter measures S3 itself; recorded s3:storage events would count it twice.
+        events = [e for e in usage.events() if e["kind"] != "s3:storage"]
+        buckets = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
+        return events + s3_storage_events(s3, buckets, since=lab.started_at, now=now)
+    sm = boto3.client("sagemaker", region_name=lab.region)
+    events = sandbox_events(sm, lab.name, since=lab.started_at, now=now)
+    return events + s3_storage_events(s3, [lab.bucket], since=lab.started_at, now=now, prefix=f"{lab.name}/")
+
+
+def make_bill(lab: Any, events: Iterable[dict[str, Any]], *, now: float | None = None,
+              catalogue: cat.Catalogue | None = None) -> Bill:
+    now = time.time() if now is None else now
+    rows, unpriced = price_events(events, catalogue, region=lab.region, now=now)
+    return Bill(lab=lab.name, backend=lab.backend, region=lab.region, started_at=lab.started_at, ended_at=now,
+                rows=rows, unpriced=unpriced)
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ in ("ZMQInteractiveShell", "Shell")
+
+
+def bill_for(lab: Any, show: bool = True) -> Bill:
+    """Price what ``lab`` used; write ``$LABKIT_REPORT_DIR/<lab>.bill.json``; show it if asked."""
+    now = time.time()
+    bill = make_bill(lab, lab_events(lab, now), now=now)
+    if lab.backend != "offline":
+        bill.unpriced.append("Bedrock tokens and serverless inference time are not visible per lab on a real "
+                             "account (AWS reports them per account in CloudWatch and Cost Explorer, a day later).")
+    report_dir = os.environ.get("LABKIT_REPORT_DIR")
+    if report_dir:
+        bill.to_json(Path(report_dir) / f"{lab.name}.bill.json")
+    if show:
+        if _in_notebook():
+            import matplotlib.pyplot as plt
+            from IPython.display import display
+
+            display(bill)
+            bill.plot()
+            plt.show()
+        else:
+            print(bill)
+    return bill
+
+
+def total_reports(directory: str | Path) -> dict[str, float]:
+    """``{lab: total_usd}`` of every ``*.bill.json`` in ``directory`` (the course summary uses it)."""
+    out = {}
+    for path in sorted(Path(directory).glob("*.bill.json")):
+        data = json.loads(path.read_text())
+        out[data["lab"]] = float(data["total_usd"])
+    return out
