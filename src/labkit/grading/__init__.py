@@ -1,0 +1,18 @@
+"""The autograder: ``labkit grade <lab> <submissions>`` and :func:`grade` from Python.
+
+Grading is a short pipeline of named steps, each a module:
+``submissions`` (find them) -> ``restore`` (restore tests) -> ``sandbox`` (isolate) ->
+``execute`` -> ``score`` -> ``feedback`` -> ``export``; ``pipeline`` composes them and
+``assignment`` prepares the lab once per run in a private nbgrader course. See docs/grading.md.
+"""
+
+__all__ = ["GradeRun", "Limits", "SubmissionResult", "grade"]
+
+
+def __getattr__(name: str):
+    # lazy, so the sandbox launcher (python -m labkit.grading.sandbox) stays small and fast
+    if name in __all__:
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(name)

@@ -1,0 +1,60 @@
+"""``labkit grade <lab> <submissions-folder> [--out DIR] [--workers N] ...``"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .assignment import AssignmentError
+from .pipeline import Limits, grade
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="labkit grade",
+        description="Grade a folder of submissions (<folder>/<student>/<lab>.ipynb) of one lab: "
+                    "grades.csv, feedback/<student>/<lab>.html and report.json in --out.")
+    parser.add_argument("lab", help="lab name, e.g. 00-setup (its source is solutions/<lab>/<lab>.ipynb)")
+    parser.add_argument("submissions", help="folder with one sub-folder per student")
+    parser.add_argument("--out", help="output folder (default: graded/<lab>)")
+    parser.add_argument("--course", help="course folder with solutions/ (default: found from here)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="submissions graded at once (default: number of cores)")
+    parser.add_argument("--timeout-cell", type=float, default=60.0, help="seconds per cell (default 60)")
+    parser.add_argument("--timeout-notebook", type=float, default=600.0,
+                        help="seconds per notebook (default 600)")
+    parser.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per process (MiB)")
+    parser.add_argument("--no-namespaces", action="store_true",
+                        help="do not use Linux namespaces even where available")
+    args = parser.parse_args(argv)
+    limits = Limits(cell_timeout=args.timeout_cell, notebook_timeout=args.timeout_notebook,
+                    memory_mb=args.memory_mb)
+    try:
+        run = grade(args.lab, args.submissions, args.out, course_root=args.course, workers=args.workers,
+                    limits=limits, namespaces=not args.no_namespaces)
+    except (AssignmentError, FileNotFoundError) as err:
+        print(f"labkit grade: {err}", file=sys.stderr)
+        return 2
+    width = max([len(r.student) for r in run.results] + [7])
+    for r in sorted(run.results, key=lambda r: r.student):
+        note = f"  ({'; '.join(r.reasons)})" if r.reasons else ""
+        print(f"{r.student:<{width}}  {r.total:>6g} / {r.max_score:g}{note}")
+    print(f"\n{len(run.results)} submission(s) graded. Grades: {run.grades_csv}\n"
+          f"Feedback: {run.out / 'feedback'}   Report: {run.report}")
+    print(f"Isolation: {describe_isolation(run.isolation)}")
+    return 0
+
+
+def describe_isolation(status: dict) -> str:
+    if not status:
+        return "no submission was executed"
+    parts = [f"namespaces: {status.get('namespaces') or 'none'}",
+             f"uid: {status.get('uid')}", f"network: {status.get('network', 'shared')}"]
+    if status.get("namespace_error"):
+        parts.append(f"(namespaces unavailable: {status['namespace_error']})")
+    return ", ".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

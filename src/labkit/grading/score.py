@@ -1,0 +1,127 @@
+"""Step "score": nbgrader's SaveAutoGrades into the private gradebook, then per-test results.
+
+A test earns its points when its cell ran without an error output (nbgrader's rule, which
+also counts output on stderr as a failure and an ``execute_result`` number as partial
+credit). Messages shown to learners are cleaned here: never a traceback, and for hidden
+tests only a message written in the lab source itself, never one built from values (a
+learner's object could put anything into a formatted message).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+from nbformat import NotebookNode
+
+from .assignment import Assignment, TestSpec
+
+_DB_LOCK = threading.Lock()
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_CELL_LINE = re.compile(r"(?:Cell In\s*\[\d*\]|<ipython-input-[^>]*>),? line (\d+)")
+
+HINTS = {
+    "NotImplementedError": "The answer cell still raises NotImplementedError: replace "
+                           "`raise NotImplementedError()` with your code.",
+    "NameError": "A name the test uses is not defined: make sure the answer cell runs without errors "
+                 "and keeps the function or variable name the exercise asks for.",
+    "TimeoutError": "This test (or the answer it calls) ran too long: look for an endless loop or a slow step.",
+    "KernelDied": "Python stopped while running this test: remove os._exit/sys.exit calls, code that "
+                  "crashes the interpreter, or very large memory use.",
+    "NotRun": "The notebook ran out of time (or Python stopped) before this test: make earlier cells "
+              "finish and faster.",
+    "AssertionError": "A check in the test failed: compare your answer with what the exercise asks, "
+                      "including its type and structure.",
+}
+
+
+@dataclass
+class TestResult:
+    grade_id: str
+    points: float
+    max_points: float
+    status: str            # passed | failed | not run
+    message: str = ""
+    hint: str = ""
+    hidden_failure: bool = False
+
+
+def _first_error(cell: NotebookNode) -> dict | None:
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            return out
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream" and out.get("name") == "stderr":
+            return {"ename": "Stderr", "evalue": "the test wrote to stderr (a warning counts as a failure)",
+                    "traceback": []}
+    return None
+
+
+def _failure_line(error: dict) -> int | None:
+    text = _ANSI.sub("", "\n".join(error.get("traceback", [])))
+    match = _CELL_LINE.search(text)
+    return int(match.group(1)) if match else None
+
+
+def _redact(message: str, test: TestSpec) -> str:
+    start = test.hidden_from_line()
+    if start is None:
+        return message
+    for line in test.source.splitlines()[start - 1:]:
+        piece = line.strip()
+        if len(piece) >= 6 and piece in message:
+            return "(details hidden)"
+    return message
+
+
+def explain(test: TestSpec, cell: NotebookNode | None, earned: float | None) -> TestResult:
+    """The learner-facing result of one test cell."""
+    points = float(earned or 0.0)
+    if cell is None:
+        return TestResult(test.grade_id, 0.0, test.points, "not run", "the test cell was not executed",
+                          HINTS["NotRun"])
+    error = _first_error(cell)
+    if error is None and points >= test.points:
+        return TestResult(test.grade_id, points, test.points, "passed")
+    if error is None:
+        return TestResult(test.grade_id, points, test.points, "partial",
+                          f"partial credit: {points:g} of {test.points:g}")
+    ename, evalue = str(error.get("ename", "Error")), str(error.get("evalue", "")).strip()
+    line, start = _failure_line(error), test.hidden_from_line()
+    hidden = start is not None and (line is None or line >= start) and ename not in (
+        "TimeoutError", "KernelDied", "NotRun")
+    if hidden:
+        shown = evalue if evalue and evalue in test.source else ""
+        message = f"a hidden test failed ({ename})" + (f": {shown}" if shown else "")
+    else:
+        message = f"{ename}: {_redact(evalue, test)[:500]}" if evalue else ename
+    hint = HINTS.get(ename, f"Your code raised {ename}: run the answer cell and this test yourself, "
+                            "read the message and fix the cause.")
+    status = "not run" if ename == "NotRun" else "failed"
+    return TestResult(test.grade_id, points, test.points, status, _redact(message, test), hint, hidden)
+
+
+def save_grades(nb: NotebookNode | None, assignment: Assignment, student: str) -> dict[str, float]:
+    """Record the autograder's scores in the private gradebook; return them by grade id."""
+    from nbgrader.api import Gradebook
+    from nbgrader.preprocessors import SaveAutoGrades
+
+    resources = {"nbgrader": {"db_url": assignment.db_url, "assignment": assignment.lab,
+                              "notebook": assignment.notebook_name, "student": student}}
+    with _DB_LOCK:
+        with Gradebook(assignment.db_url) as gb:
+            gb.update_or_create_student(student)
+            gb.update_or_create_submission(assignment.lab, student)
+        if nb is not None:
+            SaveAutoGrades().preprocess(nb, resources)
+        scores = {}
+        with Gradebook(assignment.db_url) as gb:
+            for test in assignment.tests:
+                grade = gb.find_grade(test.grade_id, assignment.notebook_name, assignment.lab, student)
+                if nb is None or grade.auto_score is None:
+                    grade.auto_score = 0.0
+                    grade.needs_manual_grade = False
+                    gb.db.commit()
+                scores[test.grade_id] = float(grade.auto_score or 0.0)
+    return scores
