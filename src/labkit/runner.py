@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -108,9 +109,14 @@ def execute(lab: str, version: str, out_dir: Path | None = None) -> Execution:
     from papermill.exceptions import PapermillExecutionError
 
     source_dir = (SOLUTIONS if version == "solution" else LABS) / lab
-    notebook = source_dir / f"{lab}.ipynb"
     out_dir = out_dir or BUILD / lab
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Labs write files (train.py, inference.py...): run in a scratch copy, never in the repo.
+    work = out_dir / f"work-{version}"
+    if work.exists():
+        shutil.rmtree(work)
+    shutil.copytree(source_dir, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    notebook = work / f"{lab}.ipynb"
     output = out_dir / f"{version}.ipynb"
     report_dir = out_dir / f"{version}-reports"
     report_dir.mkdir(exist_ok=True)
@@ -125,7 +131,7 @@ def execute(lab: str, version: str, out_dir: Path | None = None) -> Execution:
             open(out_dir / f"{version}.stderr.log", "w") as stderr:
         try:
             papermill.execute_notebook(
-                str(notebook), str(output), cwd=str(source_dir), kernel_name="python3",
+                str(notebook), str(output), cwd=str(work), kernel_name="python3",
                 progress_bar=False, stdout_file=stdout, stderr_file=stderr,
                 execution_timeout=CELL_TIMEOUT_S, allow_errors=True,
             )
