@@ -92,11 +92,11 @@ def kernel_environment(scratch: str) -> dict[str, str]:
 
 
 def _interpreter_paths() -> list[str]:
-    """What the kernel's uid must be able to read: the Python installation and this package."""
+    """What the kernel must be able to read: the Python installation, this package, the course data."""
     import labkit
 
     paths = {os.path.realpath(sys.executable), os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix),
-             os.path.realpath(Path(labkit.__file__).parent)}
+             os.path.realpath(Path(labkit.__file__).parent), os.path.realpath(labkit.data_path())}
     return sorted(paths)
 
 

@@ -111,25 +111,37 @@ def _hide(libc: ctypes.CDLL, paths: list[str]) -> list[str]:
     return hidden
 
 
-def _private_tmp(libc: ctypes.CDLL, keep: str, size_mb: int) -> list[str]:
+TMP_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _under_tmp(path: str) -> bool:
+    return any(path == f or path.startswith(f + "/") for f in TMP_FOLDERS)
+
+
+def _private_tmp(libc: ctypes.CDLL, keep: list[str], size_mb: int) -> list[str]:
     """Give the sandbox its own empty /tmp, /var/tmp and /dev/shm, keeping ``keep`` visible.
 
-    ``keep`` (the job folder, which lives under /tmp) is held open and bind-mounted back at
-    the same path, so the grader outside sees the same paths as the kernel inside.
+    ``keep`` is the job folder (which lives under /tmp) and whatever of the Python
+    installation, this package and the course data happens to live under a temporary
+    folder too (a clone in /tmp, as CI may make). Each is held open and bind-mounted back
+    at the same path, so the grader outside sees the same paths as the kernel inside.
     """
-    fd = os.open(keep, os.O_RDONLY | os.O_DIRECTORY)
+    kept = sorted({os.path.realpath(k) for k in keep if os.path.isdir(k) and _under_tmp(os.path.realpath(k))})
+    fds = [(path, os.open(path, os.O_RDONLY | os.O_DIRECTORY)) for path in kept]
     covered = []
     try:
-        for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+        for folder in TMP_FOLDERS:
             if os.path.isdir(folder) and not os.path.islink(folder):
                 _check(libc.mount(b"tmpfs", folder.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
                                   f"size={size_mb}m,mode=1777".encode()), f"mount tmpfs on {folder}")
                 covered.append(folder)
-        os.makedirs(keep, exist_ok=True)
-        _check(libc.mount(f"/proc/self/fd/{fd}".encode(), keep.encode(), None, 4096 | MS_REC, None),
-               f"bind {keep}")
+        for path, fd in fds:
+            os.makedirs(path, exist_ok=True)
+            _check(libc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, 4096 | MS_REC, None),
+                   f"bind {path}")
     finally:
-        os.close(fd)
+        for _, fd in fds:
+            os.close(fd)
     return covered
 
 
@@ -234,7 +246,8 @@ def launch(policy_path: Path, command: list[str]) -> int:
             status["hidden"] = _hide(libc, policy.hide)
             if policy.uid is not None and os.geteuid() == 0:
                 status["reached"] = _reach(libc, policy.reach)
-            status["private_tmp"] = _private_tmp(libc, str(Path(policy.scratch).parent), policy.tmp_mb)
+            status["private_tmp"] = _private_tmp(libc, [str(Path(policy.scratch).parent), *policy.reach],
+                                                  policy.tmp_mb)
             try:
                 _loopback_up()
                 status["network"] = "own namespace, loopback only"
