@@ -36,6 +36,14 @@ ENGINE_MODULES = [
     "labkit.offline.hosting",
     "labkit.offline.bedrock",
     "labkit.offline.pricing",
+    "labkit.offline.mlops",
+    "labkit.offline.athena",
+    "labkit.offline.stepfunctions",
+    "labkit.offline.emr",
+    "labkit.offline.cloudwatch",
+    "labkit.offline.cloudtrail",
+    "labkit.offline.eks",
+    "labkit.offline.cost_explorer",
 ]
 
 _lock = threading.Lock()
