@@ -21,6 +21,8 @@ FRAMEWORK_REPOSITORIES = {
     "sagemaker-base-python": "Python",
 }
 BUILTIN_ALGORITHMS = {"sagemaker-xgboost": "xgboost", "xgboost": "xgboost"}
+# Images with an entry point of their own that the offline backend provides (processing jobs).
+BUILTIN_ENTRYPOINTS = {"sagemaker-model-monitor-analyzer": ["python3", "-m", "labkit.offline.mlops.monitor.analyzer"]}
 
 EMULATED = ("the built-in XGBoost algorithm image (sagemaker.image_uris.retrieve('xgboost', region, '1.7-1')), "
             "and framework images that run your entry point: " + ", ".join(sorted(set(FRAMEWORK_REPOSITORIES.values()))))
@@ -36,7 +38,7 @@ class Image:
 
     @property
     def emulated(self) -> bool:
-        return self.framework is not None or self.algorithm is not None
+        return self.framework is not None or self.algorithm is not None or self.repository in BUILTIN_ENTRYPOINTS
 
 
 def parse(uri: str) -> Image:

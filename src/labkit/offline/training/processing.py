@@ -113,7 +113,8 @@ class ProcessingRun:
         if not self.image.emulated:
             return "Failed", images.not_emulated_message(self.image.uri), None
         spec = self.request["AppSpecification"]
-        if not spec.get("ContainerEntrypoint"):
+        entrypoint = spec.get("ContainerEntrypoint") or images.BUILTIN_ENTRYPOINTS.get(self.image.repository)
+        if not entrypoint:
             return "Failed", (f"ClientError: image {self.image.uri} has no entry point of its own offline: give "
                               "AppSpecification.ContainerEntrypoint (e.g. ['python3', "
                               "'/opt/ml/processing/input/code/preprocess.py'])."), None
@@ -138,7 +139,7 @@ class ProcessingRun:
                 if "S3Output" in item:
                     remap(item["S3Output"]["LocalPath"], env.root).mkdir(parents=True, exist_ok=True)
             self.hosts.append(env)
-        words_of = [*spec["ContainerEntrypoint"], *spec.get("ContainerArguments", [])]
+        words_of = [*entrypoint, *spec.get("ContainerArguments", [])]
         for env in self.hosts:
             words = [remap_text(w, env.root) for w in words_of]
             stream = storage.LogStream(storage.LOG_GROUP_PROCESSING, f"{self.name}/{env.current_host}-{int(time.time())}")
