@@ -124,7 +124,10 @@ def execute(lab: str, version: str, out_dir: Path | None = None) -> Execution:
         old.unlink()
     # The offline backend is forced: a runner must never reach a real account.
     os.environ.update({"LABKIT_BACKEND": "offline", "LABKIT_REPORT_DIR": str(report_dir),
-                       "MPLBACKEND": "Agg", "LABKIT_LAB": lab, "PYTHONUNBUFFERED": "1"})
+                       "LABKIT_LAB": lab, "PYTHONUNBUFFERED": "1"})
+    # The kernel draws inline, so executed notebooks keep their figures; this process may not.
+    own_backend = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     start = time.perf_counter()
     crashed = ""
     with open(out_dir / f"{version}.stdout.log", "w") as stdout, \
@@ -139,6 +142,11 @@ def execute(lab: str, version: str, out_dir: Path | None = None) -> Execution:
             pass  # judged from the saved notebook below
         except Exception as err:  # the kernel died, or could not start
             crashed = f"{type(err).__name__}: {err}"
+        finally:
+            if own_backend is None:
+                os.environ.pop("MPLBACKEND", None)
+            else:
+                os.environ["MPLBACKEND"] = own_backend
     seconds = time.perf_counter() - start
     if not output.exists():
         return Execution(lab, version, seconds, 0.0, 0.0, crashed=crashed or "no output notebook")
