@@ -171,6 +171,9 @@ def test_target_tracking_sets_the_desired_count(sm, rt, lab, model):
     assert variants["A"]["CurrentInstanceCount"] == decision["desired"]
     intervals = [e for e in usage.events("sagemaker:hosting") if e["resource"] == "ab" and e["variant"] == "A"]
     assert intervals[-1]["instance_count"] == decision["desired"]
+    aas.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource,
+                                   ScalableDimension="sagemaker:variant:DesiredInstanceCount")
+    assert aas.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource)["ScalingPolicies"] == []
     sm.delete_endpoint(EndpointName="ab")
 
 
@@ -321,5 +324,6 @@ def test_serverless_endpoint_cold_start_and_usage(sm, rt, lab, model):
     assert any(e["message"].startswith("Cold start:") for e in events)
     event = [e for e in usage.events("sagemaker:serverless") if e["resource"] == "sls"][0]
     assert event["memory_mb"] == 2048 and event["requests"] == 3 and event["seconds"] > 0
+    assert event["bytes_in"] == 3 * len("0.1,0.2,0.3") and event["bytes_out"] > 0  # data processed is billed
     sm.delete_endpoint(EndpointName="sls")
     assert [e for e in usage.events("sagemaker:serverless") if e["resource"] == "sls"][0]["end"] is not None

@@ -32,3 +32,98 @@ def test_sagemaker_core_model_endpoint_invoke(lab):
     got = json.loads(response.body.read())["predictions"][0]
     assert got == pytest.approx(fitted.predict_proba([[0.2, 0.9, 0.4]])[0, 1], abs=1e-5)
     endpoint.delete()
+
+
+def _sleeps(monkeypatch) -> list[float]:
+    """Every time.sleep of this process from now on (the SDK's polls included), in seconds."""
+    import time
+
+    seen: list[float] = []
+    real = time.sleep
+
+    def record(seconds: float) -> None:
+        seen.append(seconds)
+        real(seconds)
+
+    monkeypatch.setattr(time, "sleep", record)
+    return seen
+
+
+def test_model_builder_deploys_the_learners_inference_code_promptly(lab, tmp_path, monkeypatch):
+    import io
+
+    import boto3
+    import joblib
+    from sagemaker.core.model_monitor.data_capture_config import DataCaptureConfig
+    from sagemaker.core.training.configs import SourceCode
+    from sagemaker.serve.model_builder import ModelBuilder
+
+    fitted, _ = hm.sklearn_model(seed=4)
+    buf = io.BytesIO()
+    joblib.dump(fitted, buf)
+    url = hm.upload(lab.bucket, "sdk/mb/model.tar.gz", hm.pack({"model.joblib": buf.getvalue()}))
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "inference.py").write_bytes((hm.HERE / "sklearn_inference.py").read_bytes())
+    sleeps = _sleeps(monkeypatch)
+    builder = ModelBuilder(s3_model_data_url=url, image_uri=hm.SKLEARN_IMAGE, role_arn=lab.role_arn,
+                           source_code=SourceCode(source_dir=str(code), entry_script="inference.py"),
+                           instance_type="ml.m5.large")
+    builder.build(model_name="mb-model")
+    container = boto3.client("sagemaker").describe_model(ModelName="mb-model")["PrimaryContainer"]
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"  # the SDK repacked code/ in
+    endpoint = builder.deploy(endpoint_name="mb", initial_instance_count=1, data_capture_config=DataCaptureConfig(
+        enable_capture=True, sampling_percentage=100, destination_s3_uri=f"s3://{lab.bucket}/sdk/capture"))
+    assert endpoint.endpoint_status == "InService"
+    response = endpoint.invoke(body="0.1,0.8,0.3", content_type="text/csv", accept="text/csv")
+    assert float(response.body.read()) == pytest.approx(fitted.predict_proba([[0.1, 0.8, 0.3]])[0, 1], abs=1e-5)
+    keys = boto3.client("s3").list_objects_v2(Bucket=lab.bucket, Prefix="sdk/capture/mb/AllTraffic/")
+    assert keys["KeyCount"] == 1
+    endpoint.delete()
+    endpoint.wait_for_delete()  # default poll=5
+    assert sleeps and max(sleeps) < 1, f"the SDK slept {max(sleeps)} s between polls of the offline backend"
+
+
+def test_model_builder_serverless_and_a_failed_endpoint(lab, monkeypatch):
+    from sagemaker.core.exceptions import UnexpectedStatusException
+    from sagemaker.core.inference_config import ServerlessInferenceConfig
+    from sagemaker.core.resources import Endpoint
+    from sagemaker.core.utils.exceptions import FailedStatusError
+    from sagemaker.serve.model_builder import ModelBuilder
+
+    fitted, tarball = hm.sklearn_model(seed=5)
+    url = hm.upload(lab.bucket, "sdk/sls/model.tar.gz", tarball)
+    sleeps = _sleeps(monkeypatch)
+    builder = ModelBuilder(s3_model_data_url=url, image_uri=hm.SKLEARN_IMAGE, role_arn=lab.role_arn,
+                           env_vars={"SAGEMAKER_PROGRAM": "inference.py"})
+    builder.build(model_name="mb-sls")
+    endpoint = builder.deploy(endpoint_name="mb-sls", inference_config=ServerlessInferenceConfig(
+        memory_size_in_mb=2048, max_concurrency=2))
+    got = json.loads(endpoint.invoke(body=json.dumps({"instances": [[0.5, 0.5, 0.5]]}),
+                                     content_type="application/json").body.read())["predictions"][0]
+    assert got == pytest.approx(fitted.predict_proba([[0.5, 0.5, 0.5]])[0, 1], abs=1e-5)
+    endpoint.delete()
+
+    _, broken = hm.sklearn_model(code="broken_inference.py")
+    broken_url = hm.upload(lab.bucket, "sdk/broken/model.tar.gz", broken)
+    builder = ModelBuilder(s3_model_data_url=broken_url, image_uri=hm.SKLEARN_IMAGE, role_arn=lab.role_arn,
+                           instance_type="ml.m5.large", env_vars={"SAGEMAKER_PROGRAM": "inference.py"})
+    builder.build(model_name="mb-broken")
+    with pytest.raises(UnexpectedStatusException, match="weights.bin"):
+        builder.deploy(endpoint_name="mb-broken", initial_instance_count=1)
+    with pytest.raises(FailedStatusError):
+        Endpoint.get(endpoint_name="mb-broken").wait_for_status("InService")
+    Endpoint.get(endpoint_name="mb-broken").delete()
+    assert max(sleeps) < 1, f"the SDK slept {max(sleeps)} s between polls of the offline backend"
+
+
+def test_sdk_config_is_still_validated():
+    import jsonschema
+    from sagemaker.core.config.config_manager import SageMakerConfig
+
+    good = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+    bad = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": "yes"}}}}
+    for _ in range(2):  # the first check, then the remembered validator
+        SageMakerConfig.validate_sagemaker_config(good)
+        with pytest.raises(jsonschema.ValidationError, match="yes"):
+            SageMakerConfig().validate_sagemaker_config(bad)

@@ -5,7 +5,12 @@ handlers of :mod:`.api`: CreateEndpointConfig, CreateEndpoint, UpdateEndpoint,
 DeleteEndpoint, InvokeEndpoint, InvokeEndpointAsync, CreateTransformJob and
 StopTransformJob, plus Application Auto Scaling checks (:mod:`.autoscaling`).
 Each endpoint variant is a model server subprocess (:mod:`.server`) that runs the
-sagemaker-inference toolkit's handler contract over the learner's ``inference.py``.
+sagemaker-inference toolkit's handler contract over the learner's ``inference.py``; on
+Linux a warm zygote forks them in milliseconds (:mod:`.process`), and every one of them
+dies with the Python process that asked for it, however that process ends. The SDKs'
+fixed polling sleeps are shortened while the backend runs (:mod:`.sdk`), so
+``ModelBuilder.deploy``, ``Endpoint.wait_for_status`` and the boto3 waiters return as
+soon as the endpoint changes state.
 
 For labs and tests: :data:`engine` (the endpoints), :func:`wait_for_endpoint`,
 :func:`~.autoscaling.desired_instance_count` and :func:`~.autoscaling.simulate_target_tracking`.
@@ -13,11 +18,15 @@ For labs and tests: :data:`engine` (the endpoints), :func:`wait_for_endpoint`,
 
 from __future__ import annotations
 
+import atexit
+
 from .. import on_reset
-from . import autoscaling, transform
+from . import autoscaling, sdk, transform
 from .api import engine
 from .autoscaling import desired_instance_count, simulate_target_tracking
 from .process import stop_all
+
+sdk.install()
 
 
 def wait_for_endpoint(name: str, timeout: float = 60.0) -> str:
@@ -42,6 +51,11 @@ def _reset() -> None:
     for stop in list(transform._running.values()):
         stop.set()
     stop_all()
+
+
+# At exit, endpoints still up are deleted too, so their servers' files go with them (atexit
+# runs this before process.py's own hook, which then stops the zygote).
+atexit.register(_reset)
 
 
 __all__ = ["autoscaling", "desired_instance_count", "engine", "loaded_models", "simulate_target_tracking",

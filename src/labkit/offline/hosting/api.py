@@ -48,12 +48,12 @@ def invalid(message: str) -> AWSError:
     return AWSError("ValidationException", message)
 
 
-# --- models: a model is usually deployed next, so warm a model server now ---------------------
+# --- models: a model is usually deployed next, so warm the model servers' zygote now ----------
 
 
 @dispatch.after("sagemaker", "CreateModel")
 def _warm_up(params: dict[str, Any], parsed: dict[str, Any]) -> None:
-    process.prepare_standby()
+    process.warm_up()
 
 
 # --- endpoint configurations ---------------------------------------------------------------
@@ -258,7 +258,8 @@ dispatch.operation("sagemaker", "StopTransformJob")(transform.stop_transform_job
 
 # --- waiters: the offline backend changes state in milliseconds, so poll accordingly ----------
 
-FAST_WAITERS = {"EndpointInService", "EndpointDeleted", "TransformJobCompletedOrStopped"}
+# ObjectExists: an asynchronous endpoint's answer appears in S3 as soon as it is computed.
+FAST_WAITERS = {"EndpointInService", "EndpointDeleted", "TransformJobCompletedOrStopped", "ObjectExists"}
 _original_wait = botocore.waiter.Waiter.wait
 
 

@@ -2,7 +2,8 @@
 
 moto records scalable targets and policies; this module adds SageMaker's validation
 (the endpoint and variant exist, capacities make sense, the policy's target is
-registered and its metric belongs to SageMaker) by wrapping moto's backend methods.
+registered and its metric belongs to SageMaker) by wrapping moto's backend methods, and
+makes deregistering a target delete its policies and scheduled actions, as AWS does.
 
 No CloudWatch alarm fires offline, so nothing scales by itself. Instead
 :func:`desired_instance_count` is the target-tracking arithmetic and
@@ -128,6 +129,7 @@ def _install() -> None:
     if getattr(Backend, "_labkit_hosting", False):
         return
     register, put = Backend.register_scalable_target, Backend.put_scaling_policy
+    deregister = Backend.deregister_scalable_target
 
     def register_scalable_target(self, namespace, r_id, dimension, min_capacity, max_capacity, role_arn,
                                  suspended_state):
@@ -139,8 +141,19 @@ def _install() -> None:
         _check_policy(policy_name, service_namespace, resource_id, scalable_dimension, policy_body, policy_type)
         return put(self, policy_name, service_namespace, resource_id, scalable_dimension, policy_body, policy_type)
 
+    def deregister_scalable_target(self, namespace, r_id, dimension):
+        """AWS deletes the target's scaling policies and scheduled actions with it (moto keeps them)."""
+        deregister(self, namespace, r_id, dimension)
+
+        def mine(x: Any) -> bool:
+            return (x.service_namespace, x.resource_id, x.scalable_dimension) == (namespace, r_id, dimension)
+
+        self.policies = {k: p for k, p in self.policies.items() if not mine(p)}
+        self.scheduled_actions = [a for a in self.scheduled_actions if not mine(a)]
+
     Backend.register_scalable_target = register_scalable_target
     Backend.put_scaling_policy = put_scaling_policy
+    Backend.deregister_scalable_target = deregister_scalable_target
     Backend._labkit_hosting = True
 
 

@@ -5,7 +5,9 @@ Each sampled request becomes one line (``captureData.endpointInput/endpointOutpu
 ``eventId``, ``inferenceTime`` and ``inferenceId``; ``eventVersion`` ``"0"``) in
 ``<DestinationS3Uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-mmm>-<uuid>.jsonl``.
 AWS buffers records for a few minutes before writing a file; here each record is
-written at once (the current hour's file is rewritten with the new line appended).
+written at once: the current file is rewritten with the new line appended, and a new
+file begins every :data:`MAX_FILE_RECORDS` records or :data:`MAX_FILE_BYTES` (so a
+request never rewrites more than that), and at each new hour.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 
 from . import storage
 
+MAX_FILE_RECORDS = 100
+MAX_FILE_BYTES = 256 * 1024
 DEFAULT_CSV = ("text/csv",)
 DEFAULT_JSON = ("application/json",)
 
@@ -40,7 +44,9 @@ class DataCapture:
         self.endpoint = endpoint
         self.rng = rng or random.Random()
         self._lock = threading.Lock()
-        self._files: dict[str, list[str]] = {}
+        self._current: str | None = None  # the file being written, its lines and size
+        self._lines: list[str] = []
+        self._bytes = 0
         self.records_written = 0
 
     def describe(self) -> dict[str, Any]:
@@ -82,12 +88,14 @@ class DataCapture:
         line = json.dumps({"captureData": capture, "eventMetadata": meta, "eventVersion": "0"})
         folder = f"{self.destination}/{self.endpoint}/{variant}/{when:%Y/%m/%d/%H}"
         with self._lock:
-            current = next((k for k in self._files if k.startswith(folder + "/")), None)
+            current = self._current if self._current and self._current.startswith(folder + "/") else None
+            if current is not None and (len(self._lines) >= MAX_FILE_RECORDS or self._bytes + len(line) > MAX_FILE_BYTES):
+                current = None
             if current is None:
                 current = f"{folder}/{when:%M-%S}-{when.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
-                self._files = {k: v for k, v in self._files.items() if k.startswith(folder)}
-                self._files[current] = []
-            self._files[current].append(line)
-            storage.put(current, ("\n".join(self._files[current]) + "\n").encode(), "application/jsonl")
+                self._current, self._lines, self._bytes = current, [], 0
+            self._lines.append(line)
+            self._bytes += len(line) + 1
+            storage.put(current, ("\n".join(self._lines) + "\n").encode(), "application/jsonl")
             self.records_written += 1
         return current

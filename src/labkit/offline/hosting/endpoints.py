@@ -6,7 +6,9 @@ process (:mod:`.process`), whatever its ``InitialInstanceCount``: the count is r
 for billing and autoscaling, but two cores cannot host several copies honestly.
 Serverless variants start their server on the first request (a real cold start, logged)
 and stop it after :data:`SERVERLESS_IDLE_S` without requests. Multi-model variants load
-each ``TargetModel`` on first use and keep the :data:`MME_MAX_LOADED` most recently used.
+each ``TargetModel`` on first use and keep the :data:`MME_MAX_LOADED` most recently used
+(``LABKIT_MME_MAX_MODELS`` in the model's or the backend's environment): AWS unloads the least
+recently used model when the instance's memory is full, which a count stands in for here.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from .process import ContainerError, ModelProcess
 
 MAX_PAYLOAD = 6 * 1024 * 1024
 SERVERLESS_IDLE_S = float(os.environ.get("LABKIT_SERVERLESS_IDLE_S", "120"))
-MME_MAX_LOADED = int(os.environ.get("LABKIT_MME_MAX_MODELS", "3"))
+MME_MAX_LOADED = int(os.environ.get("LABKIT_MME_MAX_MODELS", "8"))
 START_TIMEOUT_S = 120.0
 
 
@@ -79,7 +81,7 @@ class Variant:
         assert p is not None and self.log is not None
         return ModelProcess(p.model_dir, code_dir=p.code_dir, program=p.program, framework=p.framework,
                             env=p.env, log=self.log.write, multi_model=p.multi_model,
-                            max_models=int(p.env.get("LABKIT_MME_MAX_MODELS", MME_MAX_LOADED)))
+                            max_models=int(p.env.get("LABKIT_MME_MAX_MODELS", MME_MAX_LOADED)), workdir=p.workdir)
 
     def invocations_in(self, seconds: float = 60.0, now: float | None = None) -> int:
         """How many requests this variant served in the last ``seconds``."""
@@ -270,7 +272,7 @@ class HostingEngine:
                 "sagemaker:serverless", variant.endpoint, variant=variant.name,
                 memory_mb=int(variant.serverless["MemorySizeInMB"]),
                 max_concurrency=int(variant.serverless.get("MaxConcurrency", 1)),
-                seconds=0.0, requests=0, start=now, end=None)
+                seconds=0.0, requests=0, bytes_in=0, bytes_out=0, start=now, end=None)
         else:
             variant.usage_event = usage.record(
                 "sagemaker:hosting", variant.endpoint, variant=variant.name, instance_type=variant.instance_type,
@@ -410,6 +412,7 @@ class HostingEngine:
                                 "model (its container's Mode is SingleModel).")
         serverless = variant.serverless
         started = time.perf_counter()
+        out = b""
         try:
             if serverless is not None:
                 self._ensure_serverless(endpoint, variant)
@@ -426,9 +429,12 @@ class HostingEngine:
             elapsed = time.perf_counter() - started
             variant.last_used = time.time()
             variant.invocations.append(variant.last_used)
-            if serverless is not None and variant.usage_event is not None:
-                variant.usage_event["seconds"] = variant.usage_event.get("seconds", 0.0) + elapsed
-                variant.usage_event["requests"] = variant.usage_event.get("requests", 0) + 1
+            if serverless is not None and variant.usage_event is not None:  # billed: duration and data
+                event = variant.usage_event
+                event["seconds"] = event.get("seconds", 0.0) + elapsed
+                event["requests"] = event.get("requests", 0) + 1
+                event["bytes_in"] = event.get("bytes_in", 0) + len(body)
+                event["bytes_out"] = event.get("bytes_out", 0) + len(out)
         if status >= 400:
             text = out.decode("utf-8", "replace")
             kind = "client" if status < 500 else "server"

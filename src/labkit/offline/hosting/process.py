@@ -1,10 +1,17 @@
-"""A model server subprocess seen from the backend: start, health, invoke, stop.
+"""A model server process seen from the backend: start, health, invoke, stop.
 
 :class:`ModelProcess` runs ``server.py`` with this Python (``sys.executable``) and
 :func:`labkit.offline.subprocess_environment`, reads its output into a log callback,
 learns its port from its ready line and keeps a small pool of keep-alive HTTP
-connections to it. Every process started is tracked so that :func:`stop_all` (on reset,
-at exit) leaves nothing running; the server also dies with its parent on its own.
+connections to it.
+
+Starting a Python that imports numpy, scikit-learn and the inference toolkit costs
+seconds of CPU, so on Linux one warm **zygote** process (:class:`Zygote`, started when
+the first model is created) does those imports once and forks each model server from
+then on, in milliseconds. Where fork is not safe (macOS) or the zygote is gone, a server
+is a fresh process. Either way every server started is tracked so that :func:`stop_all`
+(on reset, at exit) leaves nothing running, and each dies with this process on its own
+(``server._die_with_parent``), even if this process is SIGKILLed.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import http.client
 import json
 import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -22,10 +30,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 START_TIMEOUT_S = 120.0
 SERVER = str(Path(__file__).with_name("server.py"))
-READY, FAILED, STANDBY = "LABKIT-SERVER-READY", "LABKIT-SERVER-FAILED", "LABKIT-SERVER-STANDBY"
+READY, FAILED, ZYGOTE = "LABKIT-SERVER-READY", "LABKIT-SERVER-FAILED", "LABKIT-ZYGOTE-READY"
 
 _all: set[ModelProcess] = set()
 _all_lock = threading.Lock()
@@ -46,11 +55,13 @@ class ModelProcess:
 
     def __init__(self, model_dir: str, *, code_dir: str | None, program: str, framework: str,
                  env: dict[str, str], log: Callable[[str], None], multi_model: bool = False,
-                 max_models: int = 3):
+                 max_models: int = 3, workdir: str | None = None):
         self.args = ["--model-dir", model_dir, "--framework", framework, "--program", program,
                      "--parent", str(os.getpid())]
         if code_dir:
             self.args += ["--code-dir", code_dir]
+        if workdir:
+            self.args += ["--workdir", workdir]
         if multi_model:
             self.args += ["--multi-model", "--max-models", str(max_models)]
         self.env = env
@@ -62,38 +73,29 @@ class ModelProcess:
         self._tail: list[str] = []
         self._event = threading.Event()
         self._pool: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | ForkedProcess | None = None
 
     # lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> ModelProcess:
-        """Start the server: on the warm standby process when one is ready, else a fresh one."""
+        """Start the server: forked by the warm zygote where there is one, else a fresh process."""
         self.started_at = time.time()
         self.state = "starting"
-        spare = _take_standby()
-        if spare is not None:
-            self.proc, spare.proc = spare.proc, None
-            with _all_lock:
-                _all.discard(spare)
-                _all.add(self)
-            spare.owner = self
-            assert self.proc is not None and self.proc.stdin is not None
-            self.proc.stdin.write(json.dumps({"argv": self.args, "env": self.env}) + "\n")
-            self.proc.stdin.flush()
-        else:
+        zygote = warm_up()
+        if zygote is not None:
+            try:
+                self.proc = zygote.fork(self.args, _environment(self.env))
+            except OSError as err:
+                self.log(f"(the warm zygote failed: {err}; starting a fresh server process)")
+                _drop_zygote(zygote)
+        if self.proc is None:
             self.proc = _spawn([*self.args], self.env)
-            with _all_lock:
-                _all.add(self)
-            threading.Thread(target=self._read, args=(self.proc,), name="labkit-model-server-log",
-                             daemon=True).start()
-        threading.Thread(target=self._then_replenish, name="labkit-standby", daemon=True).start()
+        with _all_lock:
+            _all.add(self)
+        threading.Thread(target=self._read, args=(self.proc,), name="labkit-model-server-log", daemon=True).start()
         return self
 
-    def _then_replenish(self) -> None:
-        self._event.wait(START_TIMEOUT_S)  # not while this one starts: they would share the CPU
-        _replenish_standby()
-
-    def _read(self, proc: subprocess.Popen) -> None:
+    def _read(self, proc: subprocess.Popen | ForkedProcess) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith(READY):
@@ -102,7 +104,7 @@ class ModelProcess:
                 self.state = "ready"
                 self._event.set()
                 continue
-            if line.startswith((FAILED, STANDBY)):
+            if line.startswith(FAILED):
                 continue
             self._tail = (self._tail + [line.rstrip()])[-40:]
             with contextlib.suppress(Exception):  # logging must never kill the reader
@@ -173,89 +175,194 @@ class ModelProcess:
             return False
 
 
-def _spawn(argv: list[str], extra_env: dict[str, str]) -> subprocess.Popen:
+def _environment(extra_env: dict[str, str]) -> dict[str, str]:
     from .. import subprocess_environment
 
     env = subprocess_environment()
     env.update(extra_env)
     env["PYTHONUNBUFFERED"] = "1"
-    return subprocess.Popen([sys.executable, "-u", SERVER, *argv], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.PIPE, text=True, bufsize=1)
+    return env
 
 
-class _Standby:
-    """A server process that has done its imports and waits for its model (see ``server.py``).
+def _spawn(argv: list[str], extra_env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-u", SERVER, *argv], env=_environment(extra_env),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, text=True,
+                            bufsize=1)
 
-    Its output goes to whichever :class:`ModelProcess` takes it (``owner``).
+
+def _own_proc() -> bool:
+    """Whether ``/proc`` shows this process's PID namespace (see ``server._own_proc``)."""
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
+def _start_time(pid: int) -> str | None:
+    if not _own_proc():  # no usable /proc: alive or not, by the signal test (the zygote reaps)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "?"
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+class ForkedProcess:
+    """A server the zygote forked: the part of ``subprocess.Popen`` that :class:`ModelProcess` uses.
+
+    It is the zygote's child, not ours, so it is known by pid and start time (a recycled
+    pid is never signalled); its exit status is not known (the zygote does not keep it).
+    """
+
+    def __init__(self, pid: int, stdin: Any, stdout: Any):
+        self.pid, self.stdin, self.stdout = pid, stdin, stdout
+        self.returncode: int | None = None
+        self._started = _start_time(pid)
+
+    def poll(self) -> int | None:
+        if self.returncode is None and (self._started is None or _start_time(self.pid) != self._started):
+            self.returncode = -1
+        return self.returncode
+
+    def _signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.time() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.time() > deadline:
+                raise subprocess.TimeoutExpired(SERVER, timeout)
+            time.sleep(0.01)
+        for stream in (self.stdin,):
+            with contextlib.suppress(OSError):
+                stream.close()
+        return self.returncode
+
+
+class Zygote:
+    """The warm process that forks model servers (``server.zygote``): one per Python process.
+
+    It survives backend resets (it holds no state, only imports) and dies with this process.
     """
 
     def __init__(self) -> None:
-        self.proc: subprocess.Popen | None = _spawn(["--standby"], {})
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.proc = subprocess.Popen([sys.executable, "-u", SERVER, "--zygote", str(theirs.fileno())],
+                                     pass_fds=[theirs.fileno()], env=_environment({}), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        theirs.close()
+        ours.settimeout(START_TIMEOUT_S)
+        self.sock = ours
         self.ready = threading.Event()
-        self.owner: ModelProcess | None = None
-        threading.Thread(target=self._read, name="labkit-model-server-standby", daemon=True).start()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, name="labkit-zygote-log", daemon=True).start()
 
     def _read(self) -> None:
-        proc = self.proc
-        assert proc is not None and proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith(STANDBY):
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(ZYGOTE):
                 self.ready.set()
-                break
-        while self.owner is None and proc.poll() is None:
-            time.sleep(0.005)
-        if self.owner is not None:
-            self.owner._read(proc)
+        self.ready.set()  # it exited: fork() fails and servers start as fresh processes
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def fork(self, argv: list[str], env: dict[str, str]) -> ForkedProcess:
+        """A new server with ``argv`` and ``env`` (waits for the zygote's imports, or cuts them short)."""
+        stdin_r, stdin_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        request = json.dumps({"argv": argv, "env": env, "cwd": os.getcwd()}).encode()
+        try:
+            with self._lock:
+                socket.send_fds(self.sock, [request], [stdin_r, stdout_w])
+                reply = self.sock.recv(4096)
+        except OSError:
+            os.close(stdin_w)
+            os.close(stdout_r)
+            raise
+        finally:
+            os.close(stdin_r)
+            os.close(stdout_w)
+        if not reply:
+            os.close(stdin_w)
+            os.close(stdout_r)
+            raise OSError("the zygote has exited")
+        return ForkedProcess(json.loads(reply)["pid"], os.fdopen(stdin_w, "w", buffering=1),
+                             os.fdopen(stdout_r, "r", buffering=1))
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
 
 
-_standby: list[_Standby] = []
-use_standby = os.environ.get("LABKIT_HOSTING_STANDBY", "1") != "0"
+_zygote: list[Zygote] = []
+use_zygote = os.environ.get("LABKIT_HOSTING_ZYGOTE", "1") != "0" and sys.platform.startswith("linux")
 
 
-def _take_standby() -> _Standby | None:
-    """The standby server, even if still importing: it reads its model once it is done."""
+def warm_up() -> Zygote | None:
+    """The zygote, started now if it is not running (CreateModel calls this: an endpoint usually follows)."""
+    if not use_zygote:
+        return None
     with _all_lock:
-        if _standby and _standby[0].proc is not None and _standby[0].proc.poll() is None:
-            return _standby.pop(0)
-    return None
+        if _zygote and not _zygote[0].alive:
+            _zygote.pop().stop()
+        if not _zygote:
+            _zygote.append(Zygote())
+        return _zygote[0]
 
 
-def wait_for_standby(timeout: float = 60.0) -> bool:
-    """Block until the standby server has done its imports (benchmarks use this)."""
+def _drop_zygote(zygote: Zygote) -> None:
     with _all_lock:
-        spare = _standby[0] if _standby else None
-    return spare is not None and spare.ready.wait(timeout)
+        if zygote in _zygote:
+            _zygote.remove(zygote)
+    zygote.stop()
 
 
-def prepare_standby() -> None:
-    """Start the standby server now (CreateModel calls this: an endpoint or a job usually follows)."""
-    _replenish_standby()
-
-
-def _replenish_standby() -> None:
-    """Keep one warm server ready for the next endpoint (after the first one was asked for)."""
-    if not use_standby:
-        return
+def wait_until_warm(timeout: float = 60.0) -> bool:
+    """Block until the zygote has done its imports (benchmarks and tests use this)."""
     with _all_lock:
-        if _standby:
-            return
-        spare = _Standby()
-        _standby.append(spare)
-        _all.add(spare)  # type: ignore[arg-type]
+        zygote = _zygote[0] if _zygote else None
+    return zygote is not None and zygote.ready.wait(timeout) and zygote.alive
 
 
-def stop_all() -> None:
-    """Stop every model server this process started, the standby included."""
+def running_pids() -> dict[str, list[int]]:
+    """Pids of the model servers this process started, and of the zygote."""
+    with _all_lock:
+        servers = [p.proc.pid for p in _all if p.proc is not None and p.proc.poll() is None]
+        zygotes = [z.proc.pid for z in _zygote if z.alive]
+    return {"servers": servers, "zygote": zygotes}
+
+
+def stop_all(zygote: bool = False) -> None:
+    """Stop every model server this process started (and the zygote too, with ``zygote=True``)."""
     with _all_lock:
         procs = list(_all)
-        _standby.clear()
+        zygotes = list(_zygote) if zygote else []
+        if zygote:
+            _zygote.clear()
     for proc in procs:
         proc.stop()
+    for z in zygotes:
+        z.stop()
 
 
-atexit.register(stop_all)
+atexit.register(stop_all, zygote=True)

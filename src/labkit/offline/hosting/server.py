@@ -9,11 +9,13 @@ toolkit's :class:`~sagemaker_inference.transformer.Transformer` (``model_fn``,
 scikit-learn, XGBoost and PyTorch containers. What differs from AWS: no Docker image,
 no ``requirements.txt`` install, and the learner's code runs with this Python's packages.
 
-Started with ``python server.py --model-dir D [--code-dir C] --framework F --parent PID``;
+Started with ``python server.py --model-dir D [--code-dir C] --framework F --parent PID [--workdir W]``,
+or forked with those arguments by the zygote (``python server.py --zygote FD``, :func:`zygote`);
 prints ``LABKIT-SERVER-READY <port>`` when it serves, ``LABKIT-SERVER-FAILED`` if the
 model cannot load. Multi-model mode (``--multi-model``) loads the model directory named by
 the ``X-Labkit-Model-Dir`` header on first use and unloads the least recently used one.
-It dies with its parent: its stdin is a pipe the parent holds, and it watches the parent's pid.
+It dies with the kernel that asked for it, even a SIGKILLed one (:func:`_die_with_parent`),
+and then removes ``--workdir``.
 """
 
 from __future__ import annotations
@@ -24,18 +26,22 @@ import contextlib
 import importlib.util
 import json
 import os
+import select
+import shutil
 import signal
+import socket
 import sys
 import threading
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
-READY, FAILED, STANDBY = "LABKIT-SERVER-READY", "LABKIT-SERVER-FAILED", "LABKIT-SERVER-STANDBY"
-# What a standby server imports before it knows its model (the common case: scikit-learn).
+READY, FAILED, ZYGOTE = "LABKIT-SERVER-READY", "LABKIT-SERVER-FAILED", "LABKIT-ZYGOTE-READY"
+# What the zygote imports before it forks servers (the common case: scikit-learn).
 WARM_IMPORTS = ("numpy", "sagemaker_inference.transformer", "joblib", "sklearn.linear_model", "sklearn.ensemble",
-                "sklearn.pipeline", "sklearn.preprocessing")
+                "sklearn.pipeline", "sklearn.preprocessing", "sklearn.compose", "sklearn.impute", "xgboost")
 MODEL_FILES = (".pt", ".pth")
 
 
@@ -273,7 +279,8 @@ class ModelServer:
             model_dir = headers["X-Labkit-Model-Dir"]
             code = os.path.join(model_dir, "code")
             started = time.perf_counter()
-            model = LoadedModel(model_dir, code if os.path.isdir(code) else None, self.args.program,
+            # Each model's own code/ first, else the container's (SAGEMAKER_SUBMIT_DIRECTORY).
+            model = LoadedModel(model_dir, code if os.path.isdir(code) else self.args.code_dir, self.args.program,
                                 self.args.framework, key=str(len(self.models)) + str(abs(hash(target))))
             print(f"Loaded model {target} in {1000 * (time.perf_counter() - started):.1f} ms", flush=True)
             self.models[target] = model
@@ -330,11 +337,57 @@ def _make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _die_with_parent(parent: int) -> None:
-    """Exit when the parent goes: our stdin is a pipe it holds (EOF when it dies), and its pid.
+_workdir: list[str] = []  # set once the server knows its model's files
 
-    (``PR_SET_PDEATHSIG`` would fire when the parent *thread* that started us ends,
-    which is too early here.)
+
+def _gone() -> None:
+    for path in _workdir:
+        shutil.rmtree(path, ignore_errors=True)
+    os._exit(0)
+
+
+def _own_proc() -> bool:
+    """Whether ``/proc`` shows this process's PID namespace (not so on macOS, or in a new PID
+    namespace that kept the host's ``/proc``, as the grading sandbox may)."""
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
+def start_time(pid: int) -> str | None:
+    """When ``pid`` started (``/proc/<pid>/stat``), or None if it is gone or a zombie.
+
+    A pid with the same start time is the same process, never a recycled pid.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    if started is not None:
+        return start_time(pid) == started
+    try:  # no usable /proc: the signal test
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _die_with_parent(parent: int, workdir: str | None = None) -> None:
+    """Exit when the kernel that asked for this server goes, however it goes (SIGKILL included).
+
+    Two independent signals: our stdin is a pipe only the kernel holds (EOF the moment it
+    dies), and a watchdog thread that checks every 0.5 s that the kernel still runs (for
+    a pipe some other process inherited). The kernel is ``parent``, which need not be our
+    OS parent: the zygote forks most servers. ``PR_SET_PDEATHSIG`` is not used: it fires
+    when the parent *thread* that started us ends. On the way out the model's files
+    (``workdir``) are removed; a normal stop is the kernel's SIGTERM, after which it removes them.
     """
 
     def stdin_closed() -> None:
@@ -343,39 +396,93 @@ def _die_with_parent(parent: int) -> None:
                 pass
         except OSError:
             pass
-        os._exit(0)
+        _gone()
+
+    started = start_time(parent) if _own_proc() else None
 
     def watch() -> None:
         while True:
-            if os.getppid() != parent:
-                os._exit(0)
+            if not _alive(parent, started):
+                _gone()
             time.sleep(0.5)
 
-    if os.getppid() != parent:
-        os._exit(0)
+    if workdir:
+        _workdir.append(workdir)
+    if not _alive(parent, started):
+        _gone()
+    threading.Thread(target=watch, name="labkit-parent-watchdog", daemon=True).start()
     if not sys.stdin.isatty():
-        threading.Thread(target=stdin_closed, daemon=True).start()
-    threading.Thread(target=watch, daemon=True).start()
+        threading.Thread(target=stdin_closed, name="labkit-parent-pipe", daemon=True).start()
 
 
-def _standby() -> list[str]:
-    """Import the usual libraries, then wait on stdin for this server's arguments and environment."""
+def _forked(sock: socket.socket, fds: list[int], request: dict[str, Any]) -> None:
+    """In a child of the zygote: become the model server ``request`` describes (never returns)."""
+    try:
+        sock.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.dup2(fds[0], 0)
+        os.dup2(fds[1], 1)
+        os.dup2(fds[1], 2)
+        for fd in fds:
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        main(request["argv"])
+    except BaseException:  # noqa: BLE001 - report, never return into the zygote's loop
+        traceback.print_exc()
+        sys.stdout.flush()
+    os._exit(1)
+
+
+def zygote(control_fd: int) -> None:
+    """Do the model servers' imports once, then fork one server per request (Linux only).
+
+    Requests come on ``control_fd``, a SEQPACKET Unix socket the kernel holds: one message
+    per server (JSON ``argv``, ``env``, ``cwd``) carrying two file descriptors, the server's
+    stdin and stdout; the answer is the child's pid. A child starts in milliseconds: the
+    imports are done and shared copy-on-write. The zygote stays single-threaded (so that
+    forking is safe), reaps nothing (SIGCHLD ignored: children vanish when they exit), and
+    exits when the kernel closes the socket or itself exits. A request that arrives while
+    the imports run waits for them: importing them twice, in the zygote and in the server,
+    would cost more CPU than it saves time (after ``sklearn`` itself, its estimators and
+    xgboost add a few tens of milliseconds).
+    """
+    sock = socket.socket(fileno=control_fd)
+    kernel = os.getppid()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     for name in WARM_IMPORTS:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
-    print(STANDBY, flush=True)
-    line = sys.stdin.readline()
-    if not line:
-        os._exit(0)
-    config = json.loads(line)
-    os.environ.update(config["env"])
-    return config["argv"]
+    print(ZYGOTE, flush=True)
+    while True:
+        if os.getppid() != kernel:
+            os._exit(0)
+        if not select.select([sock], [], [], 0.5)[0]:
+            continue
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
+        except OSError:
+            os._exit(0)
+        if not message:
+            os._exit(0)
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            _forked(sock, fds, json.loads(message))
+        for fd in fds:
+            os.close(fd)
+        try:
+            sock.send(json.dumps({"pid": pid}).encode())
+        except OSError:
+            os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--standby"]:
-        argv = _standby()
+    if argv[:1] == ["--zygote"]:
+        zygote(int(argv[1]))
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--code-dir")
@@ -384,8 +491,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent", type=int, default=os.getppid())
     parser.add_argument("--multi-model", action="store_true")
     parser.add_argument("--max-models", type=int, default=3)
+    parser.add_argument("--workdir", help="the model's files, removed if the parent dies")
     args = parser.parse_args(argv)
-    _die_with_parent(args.parent)
+    _die_with_parent(args.parent, args.workdir)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p) != os.path.dirname(os.path.abspath(__file__))]
     server = ModelServer(args)

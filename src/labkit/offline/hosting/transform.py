@@ -204,7 +204,8 @@ def run_job(params: dict[str, Any], log: storage.LogStream, stop: threading.Even
     container["Environment"] = {**container["Environment"], **(params.get("Environment") or {})}
     prepared = artifacts.prepare(container)
     process = ModelProcess(prepared.model_dir, code_dir=prepared.code_dir, program=prepared.program,
-                           framework=prepared.framework, env=prepared.env, log=log.write).start()
+                           framework=prepared.framework, env=prepared.env, log=log.write,
+                           workdir=prepared.workdir).start()
     try:
         if not process.wait(120):
             raise RuntimeError("ClientError: the model container failed to start: "

@@ -1,0 +1,109 @@
+"""Nothing the hosting engine starts outlives the process that started it, even a SIGKILLed one.
+
+A child Python plays the notebook kernel: it deploys two endpoints (their servers forked by
+the zygote) and waits. It forks a helper that keeps every pipe open but the one to endpoint
+``a``'s model server (as a subprocess started with ``close_fds=False`` would), so ``a``'s
+server must go by its stdin pipe, ``b``'s and the zygote by their watchdogs. Then the
+"kernel" is SIGKILLed: no atexit, no reset hook runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hosting"
+
+KERNEL = """
+import json, os, sys, time
+sys.path.insert(0, {fixtures!r})
+import labkit
+lab = labkit.connect("tests", backend="offline", quiet=True)
+import models as hm
+from labkit.offline import hosting
+from labkit.offline.hosting import process
+url = hm.upload(lab.bucket, "life/model.tar.gz", hm.sklearn_model()[1])
+hm.create_model(lab, "life", url, env={{"SAGEMAKER_PROGRAM": "inference.py"}})
+for name in ("a", "b"):
+    hm.deploy(lab, name, [hm.variant("life")])
+process.wait_until_warm()
+a, b = (hosting.engine.get(n).variants["AllTraffic"] for n in ("a", "b"))
+helper = os.fork()
+if helper == 0:  # holds every inherited fd but the pipe to a's server
+    os.close(a.process.proc.stdin.fileno())
+    time.sleep(120)
+    os._exit(0)
+pids = {{"a": a.process.proc.pid, "b": b.process.proc.pid}}
+pids.update({{f"zygote{{i}}": pid for i, pid in enumerate(process.running_pids()["zygote"])}})
+print(json.dumps({{"pids": pids, "helper": helper, "workdirs": [a.prepared.workdir, b.prepared.workdir]}}), flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie that only waits for its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def _wait_gone(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.time() + seconds
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    return [p for p in pids if _alive(p)]
+
+
+def test_model_servers_die_with_a_sigkilled_kernel(tmp_path):
+    kernel = subprocess.Popen([sys.executable, "-c", KERNEL.format(fixtures=str(FIXTURES))], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, env={**os.environ, "LABKIT_BACKEND": "offline"})
+    helper = None
+    try:
+        line = kernel.stdout.readline()
+        assert line, f"the kernel process failed before deploying (exit {kernel.poll()})"
+        info = json.loads(line)
+        helper = info["helper"]
+        pids = info["pids"]
+        assert len(pids) == 3 and all(_alive(p) for p in pids.values())  # a, b and the zygote that forked them
+        kernel.send_signal(signal.SIGKILL)
+        kernel.wait(10)
+        left = _wait_gone(list(pids.values()), 30)
+        assert not left, f"model servers outlived their kernel: {[n for n, p in pids.items() if p in left]}"
+        assert not any(os.path.exists(d) for d in info["workdirs"]), "the models' files were left behind"
+    finally:
+        kernel.kill()
+        if helper:
+            os.kill(helper, signal.SIGKILL)
+
+
+def test_endpoints_outlive_their_zygote_and_the_next_gets_a_new_one(lab):
+    import boto3
+
+    sys.path.insert(0, str(FIXTURES))
+    import models as hm
+
+    from labkit.offline.hosting import process
+
+    url = hm.upload(lab.bucket, "zygote/model.tar.gz", hm.sklearn_model()[1])
+    hm.create_model(lab, "zyg", url, env={"SAGEMAKER_PROGRAM": "inference.py"})
+    hm.deploy(lab, "zyg-1", [hm.variant("zyg")])
+    first = process.running_pids()["zygote"]
+    assert len(first) == 1
+    os.kill(first[0], signal.SIGKILL)
+    assert not _wait_gone(first, 30)
+    rt = boto3.client("sagemaker-runtime")
+    body = {"Body": "0.1,0.2,0.3", "ContentType": "text/csv", "Accept": "text/csv"}
+    assert 0 < float(rt.invoke_endpoint(EndpointName="zyg-1", **body)["Body"].read()) < 1  # its server lives on
+    hm.deploy(lab, "zyg-2", [hm.variant("zyg")])
+    assert 0 < float(rt.invoke_endpoint(EndpointName="zyg-2", **body)["Body"].read()) < 1
+    second = process.running_pids()["zygote"]
+    assert len(second) == 1 and second != first
+    for name in ("zyg-1", "zyg-2"):
+        boto3.client("sagemaker").delete_endpoint(EndpointName=name)
