@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -116,3 +117,52 @@ def test_spot_needs_max_wait_time(aws):
     request["StoppingCondition"] = {"MaxRuntimeInSeconds": 120}
     with pytest.raises(botocore.exceptions.ClientError, match="MaxWaitTimeInSeconds"):
         sm.create_training_job(**request)
+
+
+def test_model_trainer_torchrun_meets_at_the_jobs_own_address(aws, tmp_path):
+    """SDK v3 Torchrun on two instances: the SDK's drivers name algo-1:7777, which only AWS resolves.
+
+    Also: torch.save to /opt/ml/... (a C++ writer) lands in the job's folder and is synced.
+    """
+    import io
+
+    import torch
+    from sagemaker.train import ModelTrainer
+    from sagemaker.train.configs import CheckpointConfig, Compute, InputData, SourceCode
+    from sagemaker.train.distributed import Torchrun
+
+    lab, s3, sm, _ = aws
+    (tmp_path / "train_torchrun.py").write_text((jobkit.HERE / "train_torchrun.py").read_text())
+    trainer = ModelTrainer(training_image=jobkit.PYTORCH_IMAGE, role=lab.role_arn, base_job_name="torchrun",
+                           source_code=SourceCode(source_dir=str(tmp_path), entry_script="train_torchrun.py"),
+                           compute=Compute(instance_type="ml.c5.xlarge", instance_count=2), distributed=Torchrun(),
+                           checkpoint_config=CheckpointConfig(s3_uri=f"s3://{lab.bucket}/torchrun/ckpt"))
+    trainer.train(input_data_config=[InputData(channel_name="train", data_source=f"s3://{lab.bucket}/dist/train")],
+                  wait=True, logs=False)
+    job = sm.describe_training_job(TrainingJobName=trainer._latest_training_job.training_job_name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    result = json.loads(jobkit.read_tar(s3, job["ModelArtifacts"]["S3ModelArtifacts"])["result.json"])
+    assert result == {"world": 2, "total": 3.0, "omp_wait_policy": "PASSIVE"}
+    body = s3.get_object(Bucket=lab.bucket, Key="torchrun/ckpt/state.pt")["Body"].read()
+    assert torch.load(io.BytesIO(body))["total"].item() == 3.0
+
+
+def test_checkpoint_sync_skips_a_file_renamed_while_it_runs(aws, tmp_path, monkeypatch):
+    """A script's atomic tmp -> final rename can race the engine's sync: skip the vanished file."""
+    from labkit.offline.training import storage
+
+    lab, s3, _, _ = aws
+    (tmp_path / "a.pt.tmp").write_bytes(b"half")
+    (tmp_path / "b.pt").write_bytes(b"whole")
+    real = storage.s3()
+
+    class Racing:
+        def upload_file(self, filename, bucket, key):
+            if filename.endswith(".tmp"):
+                os.replace(filename, filename[:-4])  # the script renamed it after the listing
+            return real.upload_file(filename, bucket, key)
+
+    monkeypatch.setattr(storage, "s3", lambda: Racing())
+    assert storage.sync_up(tmp_path, f"s3://{lab.bucket}/race/") == 1
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=lab.bucket, Prefix="race/")["Contents"]]
+    assert keys == ["race/b.pt"]

@@ -10,7 +10,7 @@ Learner-facing switch: :func:`simulate_spot_interruption` (managed spot training
 
 from __future__ import annotations
 
-from . import api, processing  # noqa: F401  (register the training and processing APIs)
+from . import api, processing, tuning  # noqa: F401  (register the training, processing and tuning APIs)
 from .jobs import SPOT_DISCOUNT, simulate_spot_interruption
 
 __all__ = ["SPOT_DISCOUNT", "simulate_spot_interruption"]

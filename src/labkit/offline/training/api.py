@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import Any
 
 from .. import dispatch
@@ -25,6 +26,7 @@ def fast_sdk_waiters() -> None:
     changes come within milliseconds, so the poll interval is capped. Timing only: the
     learner's code and the calls it makes are unchanged. Applied once the SDK is imported.
     """
+    _fast_sdk_v2_waiters()
     module = sys.modules.get("sagemaker.core.resources")
     if module is None:
         return
@@ -52,6 +54,35 @@ def fast_sdk_waiters() -> None:
             fast.__doc__ = wait.__doc__
             fast.__wrapped__ = wait  # type: ignore[attr-defined]
             cls.wait = fast
+
+
+def _fast_sdk_v2_waiters() -> None:
+    """SDK v2's ``fit(logs=...)`` re-reads the job's status only every 30 s while it tails the logs.
+
+    Offline a job ends within seconds, so ``fit`` would wait out those 30 s. While the offline
+    backend runs, ``_logs_for_job(wait=True)`` first waits for the job to end (polling
+    ``DescribeTrainingJob``), then shows its whole log as the SDK does for a finished job.
+    Timing only; the SDK's own sleeps are capped by :mod:`labkit.offline.hosting.sdk`.
+    """
+    module = sys.modules.get("sagemaker.session")
+    fn = getattr(module, "_logs_for_job", None)
+    if fn is None or getattr(fn, "_labkit_fast", False):
+        return
+
+    def fast(sagemaker_session: Any, job_name: str, wait: bool = False, *args: Any, **kwargs: Any) -> Any:
+        from .. import running
+
+        if running() and wait:
+            client = sagemaker_session.sagemaker_client
+            while client.describe_training_job(TrainingJobName=job_name)["TrainingJobStatus"] in (
+                    "InProgress", "Stopping"):
+                time.sleep(jobs.POLL_SECONDS)
+        return fn(sagemaker_session, job_name, wait, *args, **kwargs)
+
+    fast._labkit_fast = True  # type: ignore[attr-defined]
+    fast.__doc__, fast.__wrapped__ = fn.__doc__, fn  # type: ignore[attr-defined]
+    with _sdk_lock:
+        module._logs_for_job = fast
 
 
 def _validate_resource_config(config: dict[str, Any]) -> None:
@@ -182,7 +213,10 @@ def _record(name: str) -> Any:
 @dispatch.operation("sagemaker", "DescribeTrainingJob")
 def describe_training_job(params: dict[str, Any]) -> dict[str, Any]:
     record = _record(params["TrainingJobName"])
-    return shapes.describe("DescribeTrainingJob", record.response_object)
+    out = shapes.describe("DescribeTrainingJob", record.response_object)
+    # AWS always answers OutputDataConfig.KmsKeyId ("" when none was given); SDK v2's attach reads it.
+    out.get("OutputDataConfig", {}).setdefault("KmsKeyId", "")
+    return out
 
 
 @dispatch.operation("sagemaker", "StopTrainingJob")

@@ -27,7 +27,9 @@ FRAMEWORK_PARAMS = ("sagemaker_program", "sagemaker_submit_directory", "sagemake
                     "sagemaker_container_log_level", "sagemaker_job_name", "sagemaker_enable_cloudwatch_metrics",
                     "sagemaker_distributed_dataparallel_enabled", "sagemaker_torch_distributed_enabled",
                     "sagemaker_pytorch_xla_multi_worker_enabled", "sagemaker_mpi_enabled",
-                    "sagemaker_instance_type", "sagemaker_estimator_class_name", "sagemaker_estimator_module")
+                    "sagemaker_instance_type", "sagemaker_estimator_class_name", "sagemaker_estimator_module",
+                    # Added by a tuning job to each trial; the toolkit does not pass it to the script.
+                    "_tuning_objective_metric")
 
 
 @lru_cache(maxsize=1)
@@ -156,6 +158,11 @@ class HostEnvironment:
 
     # --- derived values --------------------------------------------------------------
     @property
+    def master_addr(self) -> str:
+        """Where the hosts meet for rendezvous (``algo-1`` on AWS; every host is this machine here)."""
+        return "127.0.0.1"
+
+    @property
     def rank(self) -> int:
         return self.hosts.index(self.current_host)
 
@@ -202,7 +209,8 @@ class HostEnvironment:
             "additional_framework_parameters": {k: v for k, v in fw.items()
                                                 if k not in ("sagemaker_program", "sagemaker_submit_directory",
                                                              "sagemaker_region", "sagemaker_job_name",
-                                                             "sagemaker_container_log_level")},
+                                                             "sagemaker_container_log_level",
+                                                             "_tuning_objective_metric")},
             "channel_input_dirs": {c.name: str(self.channel_dir(c.name)) for c in self.channels},
             "current_host": self.current_host,
             "current_instance_group": "homogeneousCluster",
@@ -266,9 +274,9 @@ class HostEnvironment:
             "TRAINING_JOB_NAME": self.job_name,
             "TRAINING_JOB_ARN": self.job_arn,
             "AWS_REGION": self.region,
-            "SM_MASTER_ADDR": "127.0.0.1",
+            "SM_MASTER_ADDR": self.master_addr,
             "SM_MASTER_PORT": str(self.master_port),
-            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_ADDR": self.master_addr,
             "MASTER_PORT": str(self.master_port),
             "WORLD_SIZE": str(len(self.hosts)),
             "RANK": str(self.rank),

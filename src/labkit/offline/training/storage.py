@@ -87,11 +87,19 @@ def upload_file(path: Path, uri: str) -> None:
 
 
 def sync_up(local: Path, uri: str) -> int:
-    """Upload every file of ``local`` under the prefix ``uri`` (checkpoint sync)."""
+    """Upload every file of ``local`` under the prefix ``uri`` (checkpoint sync).
+
+    The script keeps writing while the sync runs: a file renamed or deleted after the
+    listing (an atomic ``checkpoint.tmp`` -> ``checkpoint.pt``) is skipped, not an error;
+    the next sync uploads what took its place.
+    """
     bucket, prefix = split_uri(uri.rstrip("/") + "/")
     count = 0
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
-        s3().upload_file(str(path), bucket, prefix + path.relative_to(local).as_posix())
+        try:
+            s3().upload_file(str(path), bucket, prefix + path.relative_to(local).as_posix())
+        except FileNotFoundError:
+            continue
         count += 1
     return count
 

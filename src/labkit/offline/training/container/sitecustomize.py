@@ -6,14 +6,20 @@ offline job starts with this module (on ``PYTHONPATH`` as ``sitecustomize``), wh
 maps ``/opt/ml`` to ``$LABKIT_CONTAINER_ROOT`` in Python's file functions (``open``,
 ``os.*``, hence ``pathlib``, ``shutil``, ``glob``, pandas/numpy/joblib/torch files).
 Native libraries that open a path themselves (pyarrow, xgboost's ``save_model``) do
-not see the mapping: give them the paths from the ``SM_*`` variables instead.
+not see the mapping: give them the paths from the ``SM_*`` variables instead. The one
+such writer that training scripts use on container paths all the time, ``torch.save``
+(its zip writer opens the file in C++; checkpoints go to ``/opt/ml/checkpoints``), is
+mapped as well, by patching ``torch.serialization`` as soon as it is imported.
 """
 
 from __future__ import annotations
 
 import builtins
+import importlib.abc
+import importlib.machinery
 import io
 import os
+import sys
 
 _ROOT = os.environ.get("LABKIT_CONTAINER_ROOT", "")
 _PREFIX = "/opt/ml"
@@ -72,3 +78,44 @@ if _ROOT:
         setattr(os, _name, _listing(getattr(os, _name)))
     for _name in ("rename", "replace", "link", "symlink"):
         setattr(os, _name, _two(getattr(os, _name)))
+
+
+def _patch_torch_serialization(module) -> None:
+    """``torch.save(obj, "/opt/ml/...")``: map the name before the C++ zip writer opens it."""
+    cls = getattr(module, "_open_zipfile_writer_file", None)
+    if cls is None:
+        return
+    init = cls.__init__
+
+    def __init__(self, name, *args, **kwargs):
+        init(self, _map(name), *args, **kwargs)
+
+    cls.__init__ = __init__
+
+
+_AFTER_IMPORT = {"torch.serialization": _patch_torch_serialization}
+
+
+class _PatchAfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``_AFTER_IMPORT[name](module)`` once the module has been executed."""
+
+    def find_spec(self, fullname, path, target=None):
+        patch = _AFTER_IMPORT.get(fullname)
+        if patch is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        execute = loader.exec_module
+
+        def exec_module(module):
+            execute(module)
+            patch(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+if _ROOT:
+    sys.meta_path.insert(0, _PatchAfterImport())
