@@ -5,7 +5,8 @@ training jobs (:mod:`.api`, :mod:`.jobs`), processing jobs (:mod:`.processing`) 
 hyperparameter tuning (:mod:`.tuning`). The container a job sees is described once in
 :mod:`.environment`; what a host runs is decided in :mod:`.runner`.
 
-Learner-facing switch: :func:`simulate_spot_interruption` (managed spot training).
+Offline test harness (not an AWS API, never in learner code): :func:`simulate_spot_interruption`,
+which stands in for AWS reclaiming a managed spot instance.
 """
 
 from __future__ import annotations

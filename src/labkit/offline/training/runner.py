@@ -120,6 +120,7 @@ def process_environment(env: HostEnvironment, extra: dict[str, str] | None = Non
     out["PYTHONPATH"] = os.pathsep.join(p for p in (str(CONTAINER_SHIM), str(env.code_dir),
                                                     out.get("PYTHONPATH", "")) if p)
     out["LABKIT_CONTAINER_ROOT"] = str(env.root)
+    out["LABKIT_PARENT_PID"] = str(os.getpid())  # the shim's watchdog: a job dies with its kernel
     # On AWS each instance has its own cores; here every host of a job (and the notebook) shares
     # this machine's, and OpenMP threads that spin while waiting (libgomp's default) starve the
     # other hosts: a tiny PyTorch epoch then takes seconds instead of a fraction of one.

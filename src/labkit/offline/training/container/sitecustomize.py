@@ -10,6 +10,11 @@ not see the mapping: give them the paths from the ``SM_*`` variables instead. Th
 such writer that training scripts use on container paths all the time, ``torch.save``
 (its zip writer opens the file in C++; checkpoints go to ``/opt/ml/checkpoints``), is
 mapped as well, by patching ``torch.serialization`` as soon as it is imported.
+
+A job's processes also die with the process that started them (the notebook kernel),
+even when it is SIGKILLed and no clean-up runs: a watchdog thread checks
+``$LABKIT_PARENT_PID`` twice a second and, once it is gone, kills its own process group
+(torchrun's workers, the script's children, the host's shell driver with them).
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import importlib.abc
 import importlib.machinery
 import io
 import os
+import signal
 import sys
+import threading
+import time
 
 _ROOT = os.environ.get("LABKIT_CONTAINER_ROOT", "")
 _PREFIX = "/opt/ml"
@@ -119,3 +127,22 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder):
 
 if _ROOT:
     sys.meta_path.insert(0, _PatchAfterImport())
+
+
+def _watch_parent(pid: int) -> None:
+    while True:
+        time.sleep(0.5)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            try:
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+            finally:
+                os._exit(137)
+        except PermissionError:  # alive, and another user's (cannot happen for our own parent)
+            pass
+
+
+if os.environ.get("LABKIT_PARENT_PID", "").isdigit():
+    threading.Thread(target=_watch_parent, args=(int(os.environ["LABKIT_PARENT_PID"]),), daemon=True,
+                     name="labkit-parent-watch").start()
