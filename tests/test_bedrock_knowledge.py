@@ -94,6 +94,30 @@ def test_query_vectors_euclidean_and_errors(s3v):
     assert err["Code"] == "NotFoundException"
 
 
+def test_put_vectors_metadata_limits_and_non_filterable_keys(s3v):
+    s3v.create_index(vectorBucketName="course-vectors", indexName="chunks", dataType="float32", dimension=2,
+                     distanceMetric="cosine", metadataConfiguration={"nonFilterableMetadataKeys": ["text"]})
+    index = s3v.get_index(vectorBucketName="course-vectors", indexName="chunks")["index"]
+    assert index["metadataConfiguration"] == {"nonFilterableMetadataKeys": ["text"]}
+    long_text = "spot training " * 300  # ~4 KB: too big to filter on, fine when non-filterable
+    s3v.put_vectors(vectorBucketName="course-vectors", indexName="chunks", vectors=[
+        {"key": "c1", "data": {"float32": [1, 0]}, "metadata": {"doc": "a.md", "text": long_text}}])
+    err = _error(s3v.put_vectors, vectorBucketName="course-vectors", indexName="chunks", vectors=[
+        {"key": "c2", "data": {"float32": [0, 1]}, "metadata": {"doc": "a.md", "body": long_text}}])
+    assert err["Code"] == "ValidationException" and "2 KB" in err["Message"] and "nonFilterableMetadataKeys" in \
+        err["Message"]
+    err = _error(s3v.put_vectors, vectorBucketName="course-vectors", indexName="chunks", vectors=[
+        {"key": "c3", "data": {"float32": [0, 1]}, "metadata": {f"k{i}": i for i in range(51)}}])
+    assert "51 metadata keys" in err["Message"]
+    err = _error(s3v.put_vectors, vectorBucketName="course-vectors", indexName="chunks", vectors=[
+        {"key": "c4", "data": {"float32": [0, 1]}, "metadata": {"text": "x" * 41000}}])
+    assert "40 KB" in err["Message"]
+    hits = s3v.query_vectors(vectorBucketName="course-vectors", indexName="chunks", topK=3,
+                             queryVector={"float32": [1, 0]}, returnMetadata=True)["vectors"]
+    assert [h["key"] for h in hits] == ["c1"] and hits[0]["metadata"]["text"] == long_text
+    s3v.delete_index(vectorBucketName="course-vectors", indexName="chunks")
+
+
 @pytest.fixture(scope="module")
 def kb(lab, s3v):
     s3 = boto3.client("s3")
@@ -198,3 +222,50 @@ def test_knowledge_base_errors(kb, lab):
     err = _error(agent.get_ingestion_job, knowledgeBaseId=kb["kb"]["knowledgeBaseId"],
                  dataSourceId=kb["ds"]["dataSourceId"], ingestionJobId="NOSUCHJOB0")
     assert err["Code"] == "ResourceNotFoundException"
+
+
+def _kb_on(agent, s3v, lab, name, prefix, metadata_config=None):
+    kwargs = {"metadataConfiguration": metadata_config} if metadata_config else {}
+    s3v.create_index(vectorBucketName="course-vectors", indexName=f"{name}-index", dataType="float32", dimension=512,
+                     distanceMetric="cosine", **kwargs)
+    index = s3v.get_index(vectorBucketName="course-vectors", indexName=f"{name}-index")["index"]
+    base = agent.create_knowledge_base(
+        name=name, roleArn=lab.role_arn,
+        knowledgeBaseConfiguration={"type": "VECTOR", "vectorKnowledgeBaseConfiguration": {
+            "embeddingModelArn": EMBED_ARN,
+            "embeddingModelConfiguration": {"bedrockEmbeddingModelConfiguration": {"dimensions": 512}}}},
+        storageConfiguration={"type": "S3_VECTORS", "s3VectorsConfiguration": {"indexArn": index["indexArn"]}},
+    )["knowledgeBase"]
+    source = agent.create_data_source(
+        knowledgeBaseId=base["knowledgeBaseId"], name=f"{name}-docs",
+        dataSourceConfiguration={"type": "S3", "s3Configuration": {"bucketArn": f"arn:aws:s3:::{lab.bucket}",
+                                                                   "inclusionPrefixes": [prefix]}},
+        vectorIngestionConfiguration={"chunkingConfiguration": {"chunkingStrategy": "NONE"}})["dataSource"]
+    job = agent.start_ingestion_job(knowledgeBaseId=base["knowledgeBaseId"], dataSourceId=source["dataSourceId"])
+    return base, job["ingestionJob"]
+
+
+def test_pre_chunked_ingestion_batches_and_large_chunks_need_non_filterable_text(kb, s3v, lab):
+    s3 = boto3.client("s3")
+    for i in range(620):  # more than one PutVectors call of 500
+        s3.put_object(Bucket=lab.bucket, Key=f"chunks/c{i:03d}.md", Body=f"Chunk {i} of the course notes.".encode())
+    s3.put_object(Bucket=lab.bucket, Key="chunks/c000.md.metadata.json",
+                  Body=json.dumps({"metadataAttributes": {"chunk_id": "c000"}}).encode())
+    agent = kb["agent"]
+    base, job = _kb_on(agent, s3v, lab, "pre-chunked", "chunks/")
+    assert job["status"] == "COMPLETE" and job["statistics"]["numberOfNewDocumentsIndexed"] == 620, job
+    keys = [v["key"] for v in s3v.list_vectors(vectorBucketName="course-vectors", indexName="pre-chunked-index")[
+        "vectors"]]
+    assert len(keys) == 620
+    hit = boto3.client("bedrock-agent-runtime").retrieve(
+        knowledgeBaseId=base["knowledgeBaseId"], retrievalQuery={"text": "Chunk 0 of the course notes."},
+        retrievalConfiguration={"vectorSearchConfiguration": {"numberOfResults": 1}})["retrievalResults"][0]
+    assert hit["metadata"]["chunk_id"] == "c000" and hit["content"]["text"] == "Chunk 0 of the course notes."
+
+    s3.put_object(Bucket=lab.bucket, Key="big/long.md", Body=("Spot training saves money. " * 120).encode())
+    _, failed = _kb_on(agent, s3v, lab, "big-chunks", "big/")
+    assert failed["status"] == "FAILED"
+    assert "s3://" in failed["failureReasons"][0] and "AMAZON_BEDROCK_TEXT" in failed["failureReasons"][0]
+    _, ok = _kb_on(agent, s3v, lab, "big-chunks-ok", "big/", {"nonFilterableMetadataKeys": [
+        "AMAZON_BEDROCK_TEXT", "AMAZON_BEDROCK_METADATA"]})
+    assert ok["status"] == "COMPLETE", ok

@@ -6,7 +6,9 @@
 - :mod:`.guardrails`: Bedrock Guardrails evaluated locally.
 - :mod:`.vectors`: S3 Vectors indexes on a real nearest-neighbour index (faiss HNSW).
 - :mod:`.knowledge_bases`: ingestion (chunk, embed, index) and retrieval.
-- :func:`throttle`: make the next calls raise ThrottlingException (see :mod:`.throttling`).
+- :mod:`.validation`: the enum and maximum constraints AWS checks and botocore does not.
+- :func:`throttle`: make the next calls raise ThrottlingException (see :mod:`.throttling`;
+  on the sandbox backend it throttles on the client side).
 """
 
 from .throttling import throttle

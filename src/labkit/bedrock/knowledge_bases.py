@@ -18,6 +18,9 @@ StartIngestionJob (so the job is ``COMPLETE`` or ``FAILED`` when the call return
    ``AMAZON_BEDROCK_METADATA``, ``x-amz-bedrock-kb-source-uri``,
    ``x-amz-bedrock-kb-data-source-id``) plus the document's own attributes.
    Re-ingestion indexes new and changed documents (by ETag) and deletes vanished ones.
+   S3 Vectors allows 2 KB of filterable metadata per vector, so an index for chunks of
+   any size declares ``AMAZON_BEDROCK_TEXT`` and ``AMAZON_BEDROCK_METADATA``
+   non-filterable; a chunk the index refuses fails the job with the reason.
 
 Retrieve embeds the query and runs QueryVectors on that index (``score`` is the cosine
 similarity, or ``1/(1+distance)`` for a euclidean index); RetrieveAndGenerate passes the
@@ -36,6 +39,8 @@ import string
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from . import catalog, embeddings, responder, throttling, tokens
 from .errors import BedrockError, not_found, validation
@@ -328,6 +333,27 @@ class KnowledgeBases:
         docs = {k: e for k, e in objects.items() if not k.endswith(".metadata.json") and not k.endswith("/")}
         client = self._s3vectors()
         seen: set[str] = set()
+        pending: list[dict[str, Any]] = []  # vectors not yet put, across documents (500 a call)
+        done: list[tuple[str, str, list[str], bool]] = []  # documents whose vectors are in ``pending``
+        owner: dict[str, str] = {}  # vector key -> the document it came from
+
+        def flush() -> None:
+            for i in range(0, len(pending), 500):
+                batch = pending[i:i + 500]
+                try:
+                    client.put_vectors(indexArn=idx.index_arn, vectors=batch)
+                except ClientError as err:  # e.g. chunk text over the 2 KB of filterable metadata
+                    message = err.response["Error"]["Message"]
+                    uri = next((owner[v["key"]] for v in batch if v["key"] in message), owner[batch[0]["key"]])
+                    raise validation(f"{uri}: the vector index refused the chunks: {message} (Bedrock writes the "
+                                     "chunk text to AMAZON_BEDROCK_TEXT: make it and AMAZON_BEDROCK_METADATA "
+                                     "non-filterable keys of the index).") from None
+            pending.clear()
+            for uri, version, keys, modified in done:
+                ds.documents[uri] = (version, keys)
+                stats["numberOfModifiedDocumentsIndexed" if modified else "numberOfNewDocumentsIndexed"] += 1
+            done.clear()
+
         for key, etag in sorted(docs.items()):
             uri = f"s3://{bucket}/{key}"
             seen.add(uri)
@@ -361,19 +387,19 @@ class KnowledgeBases:
             keys = []
             if chunks:
                 vectors = self._embed(kb_id, chunks, "KnowledgeBaseIngestion")
-                batch = []
                 for chunk, vector in zip(chunks, vectors, strict=True):
                     vkey = str(uuid.uuid4())
                     keys.append(vkey)
+                    owner[vkey] = uri
                     metadata = {**attributes, "AMAZON_BEDROCK_TEXT": chunk,
                                 "AMAZON_BEDROCK_METADATA": json.dumps({"source": uri}),
                                 "x-amz-bedrock-kb-source-uri": uri,
                                 "x-amz-bedrock-kb-data-source-id": ds.record["dataSourceId"]}
-                    batch.append({"key": vkey, "data": {"float32": vector}, "metadata": metadata})
-                for i in range(0, len(batch), 500):
-                    client.put_vectors(indexArn=idx.index_arn, vectors=batch[i:i + 500])
-            ds.documents[uri] = (version, keys)
-            stats["numberOfModifiedDocumentsIndexed" if previous else "numberOfNewDocumentsIndexed"] += 1
+                    pending.append({"key": vkey, "data": {"float32": vector}, "metadata": metadata})
+            done.append((uri, version, keys, bool(previous)))
+            if len(pending) >= 500:
+                flush()
+        flush()
         for uri in [u for u in ds.documents if u not in seen]:
             _, keys = ds.documents.pop(uri)
             for i in range(0, len(keys), 500):

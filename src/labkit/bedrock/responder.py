@@ -10,12 +10,20 @@ What it does, given the prompt (system text and conversation turns):
 1. Finds the question: a line ``Question: ...``, else the last sentence ending in ``?``,
    else the last sentence of the last user turn.
 2. Takes every other sentence of the prompt as context, skipping instructions to the
-   model (sentences about "the context", "the question", "answer"... and role lines).
+   model (sentences about "the context", "the question", "answer"... and role lines)
+   outside numbered sources.
 3. Scores each context sentence against the question with the all-MiniLM-L6-v2
    embeddings (cosine) plus shared content words, and answers with the best one or
    two sentences, verbatim, in their original order.
+   A sentence whose content words all occur in the question adds nothing and is never
+   the answer; markdown headings are not sentences.
 4. When no sentence shares a content word with the question and is similar enough
    (cosine >= :data:`MIN_SIMILARITY`), it answers :data:`NOT_FOUND`.
+
+5. When the context is given as numbered sources (a line that starts with ``[1]``,
+   ``[2]``...: the usual way to ask a model for citations), each quoted sentence is
+   followed by the number of the source it came from, ``... sentence. [2]``, so that
+   citations are parsed from the answer the same way on both backends.
 
 It honours the maximum output tokens (the answer is cut at a token boundary and the
 stop reason says so) and stop sequences (the text ends before the first one found).
@@ -51,12 +59,14 @@ yours yourself yourselves tell explain describe please give list name say does d
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _INSTRUCTION_WORDS = frozenset({"answer", "question", "context", "provided", "based", "information",
                                 "document", "documents", "following", "below", "above", "respond",
-                                "assistant", "helpful", "excerpt", "excerpts", "search", "results"})
+                                "assistant", "helpful", "excerpt", "excerpts", "search", "results", "source",
+                                "sources", "cite", "citation", "citations", "numbered"})
 _SPECIAL = re.compile(r"<\|[^|>]*\|>|</?s>|\[/?INST\]|<<SYS>>|<</SYS>>")
 _ROLE_LINE = re.compile(r"^\s*(human|assistant|user|system|bot|context|context information|document|"
                         r"documents|passage|background|excerpt|source)\s*:\s*", re.I)
 _QUESTION_LINE = re.compile(r"^\s*(?:question|query|q)\s*:\s*(.+)$", re.I | re.M)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])")
+_SOURCE_MARK = re.compile(r"^[ \t]*\[(\d{1,4})\][ \t]*:?[ \t]*", re.M)
 
 
 @dataclass
@@ -86,11 +96,36 @@ def _clean(text: str) -> str:
     return "\n".join(_ROLE_LINE.sub("", line) for line in text.splitlines())
 
 
+WRAP_WIDTH = 50  # a line at least this long that ends without punctuation is taken as hard-wrapped prose
+
+
 def _paragraph_lines(text: str) -> list[str]:
-    """Lines of ``text`` with hard-wrapped sentences joined back together."""
+    """Units of ``text``: lines, with hard-wrapped prose sentences joined back together.
+
+    Inside a fenced code block (```) every line is a unit of its own; so are list
+    items and other short lines. A long line that does not end a sentence is joined
+    with the next one. Markdown headings (``## ...``) are left out: they name a section,
+    they do not answer anything.
+    """
     out: list[str] = []
     buf = ""
+    in_code = False
     for raw in _clean(text).splitlines():
+        stripped = raw.strip()
+        if stripped.startswith("```") or in_code:
+            if buf:
+                out.append(buf)
+                buf = ""
+            if stripped.startswith("```"):
+                in_code = not in_code
+            elif stripped:
+                out.append(stripped)
+            continue
+        if re.match(r"^#{1,6}\s", stripped):  # a markdown heading is structure, not a statement
+            if buf:
+                out.append(buf)
+                buf = ""
+            continue
         line = raw.strip(" \t-*•>")
         starts_item = raw.lstrip().startswith(("-", "*", "•")) or re.match(r"^\s*\d+[.)]\s", raw)
         if not line or starts_item:
@@ -99,7 +134,7 @@ def _paragraph_lines(text: str) -> list[str]:
             buf = line if starts_item else ""
             continue
         buf = f"{buf} {line}" if buf else line
-        if line.endswith((".", "!", "?", ":")):
+        if line.endswith((".", "!", "?", ":")) or len(stripped) < WRAP_WIDTH:
             out.append(buf)
             buf = ""
     if buf:
@@ -111,6 +146,18 @@ def sentences(text: str) -> list[str]:
     out = []
     for line in _paragraph_lines(text):
         out.extend(s.strip() for s in _SENTENCE_END.split(line) if s.strip())
+    return out
+
+
+def labelled_sentences(text: str) -> list[tuple[str, str | None]]:
+    """The sentences of ``text``, each with the number of the ``[n]`` source block it is in (or None)."""
+    marks = list(_SOURCE_MARK.finditer(text))
+    if not marks:
+        return [(s, None) for s in sentences(text)]
+    out = [(s, None) for s in sentences(text[: marks[0].start()])]
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        out.extend((s, m.group(1)) for s in sentences(text[m.end():end]))
     return out
 
 
@@ -134,6 +181,12 @@ def _is_instruction(sentence: str) -> bool:
 
 def split_question(prompt: Prompt) -> tuple[str, list[str]]:
     """(question, context sentences) of a prompt."""
+    question, context, _ = _split(prompt)
+    return question, context
+
+
+def _split(prompt: Prompt) -> tuple[str, list[str], dict[str, str]]:
+    """(question, context sentences, the source number of each numbered context sentence)."""
     last_user = next((t for r, t in reversed(prompt.turns) if r == "user"), "")
     earlier = [*prompt.system]
     seen_last = False
@@ -148,19 +201,27 @@ def split_question(prompt: Prompt) -> tuple[str, list[str]]:
     if m:
         question = m[-1].group(1).strip()
         rest = rest[: m[-1].start()] + rest[m[-1].end():]
-        rest_sentences = sentences(rest)
+        rest_sentences = labelled_sentences(rest)
     else:
-        rest_sentences = sentences(rest)
-        asks = [i for i, s in enumerate(rest_sentences) if s.endswith("?")]
+        rest_sentences = labelled_sentences(rest)
+        asks = [i for i, (s, label) in enumerate(rest_sentences) if s.endswith("?") and label is None]
+        if not asks:
+            asks = [i for i, (s, label) in enumerate(rest_sentences) if label is None]
         idx = asks[-1] if asks else len(rest_sentences) - 1
         if idx >= 0:
-            question = rest_sentences.pop(idx)
-    context = [s for text in earlier for s in sentences(text)] + rest_sentences
-    context = [s for s in context if not _is_instruction(s) and s != question]
-    # Keep order, drop exact repeats.
-    seen: set[str] = set()
-    context = [s for s in context if not (s in seen or seen.add(s))]
-    return question, context
+            question = rest_sentences.pop(idx)[0]
+    labelled = [p for text in earlier for p in labelled_sentences(_clean(text))] + rest_sentences
+    labels: dict[str, str] = {}
+    context: list[str] = []
+    for sentence, label in labelled:
+        # Numbered sources are data, whatever they say; elsewhere, skip instructions to the model.
+        if (label is None and _is_instruction(sentence)) or sentence == question:
+            continue
+        if sentence not in labels and label is not None:
+            labels[sentence] = label
+        if sentence not in context:  # keep order, drop exact repeats
+            context.append(sentence)
+    return question, context, labels
 
 
 def _answer(question: str, context: list[str]) -> tuple[str, list[str]]:
@@ -169,12 +230,21 @@ def _answer(question: str, context: list[str]) -> tuple[str, list[str]]:
         return NOT_FOUND, []
     from .embeddings import model
 
-    vecs = model().encode([question, *context])
+    # Only sentences that share a content word with the question and add one can be the
+    # answer; only they are embedded.
+    candidates = []
+    for i, s in enumerate(context):
+        words = content_words(s)
+        overlap = len(qwords & words)
+        if overlap >= 1 and words - qwords:
+            candidates.append((i, overlap))
+    if not candidates:
+        return NOT_FOUND, []
+    vecs = model().encode([question, *(context[i] for i, _ in candidates)])
     sims = vecs[1:] @ vecs[0]
     scored = []
-    for i, (s, sim) in enumerate(zip(context, sims, strict=True)):
-        overlap = len(qwords & content_words(s))
-        if overlap >= 1 and sim >= MIN_SIMILARITY:
+    for (i, overlap), sim in zip(candidates, sims, strict=True):
+        if sim >= MIN_SIMILARITY:
             scored.append((float(sim) + 0.15 * overlap / len(qwords), i))
     if not scored:
         return NOT_FOUND, []
@@ -188,8 +258,10 @@ def _answer(question: str, context: list[str]) -> tuple[str, list[str]]:
 
 def respond(prompt: Prompt, max_tokens: int, stop_sequences: list[str] | None = None) -> Generation:
     """Answer ``prompt`` extractively within ``max_tokens``, stopping at ``stop_sequences``."""
-    question, context = split_question(prompt)
+    question, context, labels = _split(prompt)
     answer, sources = _answer(question, context)
+    if sources and any(src in labels for src in sources):
+        answer = " ".join(f"{src} [{labels[src]}]" if src in labels else src for src in sources)
     full = LABEL + answer
     stop_reason, stop_seq = "end_turn", None
     hits = [(full.find(s), s) for s in (stop_sequences or []) if s and full.find(s) >= len(LABEL)]

@@ -16,6 +16,13 @@ updated after every PutVectors/DeleteVectors, that answers QueryVectors.
 * Overwritten or deleted vectors are tombstoned and excluded the same way; the graph
   is rebuilt when tombstones exceed a third of it.
 
+* Metadata limits, as the S3 user guide states them ("Limitations and restrictions"):
+  up to 40 KB of metadata and 50 keys per vector, of which at most 2 KB filterable;
+  keys named in the index's ``metadataConfiguration.nonFilterableMetadataKeys`` (at
+  most 10, set at CreateIndex) are stored and returned but not filterable. PutVectors
+  over a limit is refused with a ValidationException (HTTP 400), as on AWS; sizes are
+  measured as the UTF-8 JSON of the metadata.
+
 HNSW is approximate, as S3 Vectors is: recall against exact search is measured in the
 benchmark (``bench/bench_bedrock.py``).
 """
@@ -31,6 +38,9 @@ import numpy as np
 from .errors import BedrockError
 
 EXACT_BELOW = 2048
+MAX_METADATA_BYTES = 40 * 1024
+MAX_FILTERABLE_METADATA_BYTES = 2 * 1024
+MAX_METADATA_KEYS = 50
 MAX_TOP_K = 100
 HNSW_M = 32
 EF_CONSTRUCTION = 64
@@ -240,6 +250,38 @@ def matches(metadata: Any, f: dict[str, Any]) -> bool:
     return True
 
 
+# --- metadata limits ---------------------------------------------------------------------------
+
+
+def _size(value: Any) -> int:
+    import json
+
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def metadata_problem(key: str, metadata: Any, non_filterable: Iterable[str] = ()) -> str | None:
+    """Why S3 Vectors would refuse ``metadata`` for vector ``key`` (None: it is within the limits)."""
+    if not metadata:
+        return None
+    if not isinstance(metadata, dict):
+        return f"Invalid metadata for vector {key}: metadata must be a JSON object."
+    if len(metadata) > MAX_METADATA_KEYS:
+        return (f"Invalid metadata for vector {key}: {len(metadata)} metadata keys, more than the "
+                f"{MAX_METADATA_KEYS} allowed per vector.")
+    total = _size(metadata)
+    if total > MAX_METADATA_BYTES:
+        return (f"Invalid metadata for vector {key}: {total} bytes of metadata, more than the "
+                f"{MAX_METADATA_BYTES} bytes (40 KB) allowed per vector.")
+    skip = set(non_filterable)
+    filterable = {k: v for k, v in metadata.items() if k not in skip}
+    size = _size(filterable) if filterable else 0
+    if size > MAX_FILTERABLE_METADATA_BYTES:
+        return (f"Invalid metadata for vector {key}: {size} bytes of filterable metadata, more than the "
+                f"{MAX_FILTERABLE_METADATA_BYTES} bytes (2 KB) allowed per vector. Declare large keys (the "
+                "chunk text, say) in metadataConfiguration.nonFilterableMetadataKeys when you create the index.")
+    return None
+
+
 # --- the store beside moto ---------------------------------------------------------------------
 
 
@@ -256,7 +298,26 @@ class VectorStore:
 
     def __init__(self) -> None:
         self.indexes: dict[str, AnnIndex] = {}
+        self.non_filterable: dict[str, list[str]] = {}  # index ARN -> its non-filterable metadata keys
         self._lock = threading.Lock()
+
+    def configure(self, bucket: str | None, name: str | None, arn: str | None, config: dict[str, Any] | None) -> None:
+        """Remember an index's ``metadataConfiguration`` (moto ignores it)."""
+        keys = list((config or {}).get("nonFilterableMetadataKeys") or [])
+        if keys:
+            self.non_filterable[self.moto_index(bucket, name, arn).index_arn] = keys
+
+    def check_put(self, p: dict[str, Any]) -> None:
+        """Refuse PutVectors whose metadata breaks S3 Vectors' limits (before moto records it)."""
+        try:
+            idx = self.moto_index(p.get("vectorBucketName"), p.get("indexName"), p.get("indexArn"))
+        except BedrockError:
+            return  # moto answers the missing index with its own error
+        keys = self.non_filterable.get(idx.index_arn, [])
+        for v in p.get("vectors", []):
+            problem = metadata_problem(v.get("key", "?"), v.get("metadata"), keys)
+            if problem:
+                raise _error("ValidationException", problem)
 
     def moto_index(self, bucket: str | None, name: str | None, arn: str | None):
         from moto.core.exceptions import ServiceException
@@ -302,9 +363,10 @@ class VectorStore:
 
     def forget(self, bucket: str | None, name: str | None, arn: str | None) -> None:
         with self._lock:
-            for key in list(self.indexes):
-                if (arn and key == arn) or (name and key.endswith(f"/{bucket}/index/{name}")):
-                    del self.indexes[key]
+            for table in (self.indexes, self.non_filterable):
+                for key in list(table):
+                    if (arn and key == arn) or (name and key.endswith(f"/{bucket}/index/{name}")):
+                        del table[key]
 
     def query(self, p: dict[str, Any]) -> dict[str, Any]:
         idx, ann = self.ann(p.get("vectorBucketName"), p.get("indexName"), p.get("indexArn"))

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from labkit.bedrock import catalog, eventstream, throttling
+from labkit.bedrock import catalog, eventstream, throttling, validation
 from labkit.bedrock import knowledge_bases as kb
 from labkit.bedrock import vectors as vec
 from labkit.bedrock.errors import BedrockError, not_found
@@ -49,12 +49,17 @@ throttling.reset_from_environment()
 
 
 def _op(service: str, name: str) -> Callable[[Callable[[dict[str, Any]], dict[str, Any]]], Any]:
-    """Register a handler whose :class:`BedrockError` becomes AWS's error response."""
+    """Register a handler whose :class:`BedrockError` becomes AWS's error response.
+
+    The request is first checked against the constraints botocore leaves to AWS (enums,
+    maximum lengths and values: :mod:`labkit.bedrock.validation`).
+    """
 
     def register(fn: Callable[[dict[str, Any]], dict[str, Any]]):
         @functools.wraps(fn)
         def handler(params: dict[str, Any]) -> dict[str, Any]:
             try:
+                validation.check(service, name, params)
                 return fn(params)
             except BedrockError as err:
                 raise dispatch.AWSError(err.code, err.message, err.status) from None
@@ -68,6 +73,16 @@ def _op(service: str, name: str) -> Callable[[Callable[[dict[str, Any]], dict[st
 def _metadata(headers: dict[str, str], status: int = 200) -> dict[str, Any]:
     return {"RequestId": "labkit-offline", "HTTPStatusCode": status,
             "HTTPHeaders": {"x-amzn-requestid": "labkit-offline", **headers}, "RetryAttempts": 0}
+
+
+def _check_moto_request(service: str, name: str) -> Callable[[dict[str, Any]], None]:
+    def check(params: dict[str, Any]) -> None:
+        try:
+            validation.check(service, name, params)
+        except BedrockError as err:
+            raise dispatch.AWSError(err.code, err.message, err.status) from None
+
+    return check
 
 
 # --- bedrock: foundation models --------------------------------------------------------------
@@ -184,6 +199,28 @@ def query_vectors(p: dict[str, Any]) -> dict[str, Any]:
     return state.vectors.query(p)
 
 
+@dispatch.after("s3vectors", "CreateIndex")
+def _after_create_index(p: dict[str, Any], parsed: dict[str, Any]) -> None:
+    bucket = p.get("vectorBucketName") or (p.get("vectorBucketArn") or "").rsplit("/", 1)[-1] or None
+    state.vectors.configure(bucket, p.get("indexName"), None, p.get("metadataConfiguration"))
+
+
+@dispatch.after("s3vectors", "GetIndex")
+def _after_get_index(p: dict[str, Any], parsed: dict[str, Any]) -> None:
+    index = parsed.get("index") or {}
+    keys = state.vectors.non_filterable.get(index.get("indexArn", ""))
+    if keys:
+        index["metadataConfiguration"] = {"nonFilterableMetadataKeys": list(keys)}
+
+
+@dispatch.validate("s3vectors", "PutVectors")
+def _check_put(p: dict[str, Any]) -> None:
+    try:
+        state.vectors.check_put(p)
+    except BedrockError as err:
+        raise dispatch.AWSError(err.code, err.message, err.status) from None
+
+
 @dispatch.after("s3vectors", "PutVectors")
 def _after_put(p: dict[str, Any], parsed: dict[str, Any]) -> None:
     keys = [v["key"] for v in p.get("vectors", [])]
@@ -217,3 +254,11 @@ def retrieve(p: dict[str, Any]) -> dict[str, Any]:
 @_op("bedrock-agent-runtime", "RetrieveAndGenerate")
 def retrieve_and_generate(p: dict[str, Any]) -> dict[str, Any]:
     return state.kb.retrieve_and_generate(p)
+
+
+# Operations moto answers (S3 Vectors buckets, indexes and vectors; knowledge base records)
+# get the same enum and maximum checks before moto records them.
+for _service in ("s3vectors", "bedrock-agent"):
+    for _name in validation.operation_names(_service):
+        if not dispatch.handled(_service, _name):
+            dispatch.validate(_service, _name)(_check_moto_request(_service, _name))
