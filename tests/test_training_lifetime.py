@@ -13,8 +13,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from test_hosting_lifetime import _alive, _wait_gone
 
 FIXTURES = Path(__file__).parent / "fixtures" / "training"
 
@@ -56,14 +57,6 @@ while time.time() < deadline:
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
-
-
 def test_job_processes_die_with_a_sigkilled_kernel():
     kernel = subprocess.Popen([sys.executable, "-c", KERNEL.format(fixtures=str(FIXTURES), script=SCRIPT)],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -76,10 +69,7 @@ def test_job_processes_die_with_a_sigkilled_kernel():
         assert len(pids) == 2 and all(_alive(p) for p in pids)
         kernel.send_signal(signal.SIGKILL)
         kernel.wait(10)
-        deadline = time.time() + 20
-        while time.time() < deadline and any(_alive(p) for p in pids):
-            time.sleep(0.1)
-        left = [p for p in pids if _alive(p)]
+        left = _wait_gone(pids, 20)
         assert not left, f"the job's processes outlived their kernel: {left}"
     finally:
         kernel.kill()
