@@ -38,14 +38,13 @@ def main() -> str:
             InstanceTypes=["p3.8xlarge", "p4d.24xlarge", "g5.12xlarge"], StartTime=now - timedelta(days=7))),
         ("meter.price_events (1,000 events)", lambda: meter.price_events(events)),
     ]
-    rows = ["| operation | best of 5 (ms) |", "|---|---|"]
+    rows = ["### Cost: offline Pricing API, spot history, the meter", "",
+            "| operation | best of 5 (ms) |", "|---|---|"]
     for name, fn in cases:
         rows.append(f"| {name} | {_time(fn) * 1000:.1f} |")
     usage.reset()
-    table = "\n".join(rows)
-    print(table)
-    return table
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
-    main()
+    print(main())
