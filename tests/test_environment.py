@@ -15,7 +15,7 @@ def _pins(text: str) -> set[str]:
 def test_environment_yml_matches_pyproject():
     pyproject = _pins((REPO / "pyproject.toml").read_text())
     conda = _pins((REPO / "environment.yml").read_text())
-    runtime = {p for p in pyproject if not p.startswith(("pytest==", "ruff=="))}
+    runtime = {p for p in pyproject if not p.startswith(("pytest==", "ruff==", "playwright=="))}
     assert runtime <= conda, f"environment.yml lacks {sorted(runtime - conda)}"
     assert conda <= pyproject, f"environment.yml pins what pyproject.toml does not: {sorted(conda - pyproject)}"
 

@@ -2,8 +2,9 @@
 
 Grading is a short pipeline of named steps, each a module:
 ``submissions`` (find them) -> ``restore`` (restore tests) -> ``sandbox`` (isolate) ->
-``execute`` -> ``score`` -> ``feedback`` -> ``export``; ``pipeline`` composes them and
-``assignment`` prepares the lab once per run in a private nbgrader course. See docs/grading.md.
+``execute`` -> ``score`` -> ``feedback`` -> ``export``; ``pipeline`` composes them,
+``assignment`` prepares the lab once per run in a private nbgrader course and ``warm``
+forks each kernel from a process that imported the lab's modules once. See docs/grading.md.
 """
 
 __all__ = ["GradeRun", "Limits", "SubmissionResult", "grade"]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 
+COURSE_ID = "labkit-grading"
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 HIDDEN_END = "### END HIDDEN TESTS"
 _IGNORE = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pyc", "feedback", ".*")
@@ -108,7 +109,7 @@ def _write_config(course: Path, lab: str) -> None:
         "c.CourseDirectory.source_directory = 'source'\n"
         "c.CourseDirectory.release_directory = 'release'\n"
         f"c.CourseDirectory.db_url = {'sqlite:///' + str(course / 'gradebook.db')!r}\n"
-        "c.CourseDirectory.course_id = 'labkit-grading'\n"
+        f"c.CourseDirectory.course_id = {COURSE_ID!r}\n"
         "c.CourseDirectory.ignore = ['.ipynb_checkpoints', '*.pyc', '__pycache__', 'feedback', '.*']\n"
         "c.ClearSolutions.code_stub = {'python': '# YOUR CODE HERE\\nraise NotImplementedError()'}\n"
         "c.ClearSolutions.text_stub = 'YOUR ANSWER HERE'\n")
@@ -158,10 +159,11 @@ def prepare_assignment(lab: str, run_dir: Path, course_root: Path | None = None)
     config.CourseDirectory.source_directory = "source"
     config.CourseDirectory.release_directory = "release"
     config.CourseDirectory.db_url = f"sqlite:///{course / 'gradebook.db'}"
-    config.CourseDirectory.course_id = "labkit-grading"
+    config.CourseDirectory.course_id = COURSE_ID
     config.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
     config.ClearSolutions.text_stub = "YOUR ANSWER HERE"
     config.Exchange.root = str(course / "exchange")
+    (course / "exchange").mkdir()  # nbgrader checks that it exists; nothing is released through it
     api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
     result = api.generate_assignment(lab, force=True, create=True)
     if not result.get("success"):

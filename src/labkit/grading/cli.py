@@ -27,12 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per process (MiB)")
     parser.add_argument("--no-namespaces", action="store_true",
                         help="do not use Linux namespaces even where available")
+    parser.add_argument("--no-warm", action="store_true",
+                        help="start every kernel from scratch instead of forking it from a process that "
+                             "imported the lab's modules once (slower; the isolation is the same)")
     args = parser.parse_args(argv)
     limits = Limits(cell_timeout=args.timeout_cell, notebook_timeout=args.timeout_notebook,
                     memory_mb=args.memory_mb)
     try:
         run = grade(args.lab, args.submissions, args.out, course_root=args.course, workers=args.workers,
-                    limits=limits, namespaces=not args.no_namespaces)
+                    limits=limits, namespaces=not args.no_namespaces, warm=not args.no_warm)
     except (AssignmentError, FileNotFoundError) as err:
         print(f"labkit grade: {err}", file=sys.stderr)
         return 2
@@ -50,7 +53,8 @@ def describe_isolation(status: dict) -> str:
     if not status:
         return "no submission was executed"
     parts = [f"namespaces: {status.get('namespaces') or 'none'}",
-             f"uid: {status.get('uid')}", f"network: {status.get('network', 'shared')}"]
+             f"uid: {status.get('uid')}", f"network: {status.get('network', 'shared')}",
+             f"warm kernels: {status.get('warm', 'off')}"]
     if status.get("namespace_error"):
         parts.append(f"(namespaces unavailable: {status['namespace_error']})")
     return ", ".join(parts)

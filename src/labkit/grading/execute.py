@@ -18,19 +18,24 @@ import asyncio
 import contextlib
 import copy
 import json
+import math
+import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from queue import Empty
 
 import nbformat
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from traitlets import Unicode
 
-from .sandbox import Policy, count_leftovers, kill_marked
+from .sandbox import Policy, kill_marked
 
 MAX_RESTARTS = 12
 
@@ -68,6 +73,40 @@ class RunLog:
     leftovers_killed: int = 0
     notebook_timed_out: bool = False
     kernel_start_error: str = ""
+    worker_error: str = ""
+
+
+class QuickReadyClient(AsyncKernelClient):
+    """jupyter_client's kernel client, except that the wait for a ready kernel ends once IOPub is
+    drained, instead of after a fixed 0.2 s of silence (nbclient ignores stale IOPub messages: it
+    keeps only those whose parent is the cell's own request). Same checks otherwise."""
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.time() + (float("inf") if timeout is None else timeout)
+        while True:
+            self.kernel_info()
+            try:
+                msg = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                pass
+            else:
+                if msg["msg_type"] == "kernel_info_reply":
+                    try:  # IOPub connected too? (otherwise ask again)
+                        await self.iopub_channel.get_msg(timeout=0.2)
+                    except Empty:
+                        pass
+                    else:
+                        self._handle_kernel_info_reply(msg)
+                        break
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.time() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+        while True:
+            try:
+                await self.iopub_channel.get_msg(timeout=0.01)
+            except Empty:
+                return
 
 
 class SandboxKernelManager(AsyncKernelManager):
@@ -135,9 +174,10 @@ class Runner:
     def _client(self, nb: NotebookNode) -> LimitedClient:
         km = SandboxKernelManager(kernel_name="python3", transport="ipc",
                                   ip=str(Path(self.policy.kernel_dir) / "zmq"),
-                                  connection_file=str(Path(self.policy.kernel_dir) / "connection.json"))
+                                  connection_file=str(Path(self.policy.kernel_dir) / "connection.json"),
+                                  client_factory=QuickReadyClient)
         km.policy_path = self.job.policy
-        client = LimitedClient(nb, km=km, timeout=self.job.cell_timeout, allow_errors=True,
+        client = LimitedClient(nb, km=km, timeout=max(1, math.ceil(self.job.cell_timeout)), allow_errors=True,
                                interrupt_on_timeout=False, startup_timeout=int(self.job.startup_timeout),
                                kernel_name="python3", resources={"metadata": {"path": self.policy.scratch}},
                                record_timing=False)
@@ -147,7 +187,15 @@ class Runner:
         return client
 
     async def _stop(self, client: LimitedClient) -> None:
-        self.log.leftovers_killed += count_leftovers(self.policy.token, self.policy.uid)
+        """Take the sandbox down: SIGTERM to the launcher, whose init kills and counts every process
+        the submission left; then jupyter_client's own shutdown and a last sweep by uid/marker."""
+        process = getattr(getattr(client.km, "provisioner", None), "process", None)
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(OSError):
+                process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 8
+            while process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
         try:
             if client.km is not None and await client.km.is_alive():
                 await client.km.shutdown_kernel(now=True)
@@ -158,41 +206,43 @@ class Runner:
         kill_marked(self.policy.token, self.policy.uid)
         leftovers = Path(self.policy.kernel_dir) / "leftovers"
         with contextlib.suppress(OSError, ValueError):
-            if not self.policy.uid:  # without a uid of its own, the launcher counted them
-                self.log.leftovers_killed += sum(int(n) for n in leftovers.read_text().split())
+            self.log.leftovers_killed += sum(int(n) for n in leftovers.read_text().split())
             leftovers.unlink()
 
     async def run(self) -> None:
         code = [i for i, c in enumerate(self.nb.cells) if c.cell_type == "code"]
         done: list[int] = []      # executed for real, kernel survived: replayed after a restart
         pending = list(code)
-        while pending and self.log.restarts <= MAX_RESTARTS:
-            work = copy.deepcopy(self.nb)
-            client = self._client(work)
-            try:
-                await client.async_start_new_kernel(cwd=self.policy.scratch)
-                await client.async_start_new_kernel_client()
-            except Exception as err:
-                self.log.kernel_start_error = f"{type(err).__name__}: {err}"
-                await self._stop(client)
-                break
-            try:
-                if not await self._replay(client, work, done):
-                    continue
-                while pending:
-                    index = pending[0]
-                    outcome = await self._execute(client, work, index)
-                    pending.pop(0)
-                    if outcome in ("timeout", "kernel-died"):
-                        self.log.restarts += 1
-                        break
-                    done.append(index)
-            finally:
-                await self._stop(client)
+        try:
+            while pending and self.log.restarts <= MAX_RESTARTS:
+                work = copy.deepcopy(self.nb)
+                client = self._client(work)
+                try:
+                    await client.async_start_new_kernel(cwd=self.policy.scratch)
+                    await client.async_start_new_kernel_client()
+                except Exception as err:
+                    self.log.kernel_start_error = f"{type(err).__name__}: {err}"
+                    await self._stop(client)
+                    break
+                try:
+                    if not await self._replay(client, work, done):
+                        continue
+                    while pending:
+                        index = pending[0]
+                        outcome = await self._execute(client, work, index)
+                        pending.pop(0)
+                        if outcome in ("timeout", "kernel-died"):
+                            self.log.restarts += 1
+                            break
+                        done.append(index)
+                finally:
+                    await self._stop(client)
+        except Exception as err:  # a fault of the grader itself: no cell may pass by not running
+            self.log.worker_error = f"the grader failed while executing: {type(err).__name__}: {err}"
         for index in pending:
             reason = ("the notebook's time limit was reached before this cell ran"
                       if time.monotonic() >= self.deadline or self.log.notebook_timed_out
-                      else self.log.kernel_start_error or "the kernel could not be restarted")
+                      else self.log.worker_error or self.log.kernel_start_error or "the kernel could not be restarted")
             self.nb.cells[index].outputs = [_error_output("NotRun", reason)]
             self.log.events.append(CellEvent(index, "not-run", reason))
 
@@ -205,7 +255,7 @@ class Runner:
             if self._remaining() <= 0:
                 self.log.notebook_timed_out = True
                 return True
-            client.timeout = max(1, min(self.job.cell_timeout, self._remaining()))
+            client.timeout = max(1, math.ceil(min(self.job.cell_timeout, self._remaining())))
             try:
                 await client.async_execute_cell(work.cells[index], index)
             except (CellTimeoutError, DeadKernelError, Exception) as err:
@@ -224,7 +274,7 @@ class Runner:
             self.log.events.append(CellEvent(index, "not-run", raise_not_run))
             return "not-run"
         limit = min(self.job.cell_timeout, remaining)
-        client.timeout = max(1, limit)
+        client.timeout = max(1, math.ceil(limit))  # nbclient takes whole seconds
         started = time.monotonic()
         cell = work.cells[index]
         try:
@@ -252,15 +302,40 @@ class Runner:
         return outcome
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    job = Job.load(Path(argv[0]))
+def run_job(path: Path) -> None:
+    """Execute one job; the executed notebook and the events are written whatever happens."""
+    job = Job.load(path)
     runner = Runner(job)
     try:
         asyncio.run(runner.run())
     finally:
         nbformat.write(runner.nb, job.executed)
         Path(job.events).write_text(json.dumps(asdict(runner.log), indent=1))
+
+
+def serve() -> int:
+    """``--serve``: a worker that stays up and runs one job per line of stdin ("JOB.json"),
+    answering "done JOB.json" (or "failed JOB.json: why") on what was stdout. Kernels and their
+    launchers write to stderr, never to the answer channel."""
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    for line in sys.stdin:
+        path = line.strip()
+        if not path:
+            continue
+        try:
+            run_job(Path(path))
+            answers.write(f"done {path}\n")
+        except Exception as err:  # the grader records it for this submission and goes on
+            answers.write(f"failed {path}: {type(err).__name__}: {err}\n".replace("\n", " ").rstrip() + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--serve"]:
+        return serve()
+    run_job(Path(argv[0]))
     return 0
 
 

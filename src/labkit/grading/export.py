@@ -1,4 +1,5 @@
-"""Step "export": grades.csv, the per-submission reports and a copy of the gradebook."""
+"""Step "export": grades.csv, the per-submission reports, a copy of the gradebook, and an
+``nbgrader_config.py`` that makes the output folder a course folder nbgrader's formgrader opens."""
 
 from __future__ import annotations
 
@@ -44,3 +45,36 @@ def copy_gradebook(assignment: Assignment, out: Path) -> Path:
     target = Path(out) / "gradebook.db"
     shutil.copyfile(assignment.private_course / "gradebook.db", target)
     return target
+
+
+FORMGRADER_CONFIG = """\
+# Written by `labkit grade`: this folder is an nbgrader course folder for formgrader.
+#   cd {folder} && jupyter lab      then the Nbgrader menu > Formgrader
+# The gradebook is this run's (gradebook.db); source/ holds the lab's nbgrader source,
+# submitted/ the files as handed in and autograded/ the executed notebooks (hidden tests
+# included): instructors only.
+from pathlib import Path
+
+c = get_config()  # noqa: F821
+HERE = Path(__file__).resolve().parent
+c.CourseDirectory.root = str(HERE)
+c.CourseDirectory.course_id = {course_id!r}
+c.CourseDirectory.db_url = f"sqlite:///{{HERE / 'gradebook.db'}}"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+c.Exchange.root = str(HERE / "exchange")
+"""
+
+
+def write_formgrader_config(assignment: Assignment, out: Path) -> Path:
+    """``nbgrader_config.py`` in ``out``, pointing formgrader at this run's gradebook, and the lab's
+    nbgrader source in ``source/<lab>/`` (formgrader lists the assignments it finds there)."""
+    from .assignment import _IGNORE, COURSE_ID
+
+    source = Path(out) / "source" / assignment.lab
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(assignment.source_dir, source, ignore=_IGNORE)
+    (Path(out) / "exchange").mkdir(exist_ok=True)  # formgrader checks that it exists; nothing is released
+    path = Path(out) / "nbgrader_config.py"
+    path.write_text(FORMGRADER_CONFIG.format(folder=out, course_id=COURSE_ID))
+    return path

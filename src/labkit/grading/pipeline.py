@@ -1,14 +1,18 @@
 """Grade a folder of submissions: isolate, execute, restore tests, score, feedback, export.
 
 :func:`grade` prepares the lab once (private nbgrader course and gradebook), then grades
-each submission in a thread of its own that drives one worker process
-(:mod:`labkit.grading.execute`) and its sandboxed kernel (:mod:`labkit.grading.sandbox`).
+each submission in one of ``workers`` threads (default: the number of cores), each driving
+a long-lived worker process (:mod:`labkit.grading.execute`) and, per submission, a sandboxed
+kernel (:mod:`labkit.grading.sandbox`) forked from the run's warm process
+(:mod:`labkit.grading.warm`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -25,12 +29,13 @@ import nbformat
 
 from .assignment import Assignment, prepare_assignment
 from .execute import Job
-from .export import copy_gradebook, write_grades_csv, write_reports
+from .export import copy_gradebook, write_formgrader_config, write_grades_csv, write_reports
 from .feedback import write_feedback
 from .restore import restore
 from .sandbox import Policy, kill_marked, pick_uid
 from .score import TestResult, explain, save_grades
 from .submissions import Submission, find_submissions
+from .warm import WarmProcess, warm_modules
 
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "VIRTUAL_ENV", "LABKIT_DATA")
 
@@ -74,6 +79,7 @@ class GradeRun:
     grades_csv: Path
     report: Path
     isolation: dict
+    workers: int = 1
 
     def by_student(self) -> dict[str, SubmissionResult]:
         return {r.student: r for r in self.results}
@@ -100,13 +106,102 @@ def _interpreter_paths() -> list[str]:
     return sorted(paths)
 
 
+class Workers:
+    """Long-lived execute workers (``python -m labkit.grading.execute --serve``), one per grading
+    thread at a time: a worker's imports are paid once per run, not once per submission. A
+    worker that overruns a job's budget or dies is killed and replaced; only that job is lost."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self._idle: list[subprocess.Popen] = []
+        self._all: list[subprocess.Popen] = []
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def _new(self) -> subprocess.Popen:
+        with self._lock:
+            self._count += 1
+            log = open(self.log_dir / f"worker-{self._count}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, "-m", "labkit.grading.execute", "--serve"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                start_new_session=True)
+        log.close()
+        proc.log_path = Path(log.name)  # type: ignore[attr-defined]
+        with self._lock:
+            self._all.append(proc)
+        return proc
+
+    def prestart(self, count: int) -> None:
+        """Start ``count`` workers now (their imports overlap with preparing the lab)."""
+        started = [self._new() for _ in range(count)]
+        with self._lock:
+            self._idle.extend(started)
+
+    def _take(self) -> subprocess.Popen:
+        with self._lock:
+            while self._idle:
+                proc = self._idle.pop()
+                if proc.poll() is None:
+                    return proc
+        return self._new()
+
+    def _kill(self, proc: subprocess.Popen) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def run(self, job: Path, budget: float) -> str:
+        """Run ``job``; "" when it finished, else why not (with the end of the worker's log)."""
+        proc = self._take()
+        try:
+            proc.stdin.write(f"{job}\n".encode())
+            proc.stdin.flush()
+        except OSError:
+            self._kill(proc)
+            proc = self._new()
+            proc.stdin.write(f"{job}\n".encode())
+            proc.stdin.flush()
+        deadline, line = time.monotonic() + budget, b""
+        fd = proc.stdout.fileno()
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self._kill(proc)
+                return f"the grading worker ran past its {budget:.0f} s budget and was stopped"
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                proc.wait()
+                tail = proc.log_path.read_bytes()[-2000:].decode(errors="replace")  # type: ignore[attr-defined]
+                return f"the grading worker stopped (exit {proc.returncode}): {tail}"
+            line += chunk
+        with self._lock:
+            self._idle.append(proc)
+        answer = line.decode(errors="replace").strip()
+        return "" if answer.startswith("done ") else answer.split(": ", 1)[-1]
+
+    def close(self) -> None:
+        with self._lock:
+            procs, self._all, self._idle = self._all, [], []
+        for proc in procs:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._kill(proc)
+
+
 class Grader:
     """Grades submissions of one prepared assignment; thread-safe ``grade_one``."""
 
     def __init__(self, assignment: Assignment, run_dir: Path, out: Path, submissions_dir: Path,
-                 limits: Limits, namespaces: bool = True):
+                 limits: Limits, namespaces: bool = True, workers: Workers | None = None,
+                 warm: WarmProcess | None = None):
         self.assignment, self.run_dir, self.out = assignment, run_dir, out
         self.submissions_dir, self.limits, self.namespaces = submissions_dir, limits, namespaces
+        self.workers = workers or Workers(run_dir / "private")
+        self.warm = warm
         self._slots = iter(range(10**6))
         self._slot_lock = threading.Lock()
 
@@ -138,7 +233,7 @@ class Grader:
                         cpu_seconds=int(self.limits.notebook_timeout) + 60, file_mb=self.limits.file_mb,
                         nproc=self.limits.nproc, namespaces=self.namespaces,
                         status_path=str(private / "status.json"), env=kernel_environment(str(scratch)),
-                        reach=_interpreter_paths())
+                        reach=_interpreter_paths(), warm=self.warm.wait() if self.warm else "")
         policy.save(private / "policy.json")
         return exposed, private, policy
 
@@ -151,7 +246,10 @@ class Grader:
         events: dict = {}
         if submission.path is None:
             reasons.append(submission.problem)
-        else:
+        else:  # the file as handed in, in nbgrader's submitted/ layout (formgrader counts these)
+            handed_in = self.out / "submitted" / submission.student / lab.lab / f"{lab.notebook_name}.ipynb"
+            handed_in.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(submission.path, handed_in)
             restored = restore(submission.path, lab, submission.student)
             reasons.extend(restored.flags)
             if restored.notebook is not None:
@@ -176,8 +274,8 @@ class Grader:
         result = SubmissionResult(submission.student, sum(t.points for t in tests), lab.max_score, tests,
                                   reasons, round(time.monotonic() - started, 2), isolation=isolation)
         result.feedback = str(write_feedback(result, lab, self.out))
-        if executed is not None:  # instructor-only copy (hidden tests included), beside the report
-            path = self.out / "executed" / submission.student / f"{lab.notebook_name}.ipynb"
+        if executed is not None:  # instructor-only copy (hidden tests included), nbgrader's layout
+            path = self.out / "autograded" / submission.student / lab.lab / f"{lab.notebook_name}.ipynb"
             path.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(executed, path)
         return result
@@ -189,14 +287,7 @@ class Grader:
                   cell_timeout=self.limits.cell_timeout, notebook_timeout=self.limits.notebook_timeout,
                   output_limit=self.limits.output_bytes)
         (private / "job.json").write_text(json.dumps(job.__dict__))
-        budget = self.limits.notebook_timeout + 120
-        proc = subprocess.Popen([sys.executable, "-m", "labkit.grading.execute", str(private / "job.json")],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            log, _ = proc.communicate(timeout=budget)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            log, _ = proc.communicate()
+        problem = self.workers.run(private / "job.json", self.limits.notebook_timeout + 120)
         isolation = json.loads((private / "status.json").read_text()) if (private / "status.json").exists() else {}
         executed_path, events_path = private / "executed.ipynb", private / "events.json"
         if not executed_path.exists():
@@ -204,9 +295,10 @@ class Grader:
                 if cell.cell_type == "code":
                     cell.outputs = [nbformat.v4.new_output("error", ename="NotRun", evalue="the grader's worker "
                                                            "failed", traceback=[])]
-            tail = log.decode(errors="replace")[-2000:]
-            return nb, {"worker_error": f"the grading worker stopped (exit {proc.returncode}): {tail}"}, isolation
+            return nb, {"worker_error": problem or "the grading worker wrote no result"}, isolation
         events = json.loads(events_path.read_text()) if events_path.exists() else {}
+        if problem and not events.get("worker_error"):
+            events["worker_error"] = problem
         return nbformat.read(executed_path, as_version=4), events, isolation
 
     def _event_reasons(self, nb, events: dict) -> list[str]:
@@ -221,7 +313,9 @@ class Grader:
             return f"cell {index}" + (f" ({gid})" if gid else "")
         for event in events.get("events", []):
             outcome, detail = event["outcome"], event.get("detail", "")
-            if outcome in ("timeout", "kernel-died"):
+            if outcome in ("timeout", "kernel-died") and "notebook's time limit" in detail:
+                reasons.append(f"{where(event['index'])}: {detail}")
+            elif outcome in ("timeout", "kernel-died"):
                 reasons.append(f"{where(event['index'])}: {detail}; later cells ran in a fresh kernel "
                                "after replaying the earlier ones")
             elif outcome == "replay-failed":
@@ -238,11 +332,14 @@ class Grader:
 
 def grade(lab: str, submissions: str | Path, out: str | Path | None = None, *,
           course_root: str | Path | None = None, workers: int | None = None,
-          limits: Limits | None = None, namespaces: bool = True, keep_work: bool = False) -> GradeRun:
+          limits: Limits | None = None, namespaces: bool = True, warm: bool = True,
+          keep_work: bool = False) -> GradeRun:
     """Grade every submission of ``lab`` in ``submissions``; write grades.csv, feedback, reports.
 
     ``submissions`` holds ``<student>/<lab>.ipynb`` (or ``<student>/<lab>/<lab>.ipynb``).
     ``out`` defaults to ``./graded/<lab>``. ``workers`` defaults to the number of cores.
+    ``warm=False`` starts every kernel from scratch instead of forking it from the run's warm
+    process (:mod:`labkit.grading.warm`); the walls around each kernel are the same.
     """
     limits = limits or Limits()
     submissions_dir = Path(submissions).resolve()
@@ -253,21 +350,35 @@ def grade(lab: str, submissions: str | Path, out: str | Path | None = None, *,
     os.chmod(run_dir, 0o711)
     (run_dir / "jobs").mkdir(mode=0o711)
     (run_dir / "private").mkdir(mode=0o700)
+    count = max(1, min(workers or os.cpu_count() or 1, len(found) or 1))
+    pool = Workers(run_dir / "private")
+    warm_process = None
     try:
+        pool.prestart(count if any(s.path for s in found) else 0)
         assignment = prepare_assignment(lab, run_dir, Path(course_root) if course_root else None)
-        grader = Grader(assignment, run_dir, out_dir, submissions_dir, limits, namespaces)
-        with ThreadPoolExecutor(max_workers=max(1, workers or os.cpu_count() or 1)) as pool:
-            results = list(pool.map(grader.grade_one, found))
+        if warm and any(s.path for s in found) and sys.platform.startswith("linux"):  # fork is Linux-safe
+            warm_process = WarmProcess(run_dir / "private" / "warm", warm_modules(assignment.release_notebook),
+                                       kernel_environment(str(run_dir / "private" / "warm"))).start()
+        grader = Grader(assignment, run_dir, out_dir, submissions_dir, limits, namespaces, pool, warm_process)
+        with ThreadPoolExecutor(max_workers=count) as threads:
+            results = list(threads.map(grader.grade_one, found))
         isolation = _summarise_isolation(results)
+        isolation.update(warm_process.status if warm_process else
+                         {"warm": "off" if not warm or sys.platform.startswith("linux") else "off: Linux only"})
+        isolation["workers"] = count
         grades_csv = write_grades_csv(results, assignment, out_dir)
         report = write_reports(results, assignment, out_dir, isolation)
         copy_gradebook(assignment, out_dir)
+        write_formgrader_config(assignment, out_dir)
     finally:
+        pool.close()
+        if warm_process is not None:
+            warm_process.stop()
         if not keep_work:
             shutil.rmtree(run_dir, ignore_errors=True)
-    return GradeRun(lab, out_dir, results, grades_csv, report, isolation)
+    return GradeRun(lab, out_dir, results, grades_csv, report, isolation, count)
 
 
 def _summarise_isolation(results: list[SubmissionResult]) -> dict:
     seen = [r.isolation for r in results if r.isolation]
-    return seen[0] if seen else {}
+    return dict(seen[0]) if seen else {}

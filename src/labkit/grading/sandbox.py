@@ -12,6 +12,9 @@ starts instead of the bare kernel command. It applies, in order, what this machi
 - As root: the kernel runs under a uid of its own (no name, no home, no groups), so the
   repository's private files are unreadable, ``RLIMIT_NPROC`` counts only its processes, and
   the grader can find and kill every process it left behind by uid.
+- On Linux, with or without namespaces: the sandbox's init is a child subreaper, so every
+  process the submission starts, detached or double-forked, is re-parented to it and killed
+  (and counted for the report) when the kernel ends or the grader stops it.
 - Everywhere (Linux and macOS): its own session, resource limits (``RLIMIT_AS`` memory,
   ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` largest file, ``RLIMIT_CORE`` 0), a scratch working
   folder that is also ``HOME``, an environment with the offline backend and no credentials,
@@ -27,6 +30,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -59,6 +63,7 @@ class Policy:
     reach: list[str] = field(default_factory=list)
     status_path: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    warm: str = ""  # the run's warm process (its Unix socket), "" to start the kernel directly
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=1))
@@ -219,6 +224,14 @@ def _drop_to(uid: int) -> None:
     os.setuid(uid)
 
 
+class _Stop(Exception):
+    """Raised in the sandbox's init by SIGTERM: take everything down now."""
+
+
+def _raise_stop(signum, frame):
+    raise _Stop()
+
+
 def _reap_until(kernel_pid: int) -> int:
     """As init of the namespace (or subreaper): reap everything until the kernel exits."""
     status = 0
@@ -232,11 +245,116 @@ def _reap_until(kernel_pid: int) -> int:
             return status
 
 
-def launch(policy_path: Path, command: list[str]) -> int:
-    """Apply the policy and run ``command`` (the kernel); returns its exit status."""
+def _own_proc() -> bool:
+    """Whether /proc shows this process's own PID namespace (so its pids are ours to signal)."""
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
+def _children() -> list[int]:
+    """Live processes whose parent is this one (as init or subreaper: every orphan of the tree).
+    Zombies (already exited, waiting to be reaped) are not listed: they are reaped, not counted."""
+    me, found = os.getpid(), []
+    for pid in _proc_pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and fields[1] == str(me) and fields[0] not in ("Z", "X"):
+            found.append(pid)
+    return found
+
+
+def _kill_tree(kernel: int | None, rounds: int = 60) -> int:
+    """SIGKILL every descendant of this init/subreaper; returns how many, the kernel not counted.
+
+    Orphans are re-parented to this process, so killing its children round after round
+    reaches the whole tree, detached (``setsid``, double-forked) processes included.
+    """
+    if not _own_proc():
+        return 0
+    killed: set[int] = set()
+    quiet = 0
+    for _ in range(rounds):
+        found = _children()
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        quiet = quiet + 1 if not found else 0
+        if quiet >= 2:
+            break
+        time.sleep(0.01 if found else 0.02)
+    killed.discard(kernel or -1)
+    return len(killed)
+
+
+def _exec_kernel(command: list[str], env: dict[str, str]) -> None:
+    os.execve(command[0], command, env)
+
+
+def _supervise(init: int, control: socket.socket | None) -> int:
+    """Wait for the sandbox's init; on SIGTERM, a "stop" on ``control``, its closing, or the death
+    of the process that started this one, ask init to take the sandbox down (then force it)."""
+    parent = os.getppid()
+    stop_at: list[float] = []
+
+    def request_stop(*_args) -> None:
+        if not stop_at:
+            stop_at.append(time.monotonic() + 5)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(init, signal.SIGTERM)
+
+    if control is None:
+        signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        watch = os.pidfd_open(init)
+    except (AttributeError, OSError):
+        watch = None
+    while True:
+        pid, code = os.waitpid(init, os.WNOHANG)
+        if pid:
+            if watch is not None:
+                os.close(watch)
+            return os.waitstatus_to_exitcode(code)
+        readable = [x for x in (watch, control) if x is not None]
+        ready = select.select(readable, [], [], 0.5 if watch is not None else 0.05)[0] if readable else []
+        if not readable:
+            time.sleep(0.05)
+        if control is not None and control in ready:
+            try:
+                data = control.recv(64)
+            except OSError:
+                data = b""
+            if not data or b"stop" in data:
+                request_stop()
+                if not data:
+                    control = None
+        if os.getppid() != parent:
+            request_stop()
+        if stop_at and time.monotonic() > stop_at[0]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(init, signal.SIGKILL)
+
+
+def launch(policy_path: Path, command: list[str], start=_exec_kernel,
+           control: socket.socket | None = None) -> int:
+    """Apply the policy and run ``command`` (the kernel); returns its exit status.
+
+    ``start(command, env)`` replaces this process image with the kernel (``execve``, or the
+    warm process's in-place kernel start, see :mod:`labkit.grading.warm`); ``control`` is the
+    warm client's connection (a "stop" there, or its closing, takes the sandbox down).
+    """
     policy = Policy.load(policy_path)
     status_file = open(policy.status_path or Path(policy_path).with_name("status.json"), "w")  # noqa: SIM115
-    status: dict[str, object] = {"platform": sys.platform, "uid": None, "namespaces": None}
+    status: dict[str, object] = {"platform": sys.platform, "uid": None, "namespaces": None,
+                                 "kernel": "warm fork" if start is not _exec_kernel else "exec"}
     libc = _libc() if sys.platform.startswith("linux") else None
     in_pid_ns = False
     if libc is not None and policy.namespaces:
@@ -272,17 +390,12 @@ def launch(policy_path: Path, command: list[str]) -> int:
         status_file.write(json.dumps(status))
 
     init = os.fork()
-    if init:  # the launcher that jupyter_client sees: wait, and take the namespace down with it
-        def stop(signum, frame):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(init, signal.SIGKILL)
-            os._exit(128 + signum)
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _, code = os.waitpid(init, 0)
-        return os.waitstatus_to_exitcode(code)
+    if init:  # the supervisor: wait, and take the namespace down with it
+        return _supervise(init, control)
 
-    # init of the new PID namespace (or subreaper without one): dies with the launcher
+    # init of the new PID namespace (or subreaper without one): dies with the supervisor
+    if control is not None:
+        control.close()
     if libc is not None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -291,6 +404,7 @@ def launch(policy_path: Path, command: list[str]) -> int:
                 _check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
                        "mount proc")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     kernel = os.fork()
     if kernel == 0:
         try:
@@ -300,21 +414,27 @@ def launch(policy_path: Path, command: list[str]) -> int:
             _limits(policy, own_uid)
             if own_uid:
                 _drop_to(policy.uid)
-                if libc is not None:
-                    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if libc is not None:  # dies with init (the credentials change above cleared it)
+                libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             env = dict(policy.env, **{MARKER: policy.token, "HOME": policy.scratch})
-            os.execve(command[0], command, env)
+            start(command, env)
         except BaseException as err:  # never fall back into the launcher's code
             print(f"labkit sandbox: cannot start the kernel: {err}", file=sys.stderr)
-            os._exit(127)
-    code = _reap_until(kernel)
-    if in_pid_ns:  # everything still here dies with this process; count it for the report
-        left = [pid for pid in _proc_pids() if pid != os.getpid()]
+        os._exit(127)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        code = _reap_until(kernel)
+        alive = None
+    except _Stop:
+        code, alive = 128 + signal.SIGTERM, kernel
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if in_pid_ns:  # all of it dies with this process anyway; killed first to count it
+        left = _kill_tree(alive) if _own_proc() else 0
     else:
-        left = [None] * kill_marked(policy.token, policy.uid if own_uid else None)
+        left = _kill_tree(alive) + kill_marked(policy.token, policy.uid if own_uid else None)
     if left:
         with contextlib.suppress(OSError), open(os.path.join(policy.kernel_dir, "leftovers"), "a") as f:
-            f.write(f"{len(left)}\n")
+            f.write(f"{left}\n")
     os._exit(code if code >= 0 else 128 - code)
 
 
@@ -339,19 +459,6 @@ def _marked(pid: int, token: str, uid: int | None) -> bool:
         return f"{MARKER}={token}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         return False
-
-
-def count_leftovers(token: str, uid: int | None = None) -> int:
-    """Processes of this sandbox other than the kernel itself (found by uid or marker)."""
-    count = 0
-    for pid in _proc_pids():
-        if _marked(pid, token, uid):
-            try:
-                if b"ipykernel" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    count += 1
-            except OSError:
-                pass
-    return count
 
 
 def kill_marked(token: str, uid: int | None = None, rounds: int = 5) -> int:
@@ -393,7 +500,57 @@ def pick_uid(slot: int) -> int | None:
     return None
 
 
+def _via_warm(policy: Policy, policy_path: Path, command: list[str]) -> int | None:
+    """Have the run's warm process fork the kernel (see :mod:`labkit.grading.warm`); relay stop
+    and the exit status. None when no warm process answers (the caller then starts it itself)."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(policy.warm)
+        request = json.dumps({"policy": str(Path(policy_path).resolve()), "command": command}).encode()
+        socket.send_fds(conn, [request], [0, 1, 2])
+    except OSError:
+        conn.close()
+        return None
+    stopping: list[bool] = []
+
+    def stop(*_args) -> None:
+        if not stopping:
+            stopping.append(True)
+            with contextlib.suppress(OSError):
+                conn.sendall(b"stop\n")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent, received = os.getppid(), b""
+    while True:
+        if select.select([conn], [], [], 0.5)[0]:
+            try:
+                data = conn.recv(4096)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            received += data
+        if os.getppid() != parent:
+            stop()
+    try:
+        return int(json.loads(received.strip().splitlines()[-1])["exit"])
+    except (ValueError, KeyError, IndexError):
+        return 1
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3 or argv[1] != "--":
+        print("usage: python -m labkit.grading.sandbox POLICY.json -- KERNEL-COMMAND...", file=sys.stderr)
+        return 2
+    policy_path, command = Path(argv[0]), argv[2:]
+    policy = Policy.load(policy_path)
+    if policy.warm and command[1:3] == ["-m", "ipykernel_launcher"]:
+        code = _via_warm(policy, policy_path, command)
+        if code is not None:
+            return code
+    return launch(policy_path, command)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 4 or sys.argv[2] != "--":
-        sys.exit("usage: python -m labkit.grading.sandbox POLICY.json -- KERNEL-COMMAND...")
-    sys.exit(launch(Path(sys.argv[1]), sys.argv[3:]))
+    sys.exit(main(sys.argv[1:]))

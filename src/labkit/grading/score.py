@@ -31,6 +31,8 @@ HINTS = {
                   "crashes the interpreter, or very large memory use.",
     "NotRun": "The notebook ran out of time (or Python stopped) before this test: make earlier cells "
               "finish and faster.",
+    "MemoryError": "The code asked for more memory than the grader allows each submission: work on smaller "
+                   "pieces, or free what you no longer need.",
     "AssertionError": "A check in the test failed: compare your answer with what the exercise asks, "
                       "including its type and structure.",
 }
