@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+import warnings
 from dataclasses import dataclass
 
 from nbformat import NotebookNode
@@ -111,7 +112,10 @@ def save_grades(nb: NotebookNode | None, assignment: Assignment, student: str) -
 
     resources = {"nbgrader": {"db_url": assignment.db_url, "assignment": assignment.lab,
                               "notebook": assignment.notebook_name, "student": student}}
-    with _DB_LOCK:
+    # nbgrader's own gradebook code trips SQLAlchemy's autoflush warnings (SAWarning "not in
+    # session"); they are nbgrader's, harmless, and would bury the grader's report.
+    with _DB_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not in session.*")
         with Gradebook(assignment.db_url) as gb:
             gb.update_or_create_student(student)
             gb.update_or_create_submission(assignment.lab, student)

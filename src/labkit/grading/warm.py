@@ -145,8 +145,10 @@ COURSE_MODULES = ["numpy", "pandas", "boto3", "botocore", "moto", "moto.ec2", "m
                   "moto.applicationautoscaling", "moto.sagemaker", "moto.iam", "moto.s3",
                   "labkit", "labkit.offline", "@engines", "labkit.cost.meter", "labkit.cost.cleanup",
                   "matplotlib", "matplotlib.pyplot", "tqdm", "tqdm.auto"]
-# Start a thread at import (so cannot be forked from): imported by each kernel itself.
-THREAD_STARTERS = ["labkit.offline.hosting"]
+# Modules known to start a thread at import (so cannot be forked from): each kernel imports them
+# itself. None of the course's engines does (hosting starts its threads with the first endpoint);
+# others are found at run time and reported (``{"threads": module}``).
+THREAD_STARTERS: list[str] = []
 
 
 def lab_imports(nb) -> list[str]:

@@ -142,8 +142,9 @@ class HostingEngine:
         self.endpoints: dict[str, Endpoint] = {}
         self.lock = threading.RLock()
         self._stop = threading.Event()
-        self._reaper = threading.Thread(target=self._reap_serverless, name="labkit-serverless-reaper", daemon=True)
-        self._reaper.start()
+        # Started with the first endpoint, not at import: the grader forks warm kernels from a
+        # process that has imported this engine, and a process with threads must not fork.
+        self._reaper: threading.Thread | None = None
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -156,6 +157,10 @@ class HostingEngine:
                             async_config=config.get("AsyncInferenceConfig"))
         with self.lock:
             self.endpoints[name] = endpoint
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap_serverless, name="labkit-serverless-reaper",
+                                                daemon=True)
+                self._reaper.start()
         threading.Thread(target=self._bring_up, args=(endpoint, endpoint.variants, on_status),
                          name=f"labkit-endpoint-{name}", daemon=True).start()
         return endpoint
