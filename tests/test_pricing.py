@@ -37,7 +37,8 @@ def test_every_price_has_region_unit_source_and_date():
         assert p.unit and p.price_usd >= 0, p.sku
         assert p.source.startswith("https://aws.amazon.com/"), p.sku
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", p.read_on), p.sku
-        assert p.method in ("recalled", "pricing-api"), p.sku
+        # stored-page: read from a stored (undated) copy of the public pricing page, not from AWS itself
+        assert p.method in ("recalled", "stored-page", "pricing-api"), p.sku
         assert p.verified == (p.method == "pricing-api"), p.sku
         assert p.offer_file.startswith("https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/"), p.sku
 
@@ -171,6 +172,47 @@ def test_describe_services_and_attribute_values(pricing):
     assert "ml.g5.xlarge" in values and values == sorted(set(values))
     classes = pricing.get_attribute_values(ServiceCode="AmazonS3", AttributeName="volumeType")["AttributeValues"]
     assert {"Value": "Glacier Deep Archive"} in classes
+
+
+def _only(pricing, code: str, **terms: str) -> list[dict]:
+    filters = [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in terms.items()]
+    return [json.loads(x) for x in pricing.get_products(ServiceCode=code, Filters=filters)["PriceList"]]
+
+
+def test_the_other_services_of_the_labs_are_in_the_price_list(pricing):
+    """Athena, Kinesis, CloudWatch, KMS, CloudTrail, Glue, EMR (services.json) answer in the Price List shape."""
+    services = {s["ServiceCode"] for s in pricing.describe_services()["Services"]}
+    assert {"AmazonAthena", "AmazonKinesis", "AmazonCloudWatch", "awskms", "AWSCloudTrail", "AWSGlue",
+            "ElasticMapReduce"} <= services
+    [athena] = _only(pricing, "AmazonAthena", usagetype="USE1-DataScannedInTB")
+    assert athena["serviceCode"] == "AmazonAthena" and athena["product"]["productFamily"] == "Athena Queries"
+    assert athena["product"]["attributes"]["servicename"] == "Amazon Athena"
+    assert athena["product"]["attributes"]["regionCode"] == "us-east-1"
+    assert on_demand_usd(athena) == [5.0]
+    [shards] = _only(pricing, "AmazonKinesis", group="Storage-ShardHour")
+    assert on_demand_usd(shards) == [0.015]
+    [key] = _only(pricing, "awskms", usagetype="KMS-Keys")
+    assert on_demand_usd(key) == [1.0] and key["labkitProvenance"]["method"] == "stored-page"
+    [metric] = _only(pricing, "AmazonCloudWatch", usagetype="CW:MetricMonitorUsage")
+    dims = sorted(next(iter(metric["terms"]["OnDemand"].values()))["priceDimensions"].values(),
+                  key=lambda d: float(d["beginRange"]))
+    assert [(d["beginRange"], d["endRange"], float(d["pricePerUnit"]["USD"])) for d in dims] == [
+        ("0", "10000", 0.30), ("10000", "250000", 0.10), ("250000", "1000000", 0.05), ("1000000", "Inf", 0.02)]
+    guardrails = _only(pricing, "AmazonBedrock", productFamily="Amazon Bedrock Guardrails")
+    by_policy = {g["product"]["attributes"]["policyType"]: on_demand_usd(g)[0] for g in guardrails}
+    assert by_policy["ContentPolicy"] == 0.15 and by_policy["TopicPolicy"] == 0.15
+    assert by_policy["WordPolicy"] == 0.0 and by_policy["SensitiveInformationPolicy"] == 0.10
+    [vectors] = _only(pricing, "AmazonS3", productFamily="Vector Storage")
+    assert on_demand_usd(vectors) == [0.06]
+    trail_types = [v["Value"] for v in pricing.get_attribute_values(
+        ServiceCode="AWSCloudTrail", AttributeName="usagetype")["AttributeValues"]]
+    assert "USE1-DataEventsRecorded" in trail_types
+    emr = _only(pricing, "ElasticMapReduce", instanceType="m5.xlarge")
+    assert [on_demand_usd(e) for e in emr] == [[0.048]]
+    for code in ("AmazonAthena", "AmazonKinesis", "AmazonCloudWatch", "awskms", "AWSCloudTrail", "AWSGlue"):
+        listed = [x for page in pricing.get_paginator("get_products").paginate(ServiceCode=code)
+                  for x in page["PriceList"]]
+        assert len(listed) == len(cat.load().find(code)), code
 
 
 def test_refresh_reads_prices_through_the_pricing_api(pricing, tmp_path):

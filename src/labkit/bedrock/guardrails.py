@@ -439,8 +439,9 @@ def evaluate(config: dict[str, Any], source: str, texts: list[str], *, grounding
     usage = {"topicPolicyUnits": units if topics_cfg else 0,
              "contentPolicyUnits": units if filters_cfg else 0,
              "wordPolicyUnits": units if word_cfg else 0,
-             "sensitiveInformationPolicyUnits": units if pii_cfg.get("regexesConfig") else 0,
-             "sensitiveInformationPolicyFreeUnits": units if pii_cfg.get("piiEntitiesConfig") else 0,
+             # PII entity types are billed; custom regexes are the free units (Bedrock pricing page)
+             "sensitiveInformationPolicyUnits": units if pii_cfg.get("piiEntitiesConfig") else 0,
+             "sensitiveInformationPolicyFreeUnits": units if pii_cfg.get("regexesConfig") else 0,
              "contextualGroundingPolicyUnits": units if grounding_cfg else 0}
     assessment["invocationMetrics"] = {
         "guardrailProcessingLatency": int((time.perf_counter() - started) * 1000),

@@ -2,7 +2,9 @@
 
 Plain Python over the local models; :mod:`labkit.offline.bedrock` speaks the protocol.
 Each call is metered: ``usage.record("bedrock:tokens", model_id, model_id=...,
-input_tokens=..., output_tokens=..., operation=...)`` (embeddings: ``output_tokens=0``).
+input_tokens=..., output_tokens=..., operation=...)`` (embeddings: ``output_tokens=0``), and
+each guardrail assessment ``usage.record("bedrock:guardrail", guardrail_id, ..., <policy>Units=...)``
+with the text units per policy that the assessment reports (ApplyGuardrail and guarded invocations).
 """
 
 from __future__ import annotations
@@ -94,9 +96,17 @@ class Runtime:
                 texts.append(text["text"])
         result = guardrails.evaluate(ref.config, source, texts, grounding=grounding, query=query,
                                      guardrail=ref.guardrail, version=version, output_scope=output_scope)
+        self.meter_guardrail(ref.guardrail, version, source, "ApplyGuardrail", result.usage)
         return {"usage": result.usage, "action": result.action, "actionReason": result.action_reason,
                 "outputs": result.outputs, "assessments": [result.assessment],
                 "guardrailCoverage": result.assessment["invocationMetrics"]["guardrailCoverage"]}
+
+    def meter_guardrail(self, guardrail: guardrails.Guardrail, version: str, source: str, operation: str,
+                        units: dict[str, int]) -> None:
+        """Record the text units an assessment used, per policy (what Bedrock bills guardrails on)."""
+        if any(units.values()):
+            self.record("bedrock:guardrail", guardrail.guardrail_id, guardrail_id=guardrail.guardrail_id,
+                        version=version, source=source, operation=operation, **units)
 
     # --- text generation -------------------------------------------------------------------
     def generate(self, model: FoundationModel, request: formats.TextRequest, operation: str,
@@ -107,6 +117,7 @@ class Runtime:
         if ref is not None:
             texts = guard_texts if guard_texts is not None else [request.prompt.text()]
             check = guardrails.evaluate(ref.config, "INPUT", texts, guardrail=ref.guardrail, version=ref.version)
+            self.meter_guardrail(ref.guardrail, ref.version, "INPUT", operation, check.usage)
             input_assessment = check.assessment
             if check.action != "NONE" and check.blocked:
                 gen = responder.Generation(text=check.masked_text or "", input_tokens=0, output_tokens=0,
@@ -126,6 +137,7 @@ class Runtime:
             action = "NONE"
             check = guardrails.evaluate(ref.config, "OUTPUT", [gen.text], guardrail=ref.guardrail,
                                         version=ref.version)
+            self.meter_guardrail(ref.guardrail, ref.version, "OUTPUT", operation, check.usage)
             outputs = [check.assessment]
             if check.action != "NONE":
                 action = "INTERVENED"

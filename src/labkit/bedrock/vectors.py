@@ -296,10 +296,11 @@ def _moto_backend():
 class VectorStore:
     """An :class:`AnnIndex` per moto S3 Vectors index, kept in step with moto's records."""
 
-    def __init__(self) -> None:
+    def __init__(self, record: Any = None) -> None:
         self.indexes: dict[str, AnnIndex] = {}
         self.non_filterable: dict[str, list[str]] = {}  # index ARN -> its non-filterable metadata keys
         self._lock = threading.Lock()
+        self.record = record  # usage.record: each query is metered (requests and data processed)
 
     def configure(self, bucket: str | None, name: str | None, arn: str | None, config: dict[str, Any] | None) -> None:
         """Remember an index's ``metadataConfiguration`` (moto ignores it)."""
@@ -368,6 +369,16 @@ class VectorStore:
                     if (arn and key == arn) or (name and key.endswith(f"/{bucket}/index/{name}")):
                         del table[key]
 
+    def processed_bytes(self, idx: Any) -> int:
+        """What one query processes, as S3 Vectors bills it: every vector's data, key and filterable metadata."""
+        skip = set(self.non_filterable.get(idx.index_arn, []))
+        total = 0
+        for key, vec in idx.vectors.items():
+            md = {k: v for k, v in (vec.metadata or {}).items() if k not in skip} if isinstance(vec.metadata, dict) \
+                else vec.metadata
+            total += 4 * int(idx.dimension) + len(key.encode()) + (_size(md) if md else 0)
+        return total
+
     def query(self, p: dict[str, Any]) -> dict[str, Any]:
         idx, ann = self.ann(p.get("vectorBucketName"), p.get("indexName"), p.get("indexArn"))
         k = p["topK"]
@@ -388,6 +399,9 @@ class VectorStore:
             with ann.lock:
                 candidates = [row for row, md in ann.metadata.items() if matches(md, flt)]
         hits = ann.search(query, k, candidates)
+        if self.record is not None:
+            self.record("s3vectors:query", idx.index_arn, vectors=len(idx.vectors),
+                        bytes_processed=self.processed_bytes(idx))
         out = []
         for row, distance in hits:
             item: dict[str, Any] = {"key": ann.keys[row]}

@@ -1,10 +1,11 @@
 """The dated price catalogue in ``data/pricing/``.
 
 Each JSON file holds the prices of one area (``sagemaker.json``, ``ec2.json``,
-``bedrock.json``, ``storage.json``, ``spot.json``). Every price names its region, unit,
+``bedrock.json``, ``storage.json``, ``spot.json``, and ``services.json`` for the other services the
+labs use: Athena, Kinesis, CloudWatch, KMS, CloudTrail, Glue, EMR, Bedrock Guardrails, S3 Vectors). Every price names its region, unit,
 source (the public pricing page and the Pricing API offer file where AWS publishes it),
 the date it entered the catalogue (``read_on``), how it got there (``method``: ``recalled``
-or ``pricing-api``) and whether it was read from AWS (``verified``). ``labkit cost refresh``
+``stored-page``: read from a stored copy of the pricing page, or ``pricing-api``) and whether it was read from AWS (``verified``). ``labkit cost refresh``
 replaces recalled figures with values read from the Pricing API (see :mod:`labkit.cost.refresh`).
 
 This module only looks prices up; the arithmetic of a bill is in :mod:`labkit.cost.meter`.
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_REGION = "us-east-1"
-FILES = ("sagemaker", "ec2", "bedrock", "storage", "spot")
+FILES = ("sagemaker", "ec2", "bedrock", "storage", "spot", "services")
 # Where a model id names a cross-region inference profile ("us.anthropic..."), the price
 # is that of the model in the source region (Bedrock pricing page, "Cross-region inference").
 INFERENCE_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.", "us-gov.", "ca.", "jp.", "au.")
@@ -81,20 +82,40 @@ class Price:
         how = "read from AWS" if self.verified else f"{self.method}, unverified"
         return f"{page} {self.read_on} ({how})"
 
+    @property
+    def unit_size(self) -> float:
+        """How many units one priced unit holds: 1,000 for ``1K requests``, 1 for ``Hrs`` or ``GB-Mo``."""
+        return float(self.attrs.get("unit_size") or 1)
+
     def tiered_cost(self, quantity: float) -> float:
-        """Cost of ``quantity`` units, walking the volume tiers where the price has them."""
+        """Cost of ``quantity`` priced units, walking the volume tiers where the price has them.
+
+        Tiers are ``{"begin", "end", "price_usd"}`` (``begin_gb``/``end_gb`` for storage), in
+        priced units; ``end`` None is the last, open tier.
+        """
         tiers = self.attrs.get("tiers")
         if not tiers:
             return quantity * self.price_usd
         cost, left = 0.0, quantity
         for tier in tiers:
-            end = tier["end_gb"]
-            width = left if end is None else min(left, end - tier["begin_gb"])
+            begin, end = tier_bounds(tier)
+            width = left if end is None else min(left, end - begin)
             cost += max(width, 0) * tier["price_usd"]
             left -= max(width, 0)
             if left <= 0:
                 break
         return cost
+
+    def cost_of(self, quantity: float) -> float:
+        """Cost of ``quantity`` units (``unit_size`` of them make one priced unit), tiers included."""
+        return self.tiered_cost(quantity / self.unit_size)
+
+
+def tier_bounds(tier: dict[str, Any]) -> tuple[float, float | None]:
+    """(begin, end) of a volume tier, whichever key names it uses."""
+    begin = tier.get("begin", tier.get("begin_gb", 0))
+    end = tier["end"] if "end" in tier else tier.get("end_gb")
+    return float(begin), (None if end is None else float(end))
 
 
 _FIELDS = {"sku", "service_code", "region", "unit", "price_usd", "source", "read_on", "verified", "method",
@@ -211,6 +232,15 @@ class Catalogue:
         storage_class = {"REDUCED_REDUNDANCY": "STANDARD", "OUTPOSTS": "STANDARD"}.get(storage_class, storage_class)
         return self._one(f"S3 {storage_class}", "storage", region, "AmazonS3", service="s3",
                          storage_class=storage_class, usage="storage")
+
+    def service(self, service_code: str, usage: str, region: str = DEFAULT_REGION) -> Price:
+        """A price of ``services.json`` by service code and usage (``"AmazonAthena"``, ``"data-scanned"``)."""
+        return self._one(f"{service_code} {usage}", "services", region, service_code, usage=usage)
+
+    def emr_uplift(self, instance_type: str, region: str = DEFAULT_REGION) -> Price:
+        """The EMR per-instance hourly charge added to the EC2 price of ``instance_type``."""
+        return self._one(f"EMR {instance_type}", "services", region, "ElasticMapReduce",
+                         instance_type=instance_type, usage="emr-uplift")
 
     def spot_savings(self, instance_type: str) -> tuple[float, dict[str, Any]]:
         """Typical spot saving (fraction of on-demand) for an instance's family, and its record."""

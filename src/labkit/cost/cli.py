@@ -68,7 +68,8 @@ def _show(args: argparse.Namespace) -> int:
         flag = "" if p.verified else "  (unverified)"
         print(f"{p.file:<9} {p.sku:<48} {p.price_usd:>12.7g} USD/{p.unit:<10} {p.region}  "
               f"{p.read_on}{flag}  {p.source}")
-    print(f"{len(prices)} prices; {sum(not p.verified for p in prices)} unverified (recalled). "
+    print(f"{len(prices)} prices; {sum(not p.verified for p in prices)} unverified (recalled, or read from a stored "
+          "copy of a pricing page). "
           "See data/pricing/README.md.")
     return 0
 

@@ -20,6 +20,22 @@ into :class:`BillRow` s. The billing rules, as AWS states them on its pricing pa
 - Bedrock: per 1,000 input and output tokens (per image for image models).
 - S3 storage: GB-month by storage class, prorated over the lab's duration (a month is
   730 hours, a GB is 2^30 bytes, as AWS bills). Tiny, and shown so that it is seen.
+- Athena: per TB scanned by each SELECT or CTAS, rounded up to the MB with a 10 MB minimum
+  per query (DDL, partition management and failed queries are free).
+- Kinesis Data Streams: provisioned shard-hours from creation to deletion (an open interval
+  is billed to now) and PUT payload units (25 KB chunks per record); on-demand streams by
+  stream-hour and GB in and out (records rounded up to 1 KB).
+- Monthly charges (KMS customer managed keys, CloudWatch alarms and dashboards, Glue Data
+  Catalog objects, S3 Vectors storage) are prorated over the seconds each existed, as S3
+  storage is (a month is 730 hours). CloudWatch custom metrics are billed 1/730 of a
+  metric-month for each hour in which data was sent to them.
+- Requests (CloudWatch API, KMS, Glue Data Catalog, S3 Vectors queries), CloudTrail events,
+  Bedrock guardrail text units (1,000 characters each, per policy type) and S3 Vectors data
+  put and processed: per unit at the catalogue's rate. Free allowances (CloudWatch's 10
+  metrics, KMS's 20,000 requests, Glue's first million objects...) are per account and month,
+  not per lab: they are not deducted, and each row's note names the one that applies.
+- An EMR cluster is recorded but not run offline: it is listed as not priced, with the
+  hourly rate it would have on AWS.
 
 Event kinds and fields (``usage.record(kind, resource, **fields)``):
 
@@ -35,6 +51,23 @@ Event kinds and fields (``usage.record(kind, resource, **fields)``):
 ``bedrock:tokens``          model_id, input_tokens, output_tokens, [images]
 ``s3:storage``              bytes, seconds, [storage_class] (offline, the meter measures S3 itself
                             and ignores recorded s3:storage events)
+``athena:query``            bytes_scanned, [workgroup]
+``kinesis:stream``          mode (PROVISIONED | ON_DEMAND), shard_count, start, [end]
+``kinesis:put``             mode, records, payload_units, billed_bytes (records rounded up to 1 KB)
+``kinesis:get``             mode, records, billed_bytes (billed in on-demand mode only)
+``cloudwatch:metric``       namespace, hours (one event per metric per clock hour data was sent)
+``cloudwatch:alarm``        alarm_type (metric | composite), alarm_metrics, high_resolution, start, [end]
+``cloudwatch:dashboard``    start, [end]
+``cloudwatch:requests``     requests, operation; ``cloudwatch:metrics-requested``: metrics
+``kms:key``                 start, [end] (end: scheduled for deletion); ``kms:requests``: requests
+``glue:object``             object_type, database, start, [end]; ``glue:requests``: requests
+``cloudtrail:trail``        copy (1: the free first copy of management events), data_events, start, [end]
+``emr:cluster``             nodes [{role, instance_type, count, market}], start, [end] (not priced)
+``bedrock:guardrail``       guardrail_id and the assessment's units: topicPolicyUnits,
+                            contentPolicyUnits, wordPolicyUnits, sensitiveInformationPolicyUnits,
+                            sensitiveInformationPolicyFreeUnits, contextualGroundingPolicyUnits
+``s3vectors:storage``       bytes, start, [end] (an index's logical bytes between two changes)
+``s3vectors:put``           bytes, vectors; ``s3vectors:query``: vectors, bytes_processed
 ==========================  =====================================================================
 """
 
@@ -52,7 +85,10 @@ from typing import Any
 from . import catalogue as cat
 
 HOURS_PER_MONTH = 730.0
+MONTH_SECONDS = HOURS_PER_MONTH * 3600
 GIB = 1024**3
+MIB = 1024**2
+TIB = 1024**4
 INSTANCE_KINDS = {"sagemaker:training": "training", "sagemaker:processing": "processing",
                   "sagemaker:transform": "transform", "sagemaker:notebook": "notebook",
                   "sagemaker:hosting": "hosting"}
@@ -299,6 +335,321 @@ def _storage_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region
     return rows
 
 
+# --- other services (data/pricing/services.json) ------------------------------------------------
+
+Rule = Any  # (events, catalogue, region, now) -> list of BillRow, and str for what is named but not priced
+
+
+def _seconds(e: dict[str, Any], now: float) -> float:
+    """Length of an interval event; one still open is billed to ``now``."""
+    end = e.get("end") or now
+    return max(0.0, float(end) - float(e["start"]))
+
+
+def _size(n: float) -> str:
+    for unit, size in (("TB", TIB), ("GB", GIB), ("MB", MIB), ("KB", 1024)):
+        if n >= size:
+            return f"{n / size:,.2f} {unit}"
+    return f"{n:,.0f} bytes"
+
+
+def _athena_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str, now: float) -> list[BillRow]:
+    price = catalogue.service("AmazonAthena", "data-scanned", region)
+    minimum, step = int(price.get("minimum_bytes", 10 * MIB)), int(price.get("round_bytes", MIB))
+    acc: dict[str, list[float]] = {}
+    for e in events:
+        scanned = int(e.get("bytes_scanned") or 0)
+        billed = max(minimum, -(-scanned // step) * step)
+        a = acc.setdefault(e.get("workgroup") or "primary", [0, 0, 0])
+        a[0] += 1
+        a[1] += scanned
+        a[2] += billed
+    rows = []
+    for workgroup, (queries, scanned, billed) in acc.items():
+        tb = billed / TIB
+        rows.append(_row(f"athena workgroup {workgroup}", "athena", tb, "TB scanned (billed)", price,
+                         price.cost_of(tb), note=f"{queries:.0f} queries scanned {_size(scanned)}, billed "
+                                                f"{billed / MIB:,.0f} MB (rounded up to the MB, 10 MB minimum "
+                                                "per query)"))
+    return rows
+
+
+def _kinesis_stream_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+                         now: float) -> list[BillRow]:
+    acc: dict[tuple[str, str], float] = {}
+    for e in events:
+        mode = e.get("mode") or "PROVISIONED"
+        hours = _seconds(e, now) / 3600 * (1 if mode == "ON_DEMAND" else int(e.get("shard_count") or 1))
+        acc[(e["resource"], mode)] = acc.get((e["resource"], mode), 0.0) + hours
+    rows = []
+    for (stream, mode), hours in acc.items():
+        if mode == "ON_DEMAND":
+            price = catalogue.service("AmazonKinesis", "on-demand-stream-hour", region)
+            rows.append(_row(stream, "kinesis stream (on-demand)", hours, "stream-hours", price, price.cost_of(hours)))
+        else:
+            price = catalogue.service("AmazonKinesis", "shard-hour", region)
+            rows.append(_row(stream, "kinesis shards", hours, "shard-hours", price, price.cost_of(hours),
+                             note="from creation to deletion (to now while the stream exists)"))
+    return rows
+
+
+def _kinesis_data_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+                       now: float) -> list[BillRow]:
+    acc: dict[tuple[str, str, str], list[float]] = {}
+    for e in events:
+        key = (e["resource"], e["kind"], e.get("mode") or "PROVISIONED")
+        a = acc.setdefault(key, [0, 0, 0])
+        a[0] += int(e.get("records") or 0)
+        a[1] += int(e.get("payload_units") or 0)
+        a[2] += int(e.get("billed_bytes") or 0)
+    rows = []
+    for (stream, kind, mode), (records, units, billed) in acc.items():
+        if mode == "ON_DEMAND":
+            usage_name = "on-demand-data-in" if kind == "kinesis:put" else "on-demand-data-out"
+            price = catalogue.service("AmazonKinesis", usage_name, region)
+            gb = billed / GIB
+            rows.append(_row(stream, "kinesis data in" if kind == "kinesis:put" else "kinesis data out", gb, "GB",
+                             price, price.cost_of(gb), note=f"{records:,.0f} records, each rounded up to 1 KB"))
+        elif kind == "kinesis:put":
+            price = catalogue.service("AmazonKinesis", "put-payload-units", region)
+            rows.append(_row(stream, "kinesis PUT payload units", units, "PUT payload units", price,
+                             price.cost_of(units), note=f"{records:,.0f} records in 25 KB units"))
+        # provisioned GetRecords is free: no row
+    return rows
+
+
+def _cloudwatch_metric_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+                            now: float) -> list[BillRow]:
+    price = catalogue.service("AmazonCloudWatch", "custom-metric", region)
+    acc: dict[str, tuple[set[str], float]] = {}
+    for e in events:
+        metrics, hours = acc.get(e.get("namespace") or "?", (set(), 0.0))
+        metrics.add(e["resource"])
+        acc[e.get("namespace") or "?"] = (metrics, hours + float(e.get("hours") or 1))
+    rows = []
+    for namespace, (metrics, hours) in acc.items():
+        months = hours / HOURS_PER_MONTH
+        rows.append(_row(f"cloudwatch {namespace}", "cloudwatch metrics", months, "metric-months", price,
+                         price.cost_of(months), note=f"{len(metrics)} custom metrics, {hours:.0f} metric-hours "
+                                                    "(billed for each hour data is sent; free tier: 10 metrics "
+                                                    "per account)"))
+    return rows
+
+
+def _monthly_rows(label: str, unit: str, lookup: Rule, note: str = "") -> Rule:
+    """A rule for resources billed per month while they exist, prorated by the second."""
+
+    def rows_for(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str, now: float) -> list[BillRow]:
+        acc: dict[tuple[str, str], tuple[cat.Price, float]] = {}
+        for e in events:
+            price, per = lookup(e, catalogue, region)
+            _, months = acc.get((e["resource"], price.sku), (price, 0.0))
+            acc[(e["resource"], price.sku)] = (price, months + _seconds(e, now) / MONTH_SECONDS * per)
+        return [_row(resource, label, months, unit, price, price.cost_of(months), note=note)
+                for (resource, _), (price, months) in acc.items()]
+
+    return rows_for
+
+
+def _alarm_price(e: dict[str, Any], catalogue: cat.Catalogue, region: str) -> tuple[cat.Price, float]:
+    if e.get("alarm_type") == "composite":
+        return catalogue.service("AmazonCloudWatch", "alarm-composite", region), 1.0
+    usage_name = "alarm-high-resolution" if e.get("high_resolution") else "alarm-standard"
+    return catalogue.service("AmazonCloudWatch", usage_name, region), float(e.get("alarm_metrics") or 1)
+
+
+def _request_rows(service_code: str, usage_name: str, label: str, what: str, field_name: str = "requests",
+                  note: str = "") -> Rule:
+    def rows_for(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str, now: float) -> list[BillRow]:
+        price = catalogue.service(service_code, usage_name, region)
+        acc: dict[str, dict[str, int]] = {}
+        for e in events:
+            ops = acc.setdefault(e["resource"], {})
+            ops[e.get("operation") or "?"] = ops.get(e.get("operation") or "?", 0) + int(e.get(field_name) or 1)
+        rows = []
+        for resource, ops in acc.items():
+            n = sum(ops.values())
+            top = ", ".join(f"{op} {c}" for op, c in sorted(ops.items(), key=lambda kv: -kv[1])[:4])
+            rows.append(_row(resource, label, n, what, price, price.cost_of(n),
+                             note=f"{top}{' ...' if len(ops) > 4 else ''}{'; ' + note if note else ''}"))
+        return rows
+
+    return rows_for
+
+
+def _glue_object_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+                      now: float) -> list[BillRow]:
+    price = catalogue.service("AWSGlue", "catalog-objects", region)
+    acc: dict[str, tuple[set[str], float]] = {}
+    for e in events:
+        objects, months = acc.get(e.get("database") or "?", (set(), 0.0))
+        objects.add(e["resource"])
+        acc[e.get("database") or "?"] = (objects, months + _seconds(e, now) / MONTH_SECONDS)
+    return [_row(f"glue database {db}", "glue catalog objects", months, "object-months", price,
+                 price.cost_of(months), note=f"{len(objects)} objects (database, tables, partitions); the first "
+                                            "million objects per account and month are free")
+            for db, (objects, months) in acc.items()]
+
+
+def _trail_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+                now: float) -> list[BillRow | str]:
+    rows: list[BillRow | str] = []
+    for e in events:
+        if int(e.get("copy") or 1) == 1 and not e.get("data_events"):
+            price = catalogue.service("AWSCloudTrail", "management-events-first-copy", region)
+            hours = _seconds(e, now) / 3600
+            rows.append(_row(e["resource"], "cloudtrail", hours, "hours logging", price, 0.0,
+                             note="management events, first copy: free (S3 storage of the log files is billed "
+                                  "as S3; offline no log files are delivered)"))
+            continue
+        what = "data events" if e.get("data_events") else "an additional copy of management events"
+        usage_name = "data-events" if e.get("data_events") else "management-events-additional-copy"
+        price = catalogue.service("AWSCloudTrail", usage_name, region)
+        rows.append(f"{e['resource']} (cloudtrail): {what} are billed per event delivered "
+                    f"(${price.price_usd:g} per {price.unit}); offline CloudTrail delivers no events, so they "
+                    "cannot be counted")
+    return rows
+
+
+def _emr_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str, now: float) -> list[str]:
+    notes = []
+    for e in events:
+        hourly: float | None = 0.0
+        parts = []
+        for node in e.get("nodes") or []:
+            itype, count = node.get("instance_type") or "?", int(node.get("count") or 0)
+            parts.append(f"{count} {itype} {str(node.get('role', '')).lower()} "
+                         f"({str(node.get('market', 'ON_DEMAND')).lower().replace('_', '-')})")
+            try:
+                ec2 = catalogue.ec2_instance(itype, region).price_usd
+                if node.get("market") == "SPOT":
+                    ec2 *= 1 - catalogue.spot_savings(itype)[0]
+                if hourly is not None:
+                    hourly += count * (ec2 + catalogue.emr_uplift(itype, region).price_usd)
+            except cat.PriceNotFound:
+                hourly = None
+        rate = (f"about ${hourly:.2f} per hour (EC2 on-demand or typical Spot, plus the EMR charge per instance)"
+                if hourly is not None else "EC2 plus the EMR charge per instance-hour")
+        notes.append(f"EMR cluster {e['resource']} ({', '.join(parts) or 'no instances'}): recorded but not run "
+                     f"offline (no instance starts, no Spark runs), so not billed. On AWS it would bill {rate}, "
+                     "per second with a one-minute minimum, from provisioning until it terminates.")
+    return notes
+
+
+GUARDRAIL_POLICIES = (("topicPolicyUnits", "guardrail-denied-topics", "denied topics"),
+                      ("contentPolicyUnits", "guardrail-content-filter", "content filters"),
+                      ("wordPolicyUnits", "guardrail-word-filter", "word filters"),
+                      ("sensitiveInformationPolicyUnits", "guardrail-sensitive-information", "PII"),
+                      ("sensitiveInformationPolicyFreeUnits", "guardrail-sensitive-information-regex", "regexes"),
+                      ("contextualGroundingPolicyUnits", "guardrail-contextual-grounding", "contextual grounding"))
+
+
+def _guardrail_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+                    now: float) -> list[BillRow]:
+    acc: dict[str, dict[str, int]] = {}
+    calls: dict[str, int] = {}
+    for e in events:
+        units = acc.setdefault(e["resource"], {})
+        calls[e["resource"]] = calls.get(e["resource"], 0) + 1
+        for name, _, _ in GUARDRAIL_POLICIES:
+            units[name] = units.get(name, 0) + int(e.get(name) or 0)
+    rows = []
+    for guardrail, units in acc.items():
+        for name, usage_name, label in GUARDRAIL_POLICIES:
+            if not units[name]:
+                continue
+            price = catalogue.service("AmazonBedrock", usage_name, region)
+            rows.append(_row(f"guardrail {guardrail}", f"guardrail {label}", units[name], "text units", price,
+                             price.cost_of(units[name]),
+                             note=f"{calls[guardrail]} assessments (1,000 characters a text unit)"))
+    return rows
+
+
+def _short_index(arn: str) -> str:
+    return "s3vectors " + arn.split(":bucket/", 1)[-1].replace("/index/", "/")
+
+
+def _vector_storage_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+                         now: float) -> list[BillRow]:
+    price = catalogue.service("AmazonS3", "vectors-storage", region)
+    acc: dict[str, float] = {}
+    for e in events:
+        acc[e["resource"]] = acc.get(e["resource"], 0.0) + float(e.get("bytes") or 0) / GIB * _seconds(e, now) \
+            / MONTH_SECONDS
+    return [_row(_short_index(arn), "s3vectors storage", gb_months, "GB-months", price, price.cost_of(gb_months))
+            for arn, gb_months in acc.items()]
+
+
+def _vector_put_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+                     now: float) -> list[BillRow]:
+    price = catalogue.service("AmazonS3", "vectors-put", region)
+    acc: dict[str, list[float]] = {}
+    for e in events:
+        a = acc.setdefault(e["resource"], [0, 0])
+        a[0] += float(e.get("bytes") or 0)
+        a[1] += int(e.get("vectors") or 0)
+    return [_row(_short_index(arn), "s3vectors put", b / GIB, "GB put", price, price.cost_of(b / GIB),
+                 note=f"{n:,.0f} vectors") for arn, (b, n) in acc.items()]
+
+
+def _vector_query_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+                       now: float) -> list[BillRow]:
+    requests = catalogue.service("AmazonS3", "vectors-query-requests", region)
+    tiers = [catalogue.service("AmazonS3", f"vectors-query-data-tier{i}", region) for i in (1, 2)]
+    acc: dict[str, list[float]] = {}
+    for e in events:
+        a = acc.setdefault(e["resource"], [0, 0.0, 0.0])
+        n, processed = int(e.get("vectors") or 0), float(e.get("bytes_processed") or 0)
+        average = processed / n if n else 0.0
+        split = int(tiers[0].get("vectors_to") or 100_000)
+        a[0] += 1
+        a[1] += average * min(n, split)
+        a[2] += average * max(0, n - split)
+    rows = []
+    for arn, (queries, first, rest) in acc.items():
+        rows.append(_row(_short_index(arn), "s3vectors queries", queries, "queries", requests,
+                         requests.cost_of(queries)))
+        for tier, processed in zip(tiers, (first, rest), strict=True):
+            if processed:
+                rows.append(_row(_short_index(arn), "s3vectors query data", processed / TIB, "TB processed", tier,
+                                 tier.cost_of(processed / TIB),
+                                 note=f"{tier.get('offer_attributes', {}).get('tier', '')} of the index"))
+    return rows
+
+
+SERVICE_RULES: dict[str, Rule] = {
+    "athena:query": _athena_rows,
+    "kinesis:stream": _kinesis_stream_rows,
+    "kinesis:put": _kinesis_data_rows,
+    "kinesis:get": _kinesis_data_rows,
+    "cloudwatch:metric": _cloudwatch_metric_rows,
+    "cloudwatch:alarm": _monthly_rows("cloudwatch alarm", "alarm metric-months", _alarm_price,
+                                      "prorated over the alarm's life; free tier: 10 standard alarm metrics"),
+    "cloudwatch:dashboard": _monthly_rows(
+        "cloudwatch dashboard", "dashboard-months",
+        lambda e, c, r: (c.service("AmazonCloudWatch", "dashboard", r), 1.0),
+        "prorated over the dashboard's life; free tier: 3 dashboards"),
+    "cloudwatch:requests": _request_rows("AmazonCloudWatch", "api-requests", "cloudwatch requests", "requests",
+                                         note="free tier: 1M requests per month"),
+    "cloudwatch:metrics-requested": _request_rows("AmazonCloudWatch", "get-metric-data", "cloudwatch GetMetricData",
+                                                  "metrics requested", "metrics"),
+    "kms:key": _monthly_rows("kms key", "key-months",
+                             lambda e, c, r: (c.service("awskms", "customer-managed-key", r), 1.0),
+                             "billed until scheduled for deletion (no charge while pending deletion)"),
+    "kms:requests": _request_rows("awskms", "requests", "kms requests", "requests",
+                                  note="free tier: 20,000 requests per month"),
+    "glue:object": _glue_object_rows,
+    "glue:requests": _request_rows("AWSGlue", "catalog-requests", "glue catalog requests", "requests",
+                                   note="the first million requests per month are free"),
+    "cloudtrail:trail": _trail_rows,
+    "emr:cluster": _emr_rows,
+    "bedrock:guardrail": _guardrail_rows,
+    "s3vectors:storage": _vector_storage_rows,
+    "s3vectors:put": _vector_put_rows,
+    "s3vectors:query": _vector_query_rows,
+}
+
+
 def price_events(events: Iterable[dict[str, Any]], catalogue: cat.Catalogue | None = None, *,
                  region: str = cat.DEFAULT_REGION, now: float | None = None) -> tuple[list[BillRow], list[str]]:
     """Bill rows for usage events, and a description of each event that has no price."""
@@ -319,6 +670,9 @@ def price_events(events: Iterable[dict[str, Any]], catalogue: cat.Catalogue | No
                 rows += _bedrock_rows(group, catalogue, region)
             elif kind == "s3:storage":
                 rows += _storage_rows(group, catalogue, region)
+            elif kind in SERVICE_RULES:
+                for item in SERVICE_RULES[kind](group, catalogue, region, now):
+                    (unpriced if isinstance(item, str) else rows).append(item)
             else:
                 unpriced.append(f"{len(group)} {kind} event(s): the meter has no rule for this kind")
         except (cat.PriceNotFound, ValueError) as err:
@@ -485,6 +839,8 @@ def bill_for(lab: Any, show: bool = True) -> Bill:
     if lab.backend != "offline":
         bill.unpriced.append("Bedrock tokens and serverless inference time are not visible per lab on a real "
                              "account (AWS reports them per account in CloudWatch and Cost Explorer, a day later).")
+        bill.unpriced.append("Athena, Kinesis, CloudWatch, KMS, Glue, CloudTrail, EMR, guardrail and S3 Vectors "
+                             "usage is metered on the offline backend only; on a real account see Cost Explorer.")
     report_dir = os.environ.get("LABKIT_REPORT_DIR")
     if report_dir:
         bill.to_json(Path(report_dir) / f"{lab.name}.bill.json")

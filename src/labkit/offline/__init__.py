@@ -44,6 +44,7 @@ ENGINE_MODULES = [
     "labkit.offline.cloudtrail",
     "labkit.offline.eks",
     "labkit.offline.cost_explorer",
+    "labkit.offline.metering",
 ]
 
 _lock = threading.Lock()

@@ -56,7 +56,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from . import ACCOUNT_ID, REGION, dispatch, on_reset
+from . import ACCOUNT_ID, REGION, dispatch, on_reset, usage
 from .dispatch import AWSError
 
 ENGINE_VERSION = {"SelectedEngineVersion": "AUTO", "EffectiveEngineVersion": "Athena engine version 3"}
@@ -114,6 +114,7 @@ class Execution:
     scanned: int = 0
     engine_ms: int = 0
     result_key: str | None = None
+    billable: bool = False  # SELECT/WITH and CTAS are billed by bytes scanned; DDL and utility statements are free
 
     def describe(self) -> dict[str, Any]:
         status: dict[str, Any] = {"State": self.state, "SubmissionDateTime": self.submitted}
@@ -510,6 +511,9 @@ class Athena:
             if ex.output_location and ex.statement_type == "DML":
                 self._write_result(ex)
             ex.state = "SUCCEEDED"
+            if ex.billable:  # the meter bills it: rounded up to the MB, 10 MB minimum (failed queries are free)
+                usage.record("athena:query", ex.id, workgroup=ex.workgroup, bytes_scanned=ex.scanned,
+                             statement_type=ex.statement_type)
         except QueryFailed as err:
             ex.state, ex.reason = "FAILED", err.message
         finally:
@@ -523,6 +527,7 @@ class Athena:
         sql = ex.query.strip().rstrip(";").strip()
         if m := CTAS.match(sql):
             ex.statement_type = "DDL"
+            ex.billable = True
             self._ctas(ex, m, workdir)
         elif m := MSCK.match(sql):
             ex.statement_type = "DDL"
@@ -540,6 +545,7 @@ class Athena:
                        for p in sorted(_glue_partitions(glue, db, name), key=lambda p: p["Values"])]
         elif DML.match(sql):
             ex.statement_type = "DML"
+            ex.billable = True
             con, scanned = self._prepare(sql, ex.database, workdir)
             ex.scanned = scanned
             self._select(ex, con, sql)

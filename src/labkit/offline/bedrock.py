@@ -31,7 +31,7 @@ class _State:
     def __init__(self) -> None:
         self.guardrails = GuardrailStore(ACCOUNT_ID, REGION)
         self.runtime = Runtime(self.guardrails, usage.record)
-        self.vectors = vec.VectorStore()
+        self.vectors = vec.VectorStore(usage.record)
         self.kb = kb.KnowledgeBases(ACCOUNT_ID, REGION, self.vectors, self.runtime)
 
 

@@ -6,7 +6,11 @@ shape (each ``PriceList`` item a JSON string with ``product``, ``serviceCode`` a
 that queries the Pricing API runs unchanged. The products are the catalogue's prices,
 with the attribute names of AWS's offer files (``instanceType``, ``operatingSystem``,
 ``regionCode``, ``usagetype``...). Only what the catalogue holds exists: a query for a
-product it lacks returns no items, as AWS does for a filter that matches nothing.
+product it lacks returns no items, as AWS does for a filter that matches nothing. The
+services of ``services.json`` (AmazonAthena, AmazonKinesis, AmazonCloudWatch, awskms,
+AWSCloudTrail, AWSGlue, ElasticMapReduce, and Bedrock Guardrails and S3 Vectors under
+AmazonBedrock and AmazonS3) carry their product family and offer attributes in the entry
+(``product_family``, ``offer_attributes``); like their prices, those names are recalled.
 
 ``ec2`` DescribeSpotPriceHistory replaces moto's placeholder (0.00001 dated 2006) with a
 deterministic, documented history: for each instance type in ``data/pricing/ec2.json``
@@ -39,7 +43,11 @@ ON_DEMAND_TERM = "JRTCKXETXF"  # the offer term code of every On-Demand term in 
 RATE_CODE = "6YS6EN2CT7"  # the On-Demand price dimension code
 SERVICE_NAMES = {"AmazonEC2": "Amazon Elastic Compute Cloud", "AmazonSageMaker": "Amazon SageMaker",
                  "AmazonBedrock": "Amazon Bedrock", "AmazonS3": "Amazon Simple Storage Service",
-                 "AmazonEFS": "Amazon Elastic File System", "AmazonFSx": "Amazon FSx"}
+                 "AmazonEFS": "Amazon Elastic File System", "AmazonFSx": "Amazon FSx",
+                 "AmazonAthena": "Amazon Athena", "AmazonKinesis": "Amazon Kinesis",
+                 "AmazonCloudWatch": "AmazonCloudWatch", "awskms": "AWS Key Management Service",
+                 "AWSCloudTrail": "AWS CloudTrail", "AWSGlue": "AWS Glue",
+                 "ElasticMapReduce": "Amazon Elastic MapReduce"}
 FAMILIES = {"t3": "General purpose", "m5": "General purpose", "c5": "Compute optimized", "g4dn": "GPU instance",
             "g5": "GPU instance", "p3": "GPU instance", "p4d": "GPU instance", "p5": "GPU instance",
             "trn1": "Machine Learning ASIC Instances", "inf2": "Machine Learning ASIC Instances"}
@@ -71,6 +79,9 @@ def _attributes(price: cat.Price) -> tuple[str, dict[str, str]]:
     attrs = {"servicecode": price.service_code, "servicename": SERVICE_NAMES.get(price.service_code, price.service_code),
              "location": LOCATIONS.get(price.region, price.region), "locationType": "AWS Region",
              "regionCode": price.region, "usagetype": price.sku}
+    if "product_family" in a:  # services.json: the entry names its product family and offer attributes
+        attrs.update({k: str(v) for k, v in (a.get("offer_attributes") or {}).items()})
+        return str(a["product_family"]), attrs
     if price.service_code == "AmazonEC2" and "instance_type" in a:
         family = a["instance_type"].split(".")[0]
         attrs.update(instanceType=a["instance_type"], instanceFamily=FAMILIES.get(family, "General purpose"),
@@ -118,15 +129,21 @@ def _attributes(price: cat.Price) -> tuple[str, dict[str, str]]:
     return "Other", attrs
 
 
+def _range(value: float) -> str:
+    """A tier bound as the offer files write it: ``1000000``, ``0.5``."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:g}"
+
+
 def _dimensions(price: cat.Price, sku: str, attrs: dict[str, str]) -> dict[str, Any]:
     where = attrs["location"]
-    tiers = price.attrs.get("tiers") or [{"begin_gb": 0, "end_gb": None, "price_usd": price.price_usd}]
+    tiers = price.attrs.get("tiers") or [{"begin": 0, "end": None, "price_usd": price.price_usd}]
     dims = {}
     for i, tier in enumerate(tiers):
         code = f"{sku}.{ON_DEMAND_TERM}.{RATE_CODE if i == 0 else f'{RATE_CODE[:-1]}{i}'}"
-        end = "Inf" if tier["end_gb"] is None else f"{tier['end_gb']:g}"
+        begin, stop = cat.tier_bounds(tier)
+        end = "Inf" if stop is None else _range(stop)
         dims[code] = {
-            "unit": price.unit, "endRange": end, "beginRange": f"{tier['begin_gb']:g}", "appliesTo": [],
+            "unit": price.unit, "endRange": end, "beginRange": _range(begin), "appliesTo": [],
             "rateCode": code,
             "description": f"${tier['price_usd']:.10f} per {price.unit} for {price.sku} in {where}",
             "pricePerUnit": {"USD": f"{tier['price_usd']:.10f}"},
