@@ -42,7 +42,11 @@ from typing import Any
 from . import ACCOUNT_ID, REGION, dispatch, on_reset, usage
 from .dispatch import AWSError
 
-SERVICES = {"sagemaker": "Amazon SageMaker", "bedrock": "Amazon Bedrock", "s3": "Amazon Simple Storage Service"}
+# The SERVICE dimension's values, as Cost Explorer spells them (S3 Vectors is billed under S3).
+SERVICES = {"sagemaker": "Amazon SageMaker", "bedrock": "Amazon Bedrock", "s3": "Amazon Simple Storage Service",
+            "s3vectors": "Amazon Simple Storage Service", "athena": "Amazon Athena", "kinesis": "Amazon Kinesis",
+            "cloudwatch": "AmazonCloudWatch", "kms": "AWS Key Management Service", "glue": "AWS Glue",
+            "cloudtrail": "AWS CloudTrail", "emr": "Amazon Elastic MapReduce"}
 COST_METRICS = ("UnblendedCost", "BlendedCost", "AmortizedCost", "NetUnblendedCost", "NetAmortizedCost")
 METRICS = (*COST_METRICS, "UsageQuantity", "NormalizedUsageAmount")
 DIMENSIONS = ("SERVICE", "USAGE_TYPE", "INSTANCE_TYPE", "REGION", "LINKED_ACCOUNT", "RECORD_TYPE", "PURCHASE_TYPE")
