@@ -17,3 +17,33 @@ import labkit
 def lab() -> labkit.Lab:
     """A fresh offline backend and its Lab description (reset for every test module)."""
     return labkit.connect("tests", backend="offline", quiet=True)
+
+
+# The clients most engine tests use; each test module still gets its own fresh backend (``lab``).
+@pytest.fixture(scope="module")
+def sm(lab):
+    import boto3
+
+    return boto3.client("sagemaker")
+
+
+@pytest.fixture(scope="module")
+def rt(lab):
+    import boto3
+
+    return boto3.client("sagemaker-runtime")
+
+
+@pytest.fixture(scope="module")
+def s3(lab):
+    import boto3
+
+    return boto3.client("s3")
+
+
+@pytest.fixture(scope="module")
+def bedrock_clients(lab):
+    """``(bedrock, bedrock-runtime)`` clients."""
+    import boto3
+
+    return boto3.client("bedrock"), boto3.client("bedrock-runtime")

@@ -9,25 +9,13 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from test_bedrock_runtime import COHERE, CONTEXT, EMBED, HAIKU, LLAMA, TITAN
 
 import labkit.bedrock
 from labkit.bedrock import catalog, throttling, validation
 from labkit.cost import catalogue as cat
 from labkit.cost.meter import price_events
 from labkit.offline import usage
-
-HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
-TITAN = "amazon.titan-text-express-v1"
-LLAMA = "meta.llama3-8b-instruct-v1:0"
-EMBED = "amazon.titan-embed-text-v2:0"
-COHERE = "cohere.embed-english-v3"
-CONTEXT = ("SageMaker Managed Spot Training can reduce training cost by up to 90%. "
-           "Checkpoints are saved to S3 so that interrupted jobs resume.")
-
-
-@pytest.fixture(scope="module")
-def clients(lab):
-    return boto3.client("bedrock"), boto3.client("bedrock-runtime")
 
 
 def _error(call, *a, **kw):
@@ -39,8 +27,8 @@ def _error(call, *a, **kw):
 # --- enums and maximums botocore does not check ---------------------------------------------------
 
 
-def test_seed_guardrail_pii_type_ssn_is_rejected_as_aws_rejects_it(clients):
-    br, _ = clients
+def test_seed_guardrail_pii_type_ssn_is_rejected_as_aws_rejects_it(bedrock_clients):
+    br, _ = bedrock_clients
     err = _error(br.create_guardrail, name="seed-001", blockedInputMessaging="no", blockedOutputsMessaging="no",
                  sensitiveInformationPolicyConfig={"piiEntitiesConfig": [
                      {"type": "EMAIL", "action": "BLOCK"}, {"type": "SSN", "action": "BLOCK"}]})
@@ -54,8 +42,8 @@ def test_seed_guardrail_pii_type_ssn_is_rejected_as_aws_rejects_it(clients):
     br.delete_guardrail(guardrailIdentifier=ok["guardrailId"])
 
 
-def test_bad_filter_strength_and_too_long_name(clients):
-    br, _ = clients
+def test_bad_filter_strength_and_too_long_name(bedrock_clients):
+    br, _ = bedrock_clients
     err = _error(br.create_guardrail, name="g", blockedInputMessaging="no", blockedOutputsMessaging="no",
                  contentPolicyConfig={"filtersConfig": [{"type": "VIOLENCE", "inputStrength": "VERY_HIGH",
                                                          "outputStrength": "HIGH"}]})
@@ -95,8 +83,8 @@ def test_validation_walks_nested_lists_and_skips_float_vectors():
 # --- the throttle switch ---------------------------------------------------------------------------
 
 
-def test_throttle_counts_every_runtime_operation(clients):
-    _, rt = clients
+def test_throttle_counts_every_runtime_operation(bedrock_clients):
+    _, rt = bedrock_clients
     agent = boto3.client("bedrock-agent-runtime")
     before = throttling.throttled_calls
     labkit.bedrock.throttle(3)
@@ -118,7 +106,7 @@ def test_throttle_counts_every_runtime_operation(clients):
         labkit.bedrock.throttle(True)
 
 
-def test_throttle_on_the_sandbox_backend_answers_on_the_client_side(clients, monkeypatch):
+def test_throttle_on_the_sandbox_backend_answers_on_the_client_side(bedrock_clients, monkeypatch):
     """Where no offline backend runs, the switch answers before the request is sent."""
     monkeypatch.setattr(throttling, "_offline_running", lambda: False)
     labkit.bedrock.throttle(2)
@@ -149,8 +137,8 @@ def test_every_catalogue_model_has_its_prices():
             assert prices.bedrock(model.model_id, "output-tokens").price_usd > 0, model.model_id
 
 
-def test_every_call_is_metered_and_priced_per_model(clients):
-    _, rt = clients
+def test_every_call_is_metered_and_priced_per_model(bedrock_clients):
+    _, rt = bedrock_clients
     usage.reset()
     question = f"{CONTEXT} Where are checkpoints saved?"
     claude = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100,
@@ -195,8 +183,8 @@ def test_every_call_is_metered_and_priced_per_model(clients):
         assert by_usage["input tokens"].note == f"{len(calls)} calls"
 
 
-def test_blocked_input_is_not_billed_as_model_tokens(clients):
-    br, rt = clients
+def test_blocked_input_is_not_billed_as_model_tokens(bedrock_clients):
+    br, rt = bedrock_clients
     g = br.create_guardrail(name="acct-pii", blockedInputMessaging="Blocked.", blockedOutputsMessaging="Blocked.",
                             sensitiveInformationPolicyConfig={"piiEntitiesConfig": [
                                 {"type": "US_SOCIAL_SECURITY_NUMBER", "action": "BLOCK"}]})
@@ -211,8 +199,8 @@ def test_blocked_input_is_not_billed_as_model_tokens(clients):
 # --- numbered sources: the stand-in cites them ------------------------------------------------------
 
 
-def test_stand_in_cites_numbered_sources_and_refuses_without_them(clients):
-    _, rt = clients
+def test_stand_in_cites_numbered_sources_and_refuses_without_them(bedrock_clients):
+    _, rt = bedrock_clients
     sources = ("[1] Amazon Bedrock offers foundation models through one API.\n"
                f"[2] {CONTEXT}\n")
     ask = f"Answer from the sources and cite them as [n].\n\n{sources}\nQuestion: Where are checkpoints saved?"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -18,11 +17,6 @@ EMBED = "amazon.titan-embed-text-v2:0"
 COHERE = "cohere.embed-english-v3"
 CONTEXT = ("SageMaker Managed Spot Training can reduce training cost by up to 90%. "
            "Checkpoints are saved to S3 so that interrupted jobs resume.")
-
-
-@pytest.fixture(scope="module")
-def clients(lab):
-    return boto3.client("bedrock"), boto3.client("bedrock-runtime")
 
 
 def _invoke(rt, model, body, **kw):
@@ -44,8 +38,8 @@ def _claude(text, **kw):
 # --- foundation models ---------------------------------------------------------------------------
 
 
-def test_list_and_get_foundation_models(clients):
-    br, _ = clients
+def test_list_and_get_foundation_models(bedrock_clients):
+    br, _ = bedrock_clients
     ids = {m["modelId"] for m in br.list_foundation_models()["modelSummaries"]}
     for needed in (HAIKU, "anthropic.claude-3-sonnet-20240229-v1:0", "anthropic.claude-3-5-haiku-20241022-v1:0",
                    "anthropic.claude-3-5-sonnet-20240620-v1:0", TITAN, EMBED, COHERE, LLAMA,
@@ -65,8 +59,8 @@ def test_list_and_get_foundation_models(clients):
 # --- InvokeModel per family ------------------------------------------------------------------------
 
 
-def test_claude_messages_body_and_metering(clients):
-    _, rt = clients
+def test_claude_messages_body_and_metering(bedrock_clients):
+    _, rt = bedrock_clients
     usage.reset()
     body, resp = _invoke(rt, HAIKU, _claude(f"Context: {CONTEXT}\nQuestion: How much can spot training save?"))
     assert body["type"] == "message" and body["role"] == "assistant" and body["model"] == "claude-3-haiku-20240307"
@@ -82,8 +76,8 @@ def test_claude_messages_body_and_metering(clients):
                                                                body["usage"]["output_tokens"])
 
 
-def test_claude_stop_sequences_and_max_tokens(clients):
-    _, rt = clients
+def test_claude_stop_sequences_and_max_tokens(bedrock_clients):
+    _, rt = bedrock_clients
     body, _ = _invoke(rt, HAIKU, _claude(f"{CONTEXT} Where are checkpoints saved?", stop_sequences=["S3"]))
     assert body["stop_reason"] == "stop_sequence" and body["stop_sequence"] == "S3"
     body, _ = _invoke(rt, HAIKU, _claude(f"{CONTEXT} Where are checkpoints saved?", max_tokens=5))
@@ -101,14 +95,14 @@ def test_claude_stop_sequences_and_max_tokens(clients):
     ({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10,
       "messages": [{"role": "assistant", "content": "hi"}]}, 'first message must use the "user" role'),
 ])
-def test_claude_rejects_what_aws_rejects(clients, body, message):
-    _, rt = clients
+def test_claude_rejects_what_aws_rejects(bedrock_clients, body, message):
+    _, rt = bedrock_clients
     err = _error(rt.invoke_model, modelId=HAIKU, body=json.dumps(body))
     assert err["Code"] == "ValidationException" and message in err["Message"]
 
 
-def test_titan_text_and_llama_bodies(clients):
-    _, rt = clients
+def test_titan_text_and_llama_bodies(bedrock_clients):
+    _, rt = bedrock_clients
     body, _ = _invoke(rt, TITAN, {"inputText": f"{CONTEXT} Where are checkpoints saved?",
                                   "textGenerationConfig": {"maxTokenCount": 100, "temperature": 0.2}})
     (result,) = body["results"]
@@ -127,15 +121,15 @@ def test_titan_text_and_llama_bodies(clients):
         "Code"] == "ValidationException"
 
 
-def test_unknown_model_ids(clients):
-    _, rt = clients
+def test_unknown_model_ids(bedrock_clients):
+    _, rt = bedrock_clients
     err = _error(rt.invoke_model, modelId="acme.unknown-model-v1", body=b"{}")
     assert err["Code"] == "ResourceNotFoundException"
     assert _error(rt.invoke_model, modelId="not-a-model", body=b"{}")["Code"] == "ValidationException"
 
 
-def test_titan_embeddings_v2_dimensions_and_normalize(clients):
-    _, rt = clients
+def test_titan_embeddings_v2_dimensions_and_normalize(bedrock_clients):
+    _, rt = bedrock_clients
     import numpy as np
 
     vecs = {}
@@ -155,8 +149,8 @@ def test_titan_embeddings_v2_dimensions_and_normalize(clients):
     assert "minLength" in _error(rt.invoke_model, modelId=EMBED, body=json.dumps({"inputText": ""}))["Message"]
 
 
-def test_cohere_embed(clients):
-    _, rt = clients
+def test_cohere_embed(bedrock_clients):
+    _, rt = bedrock_clients
     body, _ = _invoke(rt, COHERE, {"texts": ["spot training", "endpoints"], "input_type": "search_document"})
     assert body["response_type"] == "embeddings_floats" and len(body["embeddings"]) == 2
     assert len(body["embeddings"][0]) == 1024 and body["texts"] == ["spot training", "endpoints"]
@@ -172,8 +166,8 @@ def test_cohere_embed(clients):
 # --- streaming and Converse --------------------------------------------------------------------------
 
 
-def test_invoke_model_with_response_stream_claude_events(clients):
-    _, rt = clients
+def test_invoke_model_with_response_stream_claude_events(bedrock_clients):
+    _, rt = bedrock_clients
     r = rt.invoke_model_with_response_stream(modelId=HAIKU, body=json.dumps(
         _claude(f"{CONTEXT} Where are checkpoints saved?")))
     assert r["contentType"] == "application/json"
@@ -186,8 +180,8 @@ def test_invoke_model_with_response_stream_claude_events(clients):
     assert metrics["outputTokenCount"] == chunks[-2]["usage"]["output_tokens"]
 
 
-def test_titan_stream_chunks(clients):
-    _, rt = clients
+def test_titan_stream_chunks(bedrock_clients):
+    _, rt = bedrock_clients
     r = rt.invoke_model_with_response_stream(modelId=TITAN, body=json.dumps({"inputText": f"{CONTEXT} Where are "
                                                                                           "checkpoints saved?"}))
     chunks = [json.loads(e["chunk"]["bytes"]) for e in r["body"]]
@@ -197,8 +191,8 @@ def test_titan_stream_chunks(clients):
     assert err["Code"] == "ValidationException"
 
 
-def test_converse_and_converse_stream(clients):
-    _, rt = clients
+def test_converse_and_converse_stream(bedrock_clients):
+    _, rt = bedrock_clients
     messages = [{"role": "user", "content": [{"text": f"{CONTEXT} Where are checkpoints saved?"}]}]
     r = rt.converse(modelId=HAIKU, messages=messages, system=[{"text": "You are a helpful assistant."}],
                     inferenceConfig={"maxTokens": 300, "temperature": 0})
@@ -214,8 +208,8 @@ def test_converse_and_converse_stream(clients):
     assert short["stopReason"] == "max_tokens" and short["usage"]["outputTokens"] == 4
 
 
-def test_converse_rejects_bad_conversations(clients):
-    _, rt = clients
+def test_converse_rejects_bad_conversations(bedrock_clients):
+    _, rt = bedrock_clients
     user = {"role": "user", "content": [{"text": "hi"}]}
     assert "alternate" in _error(rt.converse, modelId=HAIKU, messages=[user, user])["Message"]
     assert "exceeds the model limit of 4096" in _error(rt.converse, modelId=HAIKU, messages=[user],
@@ -226,8 +220,8 @@ def test_converse_rejects_bad_conversations(clients):
 # --- throttling -------------------------------------------------------------------------------------
 
 
-def test_throttle_switch(clients):
-    _, rt = clients
+def test_throttle_switch(bedrock_clients):
+    _, rt = bedrock_clients
     labkit.bedrock.throttle(2)
     try:
         for _ in range(2):
@@ -245,8 +239,8 @@ def test_throttle_switch(clients):
 
 
 @pytest.fixture(scope="module")
-def guardrail(clients):
-    br, _ = clients
+def guardrail(bedrock_clients):
+    br, _ = bedrock_clients
     g = br.create_guardrail(
         name="course-guardrail", description="lab guardrail",
         topicPolicyConfig={"topicsConfig": [{"name": "Financial Advice", "type": "DENY",
@@ -265,8 +259,8 @@ def guardrail(clients):
     return g
 
 
-def test_guardrail_control_plane(clients, guardrail):
-    br, _ = clients
+def test_guardrail_control_plane(bedrock_clients, guardrail):
+    br, _ = bedrock_clients
     gid = guardrail["guardrailId"]
     assert guardrail["version"] == "DRAFT" and guardrail["guardrailArn"].endswith(f"guardrail/{gid}")
     got = br.get_guardrail(guardrailIdentifier=gid)
@@ -298,8 +292,8 @@ def test_guardrail_control_plane(clients, guardrail):
     ("Tell me about project Zeus", "wordPolicy"),
     ("this is shit", "wordPolicy"),
 ])
-def test_apply_guardrail_blocks(clients, guardrail, text, policy):
-    _, rt = clients
+def test_apply_guardrail_blocks(bedrock_clients, guardrail, text, policy):
+    _, rt = bedrock_clients
     r = rt.apply_guardrail(guardrailIdentifier=guardrail["guardrailId"], guardrailVersion="DRAFT", source="INPUT",
                            content=[{"text": {"text": text}}])
     assert r["action"] == "GUARDRAIL_INTERVENED"
@@ -308,8 +302,8 @@ def test_apply_guardrail_blocks(clients, guardrail, text, policy):
     assert r["usage"]["topicPolicyUnits"] == 1
 
 
-def test_apply_guardrail_anonymizes_and_passes(clients, guardrail):
-    _, rt = clients
+def test_apply_guardrail_anonymizes_and_passes(bedrock_clients, guardrail):
+    _, rt = bedrock_clients
     gid = guardrail["guardrailId"]
     r = rt.apply_guardrail(guardrailIdentifier=gid, guardrailVersion="DRAFT", source="OUTPUT",
                            content=[{"text": {"text": "Mail bob@example.com about TICKET-1234"}}])
@@ -324,8 +318,8 @@ def test_apply_guardrail_anonymizes_and_passes(clients, guardrail):
     assert missing["Code"] == "ResourceNotFoundException"
 
 
-def test_guardrail_on_invoke_model_and_converse(clients, guardrail):
-    _, rt = clients
+def test_guardrail_on_invoke_model_and_converse(bedrock_clients, guardrail):
+    _, rt = bedrock_clients
     gid = guardrail["guardrailId"]
     body, _ = _invoke(rt, HAIKU, _claude("Should I invest in this stock?"), guardrailIdentifier=gid,
                       guardrailVersion="DRAFT", trace="ENABLED")

@@ -19,16 +19,6 @@ from labkit.offline import hosting, usage  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def sm(lab):
-    return boto3.client("sagemaker")
-
-
-@pytest.fixture(scope="module")
-def rt(lab):
-    return boto3.client("sagemaker-runtime")
-
-
-@pytest.fixture(scope="module")
 def sklearn_endpoint(lab, sm):
     model, tarball = hm.sklearn_model()
     url = hm.upload(lab.bucket, "hosting/sk/model.tar.gz", tarball)

@@ -21,21 +21,6 @@ from labkit.offline.hosting import transform  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def sm(lab):
-    return boto3.client("sagemaker")
-
-
-@pytest.fixture(scope="module")
-def rt(lab):
-    return boto3.client("sagemaker-runtime")
-
-
-@pytest.fixture(scope="module")
-def s3(lab):
-    return boto3.client("s3")
-
-
-@pytest.fixture(scope="module")
 def model(lab):
     """The fitted model; SageMaker model ``sk`` serves it with the learner's inference.py."""
     fitted, tarball = hm.sklearn_model()
