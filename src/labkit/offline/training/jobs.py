@@ -28,7 +28,16 @@ from .. import ACCOUNT_ID, REGION, on_reset, usage
 from . import images, storage
 from .environment import Channel, HostEnvironment
 from .metrics import MetricCollector, xgboost_definitions
-from .runner import HostProcess, JobSetupError, error_lines, process_environment, training_command
+from .runner import (
+    HostProcess,
+    JobSetupError,
+    all_succeeded,
+    error_lines,
+    first_failure,
+    process_environment,
+    terminate_all,
+    training_command,
+)
 
 SPOT_DISCOUNT = 0.7
 STOP_GRACE_SECONDS = 5.0
@@ -256,28 +265,22 @@ class TrainingRun:
         last_sync = time.time()
         run_started = time.time()
         while True:
-            codes = [p.poll() for p in self.processes]
-            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            failed = first_failure(self.processes)
             if failed:
-                i, code = failed[0]
-                for p in self.processes:
-                    p.terminate(STOP_GRACE_SECONDS)
-                return "Failed", self._failure_reason(i, code)
-            if all(c == 0 for c in codes):
+                terminate_all(self.processes, STOP_GRACE_SECONDS)
+                return "Failed", self._failure_reason(*failed)
+            if all_succeeded(self.processes):
                 return "Completed", None
             if self._stop.is_set():
-                for p in self.processes:
-                    p.terminate(STOP_GRACE_SECONDS)
+                terminate_all(self.processes, STOP_GRACE_SECONDS)
                 return self._stop_reason, None
             if time.time() - self.training_started > self.max_runtime:
-                for p in self.processes:
-                    p.terminate(STOP_GRACE_SECONDS)
+                terminate_all(self.processes, STOP_GRACE_SECONDS)
                 return "MaxRuntimeExceeded", None
             interruption = self._pending_interruption(run_started)
             if interruption is not None:
                 interruption.fired = True
-                for p in self.processes:
-                    p.terminate(STOP_GRACE_SECONDS)
+                terminate_all(self.processes, STOP_GRACE_SECONDS)
                 self._sync_checkpoints()
                 self._transition("Interrupted", MESSAGES["Interrupted"])
                 self._transition("Starting", MESSAGES["Restarting"])
@@ -371,8 +374,7 @@ class TrainingRun:
     def kill(self) -> None:
         """Backend reset: end the processes now."""
         self._stop.set()
-        for p in self.processes:
-            p.terminate(0.5)
+        terminate_all(self.processes, 0.5)
 
 
 runs: dict[str, TrainingRun] = {}

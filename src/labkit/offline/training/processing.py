@@ -21,7 +21,16 @@ from .. import dispatch, usage
 from ..dispatch import AWSError
 from . import api, images, jobs, shapes, storage
 from .environment import HostEnvironment, remap
-from .runner import HostProcess, argv0, error_lines, process_environment, remap_text
+from .runner import (
+    HostProcess,
+    all_succeeded,
+    argv0,
+    error_lines,
+    first_failure,
+    process_environment,
+    remap_text,
+    terminate_all,
+)
 
 PROCESSING_ROOT = "/opt/ml/processing"
 
@@ -151,20 +160,16 @@ class ProcessingRun:
     def _watch(self) -> tuple[str, str | None, str | None]:
         assert self.started is not None
         while True:
-            codes = [p.poll() for p in self.processes]
-            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            failed = first_failure(self.processes)
             if failed:
-                i, code = failed[0]
-                for p in self.processes:
-                    p.terminate()
-                message = error_lines(list(self.processes[i].tail))
+                terminate_all(self.processes)
+                message = error_lines(list(self.processes[failed[0]].tail))
                 return "Failed", f"AlgorithmError: See job logs for more information\n{message}"[:1024], message
-            if all(c == 0 for c in codes):
+            if all_succeeded(self.processes):
                 self._upload()
                 return "Completed", None, None
             if self._stop.is_set() or time.time() - self.started > self.max_runtime:
-                for p in self.processes:
-                    p.terminate()
+                terminate_all(self.processes)
                 self._upload()
                 return "Stopped", None, None
             time.sleep(jobs.POLL_SECONDS)
@@ -178,8 +183,7 @@ class ProcessingRun:
 
     def kill(self) -> None:
         self._stop.set()
-        for p in self.processes:
-            p.terminate(0.5)
+        terminate_all(self.processes, 0.5)
 
 
 runs: dict[str, ProcessingRun] = {}

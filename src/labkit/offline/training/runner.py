@@ -196,3 +196,22 @@ class HostProcess:
                 except subprocess.TimeoutExpired:
                     continue
         return self.wait()
+
+
+def first_failure(processes: list[HostProcess]) -> tuple[int, int] | None:
+    """The first host that exited non-zero, as ``(index, exit code)``; None while none has."""
+    for i, proc in enumerate(processes):
+        code = proc.poll()
+        if code not in (None, 0):
+            return i, code
+    return None
+
+
+def all_succeeded(processes: list[HostProcess]) -> bool:
+    return all(proc.poll() == 0 for proc in processes)
+
+
+def terminate_all(processes: list[HostProcess], grace: float = 5.0) -> None:
+    """Stop every host as the platform does (SIGTERM, SIGKILL after ``grace`` s)."""
+    for proc in processes:
+        proc.terminate(grace)
