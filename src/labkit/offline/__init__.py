@@ -32,6 +32,7 @@ ENGINE_MODULES = [
     "labkit.offline.iam",
     "labkit.offline.s3",
     "labkit.offline.sagemaker_fixes",
+    "labkit.offline.sdk_timing",
     "labkit.offline.training",
     "labkit.offline.hosting",
     "labkit.offline.bedrock",

@@ -6,83 +6,11 @@ the work to :class:`~labkit.offline.training.jobs.TrainingRun`.
 
 from __future__ import annotations
 
-import sys
-import threading
-import time
 from typing import Any
 
 from .. import dispatch
 from ..dispatch import AWSError
 from . import images, jobs, shapes, storage
-
-_sdk_lock = threading.Lock()
-SDK_POLL_SECONDS = 0.2
-
-
-def fast_sdk_waiters() -> None:
-    """Shorten SDK v3's fixed 5 s polling of job resources while the offline backend runs.
-
-    ``ModelTrainer.train(wait=True)`` calls ``TrainingJob.wait(poll=5)``; offline, state
-    changes come within milliseconds, so the poll interval is capped. Timing only: the
-    learner's code and the calls it makes are unchanged. Applied once the SDK is imported.
-    """
-    _fast_sdk_v2_waiters()
-    module = sys.modules.get("sagemaker.core.resources")
-    if module is None:
-        return
-    with _sdk_lock:
-        for cls_name in ("TrainingJob", "ProcessingJob", "HyperParameterTuningJob", "TransformJob"):
-            cls = getattr(module, cls_name, None)
-            wait = getattr(cls, "wait", None)
-            if wait is None or getattr(wait, "_labkit_fast", False):
-                continue
-
-            def fast(self: Any, *args: Any, _wait: Any = wait, **kwargs: Any) -> Any:
-                from .. import running
-
-                if not running():
-                    return _wait(self, *args, **kwargs)
-                # The SDK validates ``poll`` as an int; the undecorated method takes a float.
-                raw = getattr(_wait, "__wrapped__", _wait)
-                if args:
-                    args = (min(args[0], SDK_POLL_SECONDS), *args[1:])
-                else:
-                    kwargs["poll"] = min(kwargs.get("poll", 5), SDK_POLL_SECONDS)
-                return raw(self, *args, **kwargs)
-
-            fast._labkit_fast = True  # type: ignore[attr-defined]
-            fast.__doc__ = wait.__doc__
-            fast.__wrapped__ = wait  # type: ignore[attr-defined]
-            cls.wait = fast
-
-
-def _fast_sdk_v2_waiters() -> None:
-    """SDK v2's ``fit(logs=...)`` re-reads the job's status only every 30 s while it tails the logs.
-
-    Offline a job ends within seconds, so ``fit`` would wait out those 30 s. While the offline
-    backend runs, ``_logs_for_job(wait=True)`` first waits for the job to end (polling
-    ``DescribeTrainingJob``), then shows its whole log as the SDK does for a finished job.
-    Timing only; the SDK's own sleeps are capped by :mod:`labkit.offline.hosting.sdk`.
-    """
-    module = sys.modules.get("sagemaker.session")
-    fn = getattr(module, "_logs_for_job", None)
-    if fn is None or getattr(fn, "_labkit_fast", False):
-        return
-
-    def fast(sagemaker_session: Any, job_name: str, wait: bool = False, *args: Any, **kwargs: Any) -> Any:
-        from .. import running
-
-        if running() and wait:
-            client = sagemaker_session.sagemaker_client
-            while client.describe_training_job(TrainingJobName=job_name)["TrainingJobStatus"] in (
-                    "InProgress", "Stopping"):
-                time.sleep(jobs.POLL_SECONDS)
-        return fn(sagemaker_session, job_name, wait, *args, **kwargs)
-
-    fast._labkit_fast = True  # type: ignore[attr-defined]
-    fast.__doc__, fast.__wrapped__ = fn.__doc__, fn  # type: ignore[attr-defined]
-    with _sdk_lock:
-        module._logs_for_job = fast
 
 
 def _validate_resource_config(config: dict[str, Any]) -> None:
@@ -198,7 +126,6 @@ def start_training_job(params: dict[str, Any]) -> jobs.TrainingRun:
 
 @dispatch.operation("sagemaker", "CreateTrainingJob")
 def create_training_job(params: dict[str, Any]) -> dict[str, Any]:
-    fast_sdk_waiters()
     run = start_training_job(params)
     return {"TrainingJobArn": run.record.arn}
 

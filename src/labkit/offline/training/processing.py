@@ -198,7 +198,6 @@ def _reset() -> None:
 
 @dispatch.operation("sagemaker", "CreateProcessingJob")
 def create_processing_job(params: dict[str, Any]) -> dict[str, Any]:
-    api.fast_sdk_waiters()
     validate(params)
     record = jobs.account_backend().create_processing_job(
         app_specification=params["AppSpecification"], experiment_config=params.get("ExperimentConfig"),

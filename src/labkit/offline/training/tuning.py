@@ -898,7 +898,6 @@ def _run(name: str) -> TuningRun:
 
 @dispatch.operation("sagemaker", "CreateHyperParameterTuningJob")
 def create_hyper_parameter_tuning_job(params: dict[str, Any]) -> dict[str, Any]:
-    api.fast_sdk_waiters()
     run = create(params)
     return {"HyperParameterTuningJobArn": run.record.arn}
 

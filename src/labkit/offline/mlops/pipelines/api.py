@@ -10,7 +10,6 @@ ListPipelineExecutionSteps, StopPipelineExecution and ListPipelineParametersForE
 
 from __future__ import annotations
 
-import sys
 import threading
 from typing import Any
 
@@ -22,7 +21,6 @@ from .execution import PipelineRun
 
 runs: dict[str, PipelineRun] = {}
 _lock = threading.Lock()
-SDK_POLL_SECONDS = 0.25
 
 
 def _backend() -> Any:
@@ -131,31 +129,8 @@ def execution_parameters(definition: definitions.Definition, given: list[dict[st
     return values
 
 
-def fast_sdk_wait() -> None:
-    """Cap SDK v3's 30 s ``PipelineExecution.wait`` polling while offline (timing only)."""
-    module = sys.modules.get("sagemaker.mlops.workflow.pipeline")
-    cls = getattr(module, "PipelineExecution", None)
-    wait = getattr(cls, "wait", None)
-    if wait is None or getattr(wait, "_labkit_fast", False):
-        return
-
-    def fast(self: Any, delay: int = 30, max_attempts: int = 60, _wait: Any = wait) -> Any:
-        from ... import running
-
-        if not running():
-            return _wait(self, delay=delay, max_attempts=max_attempts)
-        budget = delay * max_attempts
-        short = min(delay, SDK_POLL_SECONDS)
-        return _wait(self, delay=short, max_attempts=max(max_attempts, int(budget / short)))
-
-    fast._labkit_fast = True  # type: ignore[attr-defined]
-    fast.__doc__ = wait.__doc__
-    cls.wait = fast
-
-
 @dispatch.operation("sagemaker", "StartPipelineExecution")
 def start_pipeline_execution(params: dict[str, Any]) -> dict[str, Any]:
-    fast_sdk_wait()
     pipeline = _pipeline(params["PipelineName"])
     try:
         definition = definitions.parse(pipeline.pipeline_definition)

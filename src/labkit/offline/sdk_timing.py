@@ -1,12 +1,14 @@
 """The SageMaker Python SDK's waiting, made prompt while the offline backend runs.
 
-Both SDK generations poll with fixed sleeps sized for AWS, where an endpoint takes
-minutes: ``Endpoint.wait_for_status(poll=5)``, ``ModelBuilder.deploy`` through
-``_wait_until(poll=30)`` (and a 30 s sleep before it reports a failed endpoint), v2's
-``Session.wait_for_endpoint(poll=30)``. Offline a state changes within milliseconds, so
-while :func:`labkit.offline.running` is true each of those sleeps lasts at most
-:data:`POLL_S`. Timing only: the learner's calls, their arguments and their validation
-are unchanged, and with the backend stopped the SDK sleeps as written.
+Both SDK generations poll with fixed sleeps sized for AWS, where a job or an endpoint
+takes minutes: ``TrainingJob.wait(poll=5)``, ``Endpoint.wait_for_status(poll=5)``,
+``ModelBuilder.deploy`` through ``_wait_until(poll=30)`` (and a 30 s sleep before it
+reports a failed endpoint), v2's ``Session.wait_for_endpoint(poll=30)``,
+``PipelineExecution.wait(delay=30)``, and v2's ``fit(logs=...)``, which re-reads the job's
+status only every 30 s. Offline a state changes within milliseconds, so while
+:func:`labkit.offline.running` is true each of those waits lasts at most :data:`POLL_S`.
+Timing only: the learner's calls, their arguments and their validation are unchanged,
+and with the backend stopped the SDK waits as written.
 
 SDK v3 also validates its defaults config (the one ``labkit.connect`` writes to opt out
 of telemetry) against its JSON schema on every config lookup, re-checking the constant
@@ -14,10 +16,10 @@ schema each time: 0.2-0.4 s per lookup, seconds per ``ModelBuilder.build()``. Th
 is checked once; every config is still validated against it.
 
 The patches are applied to modules already imported and, through a small import hook,
-to those imported later (the SDK is usually imported after ``connect()``). The same hook
-starts the model servers' zygote (:func:`.process.warm_up`) when ``sagemaker.serve``
-(``ModelBuilder``) begins to import: an endpoint is coming, and the zygote's imports then
-run beside the SDK's instead of after them.
+to those imported later (the SDK is usually imported after ``connect()``). Engines may
+also ask to be told when an SDK module begins to import (:func:`on_import`): hosting
+starts its model servers' zygote when ``sagemaker.serve`` (``ModelBuilder``) does, so the
+zygote's imports run beside the SDK's instead of after them.
 """
 
 from __future__ import annotations
@@ -28,18 +30,19 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Callable
 from typing import Any
 
 POLL_S = 0.05
 # Modules whose ``time.sleep`` calls are status polls (v3 resources, session helper, transformer; v2 session).
 POLLING_MODULES = ("sagemaker.core.resources", "sagemaker.core.helper.session_helper",
                    "sagemaker.core.transformer", "sagemaker.session")
-WARM_ON_IMPORT = ("sagemaker.serve",)
 _lock = threading.Lock()
+_on_import: dict[str, list[Callable[[], None]]] = {}
 
 
 def _offline() -> bool:
-    from .. import running
+    from . import running
 
     return running()
 
@@ -107,14 +110,63 @@ def _patch_config_manager(module: types.ModuleType) -> None:
     cls.validate_sagemaker_config = staticmethod(validate_sagemaker_config)
 
 
-_PATCHES = {name: _patch_polling for name in POLLING_MODULES}
-_PATCHES["sagemaker.serve.deployment_progress"] = _patch_deployment_progress
-_PATCHES["sagemaker.core.config.config_manager"] = _patch_config_manager
+def _patch_v2_logs(module: types.ModuleType) -> None:
+    """v2 ``fit(logs=...)``: wait for the job to end (polling Describe), then show its whole log."""
+    fn = getattr(module, "_logs_for_job", None)
+    if fn is None or getattr(fn, "_labkit_prompt", False):
+        return
+
+    def prompt(sagemaker_session: Any, job_name: str, wait: bool = False, *args: Any, **kwargs: Any) -> Any:
+        if _offline() and wait:
+            client = sagemaker_session.sagemaker_client
+            while client.describe_training_job(TrainingJobName=job_name)["TrainingJobStatus"] in (
+                    "InProgress", "Stopping"):
+                time.sleep(POLL_S)
+        return fn(sagemaker_session, job_name, wait, *args, **kwargs)
+
+    prompt._labkit_prompt = True  # type: ignore[attr-defined]
+    prompt.__doc__, prompt.__wrapped__ = fn.__doc__, fn  # type: ignore[attr-defined]
+    module._logs_for_job = prompt
+
+
+PIPELINE_POLL_S = 0.25
+
+
+def _patch_pipeline_wait(module: types.ModuleType) -> None:
+    """v3 ``PipelineExecution.wait(delay=30)`` (a botocore waiter): the same budget, polled often."""
+    cls = getattr(module, "PipelineExecution", None)
+    wait = getattr(cls, "wait", None)
+    if wait is None or getattr(wait, "_labkit_prompt", False):
+        return
+
+    def prompt(self: Any, delay: int = 30, max_attempts: int = 60, _wait: Any = wait) -> Any:
+        if not _offline():
+            return _wait(self, delay=delay, max_attempts=max_attempts)
+        budget = delay * max_attempts
+        short = min(delay, PIPELINE_POLL_S)
+        return _wait(self, delay=short, max_attempts=max(max_attempts, int(budget / short)))
+
+    prompt._labkit_prompt = True  # type: ignore[attr-defined]
+    prompt.__doc__ = wait.__doc__
+    cls.wait = prompt
+
+
+_PATCHES: dict[str, list[Callable[[types.ModuleType], None]]] = {name: [_patch_polling] for name in POLLING_MODULES}
+_PATCHES["sagemaker.session"].append(_patch_v2_logs)
+_PATCHES["sagemaker.serve.deployment_progress"] = [_patch_deployment_progress]
+_PATCHES["sagemaker.core.config.config_manager"] = [_patch_config_manager]
+_PATCHES["sagemaker.mlops.workflow.pipeline"] = [_patch_pipeline_wait]
 
 
 def patch(name: str, module: types.ModuleType) -> None:
     with _lock:
-        _PATCHES[name](module)
+        for fn in _PATCHES[name]:
+            fn(module)
+
+
+def on_import(name: str, fn: Callable[[], None]) -> None:
+    """Call ``fn`` (offline only) when module ``name`` begins to import."""
+    _on_import.setdefault(name, []).append(fn)
 
 
 class _PatchingLoader(importlib.abc.Loader):
@@ -138,10 +190,9 @@ class _Finder(importlib.abc.MetaPathFinder):
     """Finds the watched SDK modules as the other finders do, with a patching loader."""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname in WARM_ON_IMPORT and _offline():
-            from . import process
-
-            process.warm_up()
+        if fullname in _on_import and _offline():
+            for fn in _on_import[fullname]:
+                fn()
         if fullname not in _PATCHES:
             return None
         for finder in sys.meta_path:
@@ -166,3 +217,6 @@ def install() -> None:
             patch(name, module)
     if _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
+
+
+install()
