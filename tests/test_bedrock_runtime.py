@@ -41,10 +41,12 @@ def _claude(text, **kw):
 def test_list_and_get_foundation_models(bedrock_clients):
     br, _ = bedrock_clients
     ids = {m["modelId"] for m in br.list_foundation_models()["modelSummaries"]}
-    for needed in (HAIKU, "anthropic.claude-3-sonnet-20240229-v1:0", "anthropic.claude-3-5-haiku-20241022-v1:0",
-                   "anthropic.claude-3-5-sonnet-20240620-v1:0", TITAN, EMBED, COHERE, LLAMA,
+    for needed in (HAIKU, "anthropic.claude-haiku-4-5-20251001-v1:0", "anthropic.claude-sonnet-4-5-20250929-v1:0",
+                   "amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0", "amazon.titan-embed-g1-text-02",
+                   "meta.llama3-1-8b-instruct-v1:0", "stability.stable-diffusion-xl-v1", TITAN, EMBED, COHERE, LLAMA,
                    "meta.llama3-70b-instruct-v1:0"):
         assert needed in ids
+    assert "anthropic.claude-3-sonnet-20240229-v1:0" not in ids, "a model past its end of life is not listed"
     embedders = br.list_foundation_models(byOutputModality="EMBEDDING")["modelSummaries"]
     assert {m["modelId"] for m in embedders} >= {EMBED, COHERE}
     assert all("EMBEDDING" in m["outputModalities"] for m in embedders)
@@ -66,7 +68,8 @@ def test_claude_messages_body_and_metering(bedrock_clients):
     assert body["type"] == "message" and body["role"] == "assistant" and body["model"] == "claude-3-haiku-20240307"
     text = body["content"][0]["text"]
     assert text.startswith("(offline stand-in)") and "90%" in text
-    assert body["labkit"]["offline_stand_in"] is True
+    assert "labkit" not in body, "nothing outside the provider's response shape"
+    assert "stand-in" in resp["ResponseMetadata"]["HTTPHeaders"]["x-labkit-stand-in"]
     assert body["stop_reason"] == "end_turn" and body["stop_sequence"] is None
     headers = resp["ResponseMetadata"]["HTTPHeaders"]
     assert headers["x-amzn-bedrock-output-token-count"] == str(body["usage"]["output_tokens"])

@@ -42,7 +42,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import catalog, embeddings, responder, throttling, tokens
+from . import catalog, embeddings, throttling, tokens
+from .chat import ChatRequest
 from .errors import BedrockError, not_found, validation
 
 DEFAULT_MAX_TOKENS = 300
@@ -457,17 +458,15 @@ class KnowledgeBases:
             raise validation(f"RetrieveAndGenerate type {cfg.get('type')} is not emulated offline; use "
                              "KNOWLEDGE_BASE.")
         kcfg = cfg["knowledgeBaseConfiguration"]
-        model = catalog.find(kcfg["modelArn"])
-        if model is None or model.is_embedding:
+        model = self.runtime.resolve(kcfg["modelArn"])
+        if not model.is_text:
             raise validation(f"The model {kcfg['modelArn']} is not a text model the offline backend knows.")
         query = p["input"]["text"]
         results = self.search(kcfg["knowledgeBaseId"], query, kcfg.get("retrievalConfiguration"))
         gcfg = kcfg.get("generationConfiguration") or {}
         icfg = (gcfg.get("inferenceConfig") or {}).get("textInferenceConfig") or {}
-        prompt = responder.Prompt([r["content"]["text"] for r in results], [("user", query)])
-        from .formats import TextRequest
-
-        request = TextRequest(prompt, icfg.get("maxTokens") or 2048, list(icfg.get("stopSequences") or []))
+        request = ChatRequest.of_text(query, icfg.get("maxTokens") or 2048, list(icfg.get("stopSequences") or []),
+                                      system=[r["content"]["text"] for r in results])
         guard = gcfg.get("guardrailConfiguration")
         ref = self.runtime.guardrail(guard["guardrailId"], guard["guardrailVersion"], None) if guard else None
         result = self.runtime.generate(model, request, "RetrieveAndGenerate", ref)

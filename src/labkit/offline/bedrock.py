@@ -22,7 +22,7 @@ from labkit.bedrock import knowledge_bases as kb
 from labkit.bedrock import vectors as vec
 from labkit.bedrock.errors import BedrockError, not_found
 from labkit.bedrock.guardrails import GuardrailStore
-from labkit.bedrock.runtime import Runtime, converse_response, converse_stream_events
+from labkit.bedrock.runtime import STAND_IN_HEADER, Runtime, converse_response, converse_stream_events
 
 from . import ACCOUNT_ID, REGION, dispatch, on_reset, usage
 
@@ -30,7 +30,8 @@ from . import ACCOUNT_ID, REGION, dispatch, on_reset, usage
 class _State:
     def __init__(self) -> None:
         self.guardrails = GuardrailStore(ACCOUNT_ID, REGION)
-        self.runtime = Runtime(self.guardrails, usage.record)
+        self.profiles = catalog.ProfileStore(ACCOUNT_ID, REGION)
+        self.runtime = Runtime(self.guardrails, usage.record, self.profiles)
         self.vectors = vec.VectorStore(usage.record)
         self.kb = kb.KnowledgeBases(ACCOUNT_ID, REGION, self.vectors, self.runtime)
 
@@ -97,10 +98,53 @@ def list_foundation_models(p: dict[str, Any]) -> dict[str, Any]:
 
 @_op("bedrock", "GetFoundationModel")
 def get_foundation_model(p: dict[str, Any]) -> dict[str, Any]:
-    model = catalog.find(p["modelIdentifier"])
-    if model is None:
-        raise not_found(f"The model {p['modelIdentifier']} could not be found.")
+    ident = p["modelIdentifier"]
+    model = catalog.model(ident.rsplit("/", 1)[-1]) if "foundation-model/" in ident or "/" not in ident else None
+    if model is None or model.end_of_life():
+        raise not_found(f"The model {ident} could not be found.")
     return {"modelDetails": model.summary()}
+
+
+@_op("bedrock", "GetFoundationModelAvailability")
+def get_foundation_model_availability(p: dict[str, Any]) -> dict[str, Any]:
+    model = catalog.model(p["modelId"])
+    if model is None or model.end_of_life():
+        raise not_found(f"The model {p['modelId']} could not be found.")
+    return {"modelId": model.model_id, "agreementAvailability": {"status": "AVAILABLE"},
+            "authorizationStatus": "AUTHORIZED", "entitlementAvailability": "AVAILABLE",
+            "regionAvailability": "AVAILABLE"}
+
+
+# --- bedrock: inference profiles -------------------------------------------------------------
+
+
+@_op("bedrock", "ListInferenceProfiles")
+def list_inference_profiles(p: dict[str, Any]) -> dict[str, Any]:
+    profiles = [x.describe() for x in state.profiles.list(p.get("typeEquals"))]
+    start = int(p.get("nextToken") or 0)
+    size = p.get("maxResults") or 1000
+    out: dict[str, Any] = {"inferenceProfileSummaries": profiles[start:start + size]}
+    if start + size < len(profiles):
+        out["nextToken"] = str(start + size)
+    return out
+
+
+@_op("bedrock", "GetInferenceProfile")
+def get_inference_profile(p: dict[str, Any]) -> dict[str, Any]:
+    return state.profiles.get(p["inferenceProfileIdentifier"]).describe()
+
+
+@_op("bedrock", "CreateInferenceProfile")
+def create_inference_profile(p: dict[str, Any]) -> dict[str, Any]:
+    profile = state.profiles.create(p["inferenceProfileName"], p["modelSource"]["copyFrom"], p.get("description"),
+                                    p.get("tags"))
+    return {"inferenceProfileArn": profile.arn, "status": "ACTIVE", "_status": 201}
+
+
+@_op("bedrock", "DeleteInferenceProfile")
+def delete_inference_profile(p: dict[str, Any]) -> dict[str, Any]:
+    state.profiles.delete(p["inferenceProfileIdentifier"])
+    return {}
 
 
 # --- bedrock: guardrails ---------------------------------------------------------------------
@@ -153,7 +197,8 @@ def invoke_model(p: dict[str, Any]) -> dict[str, Any]:
     body, headers, _ = state.runtime.invoke(p["modelId"], _body_bytes(p), ref)
     data = json.dumps(body).encode()
     return {"body": dispatch.streaming_body(data), "contentType": "application/json",
-            "ResponseMetadata": _metadata({**headers, "content-type": "application/json"})}
+            "ResponseMetadata": _metadata({**headers, "content-type": "application/json",
+                                           "content-length": str(len(data))})}
 
 
 @_op("bedrock-runtime", "InvokeModelWithResponseStream")
@@ -174,15 +219,17 @@ def _trace_on(p: dict[str, Any]) -> bool:
 @_op("bedrock-runtime", "Converse")
 def converse(p: dict[str, Any]) -> dict[str, Any]:
     result = state.runtime.converse(p)
-    return converse_response(result, _trace_on(p))
+    return {**converse_response(result, _trace_on(p)), "ResponseMetadata": _metadata(
+        {"content-type": "application/json", STAND_IN_HEADER: result.gen.label})}
 
 
 @_op("bedrock-runtime", "ConverseStream")
 def converse_stream(p: dict[str, Any]) -> dict[str, Any]:
-    result = state.runtime.converse({**p, "_operation": "ConverseStream"})
+    result = state.runtime.converse(p, stream=True)
     events = converse_stream_events(result, _trace_on(p))
     messages = (eventstream.event(name, payload) for name, payload in events)
-    return eventstream.parse_stream_response("bedrock-runtime", "ConverseStream", messages, {})
+    return eventstream.parse_stream_response("bedrock-runtime", "ConverseStream", messages,
+                                             {STAND_IN_HEADER: result.gen.label})
 
 
 @_op("bedrock-runtime", "ApplyGuardrail")
