@@ -100,9 +100,9 @@ class StandIn:
     @staticmethod
     def _reasoning(prompt: responder.Prompt, gen: Generation) -> str:
         question, context = responder.split_question(prompt)
-        quoted = "; ".join(gen.sources) if gen.sources else "none similar enough"
+        quoted = " | ".join(gen.sources) if gen.sources else "none is similar enough"
         return (f"The question is: {question} The context has {len(context)} sentences. "
-                f"The sentences closest to it: {quoted}.")
+                f"Closest to the question: {quoted}")
 
 
 class LocalModel:

@@ -210,6 +210,7 @@ class Runtime:
             return family.body(req, out, model), headers(out.input_tokens, None, _ms(started), EMBEDDING_LABEL)
         image_family = formats.IMAGE[model.family]
         ireq = image_family.parse(data, model)
+        ireq.model_id = model.model_id
         pictures = ireq.draw()
         self.record("bedrock:tokens", model.model_id, model_id=model.model_id, input_tokens=0, output_tokens=0,
                     images=len(pictures), operation=operation)

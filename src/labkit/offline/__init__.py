@@ -36,6 +36,7 @@ ENGINE_MODULES = [
     "labkit.offline.training",
     "labkit.offline.hosting",
     "labkit.offline.bedrock",
+    "labkit.offline.aoss",
     "labkit.offline.pricing",
     "labkit.offline.mlops",
     "labkit.offline.athena",

@@ -20,6 +20,7 @@ from typing import Any
 from labkit.bedrock import catalog, eventstream, throttling, validation
 from labkit.bedrock import knowledge_bases as kb
 from labkit.bedrock import vectors as vec
+from labkit.bedrock.agents import Agents
 from labkit.bedrock.errors import BedrockError, not_found
 from labkit.bedrock.guardrails import GuardrailStore
 from labkit.bedrock.runtime import STAND_IN_HEADER, Runtime, converse_response, converse_stream_events
@@ -34,6 +35,7 @@ class _State:
         self.runtime = Runtime(self.guardrails, usage.record, self.profiles)
         self.vectors = vec.VectorStore(usage.record)
         self.kb = kb.KnowledgeBases(ACCOUNT_ID, REGION, self.vectors, self.runtime)
+        self.agents = Agents(ACCOUNT_ID, REGION, self.runtime, self.kb)
 
 
 state = _State()
@@ -291,6 +293,40 @@ for _name, _method in (("CreateKnowledgeBase", "create_knowledge_base"), ("Creat
                        ("StartIngestionJob", "start_ingestion_job"), ("GetIngestionJob", "get_ingestion_job"),
                        ("ListIngestionJobs", "list_ingestion_jobs")):
     _op("bedrock-agent", _name)(lambda p, _method=_method: getattr(state.kb, _method)(p))
+
+
+# --- bedrock-agent: agents, action groups, aliases (moto's agents are replaced) --------------------
+
+for _name, _method in (("CreateAgent", "create_agent"), ("GetAgent", "get_agent"), ("ListAgents", "list_agents"),
+                       ("UpdateAgent", "update_agent"), ("DeleteAgent", "delete_agent"),
+                       ("PrepareAgent", "prepare_agent"), ("ListAgentVersions", "list_agent_versions"),
+                       ("GetAgentVersion", "get_agent_version"), ("DeleteAgentVersion", "delete_agent_version"),
+                       ("CreateAgentActionGroup", "create_action_group"), ("GetAgentActionGroup", "get_action_group"),
+                       ("ListAgentActionGroups", "list_action_groups"),
+                       ("UpdateAgentActionGroup", "update_action_group"),
+                       ("DeleteAgentActionGroup", "delete_action_group"),
+                       ("AssociateAgentKnowledgeBase", "associate_knowledge_base"),
+                       ("GetAgentKnowledgeBase", "get_knowledge_base"),
+                       ("ListAgentKnowledgeBases", "list_knowledge_bases"),
+                       ("DisassociateAgentKnowledgeBase", "disassociate_knowledge_base"),
+                       ("CreateAgentAlias", "create_alias"), ("GetAgentAlias", "get_alias"),
+                       ("ListAgentAliases", "list_aliases"), ("UpdateAgentAlias", "update_alias"),
+                       ("DeleteAgentAlias", "delete_alias")):
+    _op("bedrock-agent", _name)(lambda p, _method=_method: getattr(state.agents, _method)(p))
+
+
+def _agent_event(name: str, payload: dict[str, Any]) -> bytes:
+    if name == "chunk":
+        payload = {**payload, "bytes": base64.b64encode(payload["bytes"]).decode()}
+    return eventstream.event(name, payload)
+
+
+@_op("bedrock-agent-runtime", "InvokeAgent")
+def invoke_agent(p: dict[str, Any]) -> dict[str, Any]:
+    events, session_id = state.agents.invoke(p)
+    messages = (_agent_event(name, payload) for name, payload in events)
+    return eventstream.parse_stream_response("bedrock-agent-runtime", "InvokeAgent", messages, {
+        "x-amzn-bedrock-agent-content-type": "application/json", "x-amz-bedrock-agent-session-id": session_id})
 
 
 @_op("bedrock-agent-runtime", "Retrieve")

@@ -28,6 +28,7 @@ from botocore.handlers import BUILTIN_HANDLERS
 from botocore.response import StreamingBody
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
+WSGIApp = Callable[..., Any]
 AfterHook = Callable[[dict[str, Any], dict[str, Any]], None]
 
 Validator = Callable[[dict[str, Any]], None]
@@ -35,6 +36,7 @@ Validator = Callable[[dict[str, Any]], None]
 _handlers: dict[tuple[str, str], Handler] = {}
 _validators: dict[tuple[str, str], list[Validator]] = {}
 _after: dict[tuple[str, str], list[AfterHook]] = {}
+_data_planes: dict[str, WSGIApp] = {}
 _enabled = False
 
 
@@ -92,6 +94,20 @@ def after(service: str, name: str) -> Callable[[AfterHook], AfterHook]:
     def register(fn: AfterHook) -> AfterHook:
         _after.setdefault((service, name), []).append(fn)
         return fn
+
+    return register
+
+
+def data_plane(prefix: str) -> Callable[[WSGIApp], WSGIApp]:
+    """Register a WSGI app for requests whose path starts with ``/<prefix>/``.
+
+    The local AWS endpoint routes such requests to the app (a service's data plane that is
+    not an AWS API call: an OpenSearch Serverless collection's REST API, say).
+    """
+
+    def register(app: WSGIApp) -> WSGIApp:
+        _data_planes[prefix] = app
+        return app
 
     return register
 

@@ -56,10 +56,12 @@ class ImageRequest:
     fmt: str = "png"
     quality: str = "standard"
     native: dict[str, Any] = field(default_factory=dict)
+    model_id: str = ""
 
     def draw(self) -> list[bytes]:
         return [images.draw(self.prompt, self.width, self.height, seed=self.seed + i, negative=self.negative,
-                            task=self.task, colors=self.colors, source=self.source, fmt=self.fmt)
+                            task=f"{self.model_id} {self.task}", colors=self.colors, source=self.source,
+                            fmt=self.fmt)
                 for i in range(self.count)]
 
 
