@@ -28,13 +28,20 @@ from labkit.bedrock.runtime import STAND_IN_HEADER, Runtime, converse_response, 
 from . import ACCOUNT_ID, REGION, dispatch, on_reset, usage
 
 
+def _opensearch() -> tuple[Any, Any]:
+    """OpenSearch Serverless's control plane and indexes (:mod:`labkit.offline.aoss`), for knowledge bases."""
+    from .aoss.http import current
+
+    return current.serverless, current.store
+
+
 class _State:
     def __init__(self) -> None:
         self.guardrails = GuardrailStore(ACCOUNT_ID, REGION)
         self.profiles = catalog.ProfileStore(ACCOUNT_ID, REGION)
         self.runtime = Runtime(self.guardrails, usage.record, self.profiles)
         self.vectors = vec.VectorStore(usage.record)
-        self.kb = kb.KnowledgeBases(ACCOUNT_ID, REGION, self.vectors, self.runtime)
+        self.kb = kb.KnowledgeBases(ACCOUNT_ID, REGION, self.vectors, self.runtime, _opensearch)
         self.agents = Agents(ACCOUNT_ID, REGION, self.runtime, self.kb)
 
 

@@ -224,10 +224,9 @@ class Index:
         for key, value in self.settings.items():
             parts = key.split(".")[1:]
             cur = settings["index"]
-            for p in parts[:-1]:
-                cur = cur.setdefault(p, {})
-            if isinstance(cur, dict):
-                cur[parts[-1]] = str(value).lower() if isinstance(value, bool) else str(value)
+            while len(parts) > 1 and isinstance(cur.get(parts[0], {}), dict):
+                cur = cur.setdefault(parts.pop(0), {})
+            cur[".".join(parts)] = str(value).lower() if isinstance(value, bool) else str(value)
         return {self.name: {"aliases": {}, "mappings": copy.deepcopy(self.mappings), "settings": settings}}
 
     # --- documents -------------------------------------------------------------------------------
