@@ -12,8 +12,14 @@ import json
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from opensearchpy import AWSV4SignerAuth, OpenSearch, RequestsHttpConnection, Urllib3AWSV4SignerAuth, \
-    Urllib3HttpConnection, helpers
+from opensearchpy import (
+    AWSV4SignerAuth,
+    OpenSearch,
+    RequestsHttpConnection,
+    Urllib3AWSV4SignerAuth,
+    Urllib3HttpConnection,
+    helpers,
+)
 from opensearchpy.exceptions import AuthorizationException, NotFoundError, RequestError
 
 from labkit.offline import dispatch
