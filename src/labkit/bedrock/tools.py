@@ -27,10 +27,12 @@ schema's order, from the question's text:
 * ``boolean``: the schema's ``default``, else whether the property's name occurs in the text;
 * ``string``: a property whose name or description asks for free text (query, question,
   text, prompt, topic, search, message, keywords) gets the whole question; any other gets
-  the next unused *candidate* of the text: a quoted string, then an identifier-like token
-  (``ml.g5.xlarge``, ``us-east-1``, ``s3://bucket/key``, ``ORD-1234``), then a run of
-  capitalised words that does not start a sentence (``Seattle``, ``New York``); with a
-  ``pattern``, the first candidate that matches it;
+  the next unused *candidate* of the text: a quoted string first; then, for a property
+  with a ``pattern`` or whose name says it holds an identifier (id, type, arn, uri, key,
+  path, region, code, version, model, bucket, instance...), an identifier-like token
+  (``ml.g5.xlarge``, ``us-east-1``, ``s3://bucket/key``, ``ORD-1234``), and for any other
+  property a run of capitalised words that does not start a sentence (``Seattle``,
+  ``New York``); then the other kind. With a ``pattern``, only candidates that match it;
 * ``array``: every remaining candidate of the item type; ``object``: its own properties.
 
 An optional property nothing fills is left out. The arguments always validate against
@@ -141,31 +143,39 @@ def rank(question: str, tools: list[ToolSpec]) -> list[tuple[float, ToolSpec]]:
 
 
 class _Candidates:
-    """Values the question offers, in the order the filling consumes them."""
+    """Values the question offers, by kind, in the order the filling consumes them."""
 
     def __init__(self, text: str):
         self.text = text
-        self.strings: list[str] = []
+        found: list[tuple[str, str]] = []  # (kind, value): quoted | identifier | name
         for m in _QUOTED.finditer(text):
-            self.strings.append(next(g for g in m.groups() if g))
+            found.append(("quoted", next(g for g in m.groups() if g)))
         unquoted = _QUOTED.sub(" ", text)
-        self.strings += [m.group(0) for m in _IDENTIFIER.finditer(unquoted)]
+        found += [("identifier", m.group(0)) for m in _IDENTIFIER.finditer(unquoted)]
         no_ids = _IDENTIFIER.sub(" ", unquoted)
         for m in _CAPITALISED.finditer(no_ids):
             before = no_ids[:m.start()].rstrip()
             if not before or before[-1] in ".!?\n:":
                 words = m.group(0).split()[1:]  # the sentence's first word is capitalised anyway
                 if words:
-                    self.strings.append(" ".join(words))
+                    found.append(("name", " ".join(words)))
                 continue
-            self.strings.append(m.group(0))
-        self.strings = list(dict.fromkeys(s.strip() for s in self.strings if s.strip()))
+            found.append(("name", m.group(0)))
+        seen: set[str] = set()
+        self.strings: list[tuple[str, str]] = []
+        for kind, value in found:
+            value = value.strip()
+            if value and value not in seen:
+                seen.add(value)
+                self.strings.append((kind, value))
         self.numbers = [m.group(0) for m in _NUMBER.finditer(_IDENTIFIER.sub(" ", text))]
 
-    def take_string(self, pattern: str | None = None) -> str | None:
-        for i, s in enumerate(self.strings):
-            if pattern is None or re.search(pattern, s):
-                return self.strings.pop(i)
+    def take_string(self, pattern: str | None = None, prefer: str = "name") -> str | None:
+        """The next unused string: quoted first, then ``prefer``'s kind, then the other kind."""
+        for kinds in (("quoted",), (prefer,), ("identifier", "name")):
+            for i, (kind, value) in enumerate(self.strings):
+                if kind in kinds and (pattern is None or re.search(pattern, value)):
+                    return self.strings.pop(i)[1]
         return None
 
     def take_number(self, integer: bool) -> int | float | None:
@@ -181,6 +191,18 @@ def _free_text(name: str, prop: dict[str, Any]) -> bool:
     words = set(_words(name).split())
     return bool(words & _FREE_TEXT) or bool(set(re.findall(r"[a-z]+", prop.get("description", "").lower()))
                                              & {"query", "question", "search"})
+
+
+_IDENTIFIER_WORDS = {"id", "ids", "type", "types", "arn", "uri", "url", "key", "path", "region", "code", "sku",
+                     "version", "model", "bucket", "instance", "file"}
+
+
+def _prefers(name: str, prop: dict[str, Any]) -> str:
+    """Which kind of candidate a string property takes first: identifiers for ids, types, paths...; else names."""
+    words = set(_words(name).split())
+    if prop.get("pattern") or words & _IDENTIFIER_WORDS:
+        return "identifier"
+    return "name"
 
 
 def _placeholder(prop: dict[str, Any]) -> Any:
@@ -224,7 +246,7 @@ def _fill(schema: dict[str, Any], question: str, found: _Candidates, forced: boo
             if _free_text(name, prop) and question:
                 value = question.strip()
             else:
-                value = found.take_string(prop.get("pattern"))
+                value = found.take_string(prop.get("pattern"), _prefers(name, prop))
             if value is None and "default" in prop:
                 value = prop["default"]
         elif kind == "array":
@@ -235,7 +257,7 @@ def _fill(schema: dict[str, Any], question: str, found: _Candidates, forced: boo
                     values.append(n)
             else:
                 values = []
-                while (s := found.take_string(item.get("pattern"))) is not None:
+                while (s := found.take_string(item.get("pattern"), _prefers(name, item))) is not None:
                     values.append(s)
             value = values or None
         elif kind == "object":
