@@ -60,7 +60,7 @@ import numpy as np
 from .chat import ChatRequest, Message, ToolResult, ToolSpec, ToolUse
 from .errors import validation
 
-MIN_TOOL_SCORE = 0.4
+MIN_TOOL_SCORE = 0.25
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _FREE_TEXT = {"query", "question", "text", "prompt", "topic", "search", "message", "keywords", "keyword", "input",
               "request", "q", "utterance"}
