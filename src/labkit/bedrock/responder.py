@@ -1,9 +1,11 @@
 """The offline stand-in for Bedrock's text models: a labelled, extractive responder.
 
-No foundation model can run on this machine, so Claude, Titan Text and Llama are all
-answered by this deterministic procedure, and it says so: every answer starts with
-:data:`LABEL`, and each response carries a ``labkit`` note (see ``formats``). On the
-sandbox backend the real model answers.
+No foundation model can run on this machine, so every text model (Claude, Nova, Titan
+Text, Llama, Mistral, Cohere, Jamba, DeepSeek) is answered by this deterministic procedure
+unless a local model is configured (:mod:`labkit.bedrock.generation`), and it says so:
+every answer starts with :data:`LABEL`, and the response header ``x-labkit-stand-in``
+carries :data:`STAND_IN`. On the sandbox backend the real model answers. Tool calls are
+decided by :mod:`labkit.bedrock.tools`.
 
 What it does, given the prompt (system text and conversation turns):
 
@@ -45,10 +47,6 @@ LABEL = "(offline stand-in) "
 STAND_IN = "extractive; labkit offline stand-in, not the foundation model"
 NOT_FOUND = "I cannot find the answer in the provided context."
 MIN_SIMILARITY = 0.3
-NOTE = ("Generated offline by labkit's extractive stand-in, not by the foundation model: it quotes "
-        "the prompt's context sentence most similar to the question (all-MiniLM-L6-v2), or says it "
-        "cannot find the answer. Token counts: " + tokens.TOKENIZER_NAME + ".")
-
 _STOPWORD_TEXT = """
 a about above after again against all am an and any are as at be because been before being below
 between both but by can could did do does doing down during each few for from further had has have
