@@ -1,12 +1,14 @@
 """Offline Bedrock: the protocol layer over :mod:`labkit.bedrock`'s local models.
 
-Registers dispatch handlers for ``bedrock`` (foundation models, guardrails),
-``bedrock-runtime`` (InvokeModel, InvokeModelWithResponseStream, Converse,
+Registers dispatch handlers for ``bedrock`` (foundation models, inference profiles,
+guardrails), ``bedrock-runtime`` (InvokeModel, InvokeModelWithResponseStream, Converse,
 ConverseStream, ApplyGuardrail), ``s3vectors`` (QueryVectors on a real index; moto keeps
-buckets, indexes and vector records), ``bedrock-agent`` (data sources and ingestion jobs;
-moto keeps knowledge bases) and ``bedrock-agent-runtime`` (Retrieve,
-RetrieveAndGenerate). Behaviour lives in :mod:`labkit.bedrock`; this module only maps
-parameters to it and its results (and :class:`BedrockError`) to AWS's responses.
+buckets, indexes and vector records), ``bedrock-agent`` (agents, action groups, aliases and
+versions in place of moto's; data sources and ingestion jobs; moto keeps knowledge bases)
+and ``bedrock-agent-runtime`` (InvokeAgent, Retrieve, RetrieveAndGenerate). Behaviour lives
+in :mod:`labkit.bedrock`; this module only maps parameters to it and its results (and
+:class:`BedrockError`) to AWS's responses. Who answered is the ``x-labkit-stand-in`` response
+header; response bodies hold nothing AWS would not send.
 """
 
 from __future__ import annotations
