@@ -164,3 +164,52 @@ def test_unprepared_agents_cannot_be_invoked(agents, lab):
     with pytest.raises(ClientError) as err:
         _events(rt.invoke_agent(agentId=a["agentId"], agentAliasId="TSTALIASID", sessionId="s1", inputText="hi"))
     assert "not prepared" in err.value.response["Error"]["Message"]
+
+
+def test_an_agent_with_a_knowledge_base_answers_from_it_with_citations(agents, lab):
+    ag, rt = agents
+    s3, s3v = boto3.client("s3"), boto3.client("s3vectors")
+    s3.put_object(Bucket=lab.bucket, Key="agent-kb/spot.md", Body=b"Managed Spot Training can reduce training cost "
+                  b"by up to 90 percent. Checkpoints let interrupted jobs resume.")
+    s3v.create_vector_bucket(vectorBucketName="agent-kb")
+    s3v.create_index(vectorBucketName="agent-kb", indexName="kb-index", dataType="float32", dimension=1024,
+                     distanceMetric="cosine",
+                     metadataConfiguration={"nonFilterableMetadataKeys": ["AMAZON_BEDROCK_TEXT",
+                                                                          "AMAZON_BEDROCK_METADATA"]})
+    index_arn = s3v.get_index(vectorBucketName="agent-kb", indexName="kb-index")["index"]["indexArn"]
+    kb = ag.create_knowledge_base(name="agent-notes", roleArn=lab.role_arn, knowledgeBaseConfiguration={
+        "type": "VECTOR", "vectorKnowledgeBaseConfiguration": {
+            "embeddingModelArn": "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"}},
+        storageConfiguration={"type": "S3_VECTORS", "s3VectorsConfiguration": {"indexArn": index_arn}})[
+        "knowledgeBase"]["knowledgeBaseId"]
+    ds = ag.create_data_source(knowledgeBaseId=kb, name="notes", dataSourceConfiguration={
+        "type": "S3", "s3Configuration": {"bucketArn": f"arn:aws:s3:::{lab.bucket}",
+                                          "inclusionPrefixes": ["agent-kb/"]}})["dataSource"]["dataSourceId"]
+    assert ag.start_ingestion_job(knowledgeBaseId=kb, dataSourceId=ds)["ingestionJob"]["status"] == "COMPLETE"
+    agent_id = _agent(ag, lab, "kb-agent")
+    ag.associate_agent_knowledge_base(agentId=agent_id, agentVersion="DRAFT", knowledgeBaseId=kb,
+                                      description="Course notes about training")
+    assert ag.get_agent(agentId=agent_id)["agent"]["agentStatus"] == "NOT_PREPARED"
+    ag.prepare_agent(agentId=agent_id)
+    events = _events(rt.invoke_agent(agentId=agent_id, agentAliasId="TSTALIASID", sessionId="kb-session",
+                                     inputText="How much can managed spot training save?", enableTrace=True))
+    (chunk,) = [e["chunk"] for e in events if "chunk" in e]
+    assert "90 percent" in chunk["bytes"].decode()
+    refs = chunk["attribution"]["citations"][0]["retrievedReferences"]
+    assert refs[0]["location"]["s3Location"]["uri"] == f"s3://{lab.bucket}/agent-kb/spot.md"
+    lookups = [e["trace"]["trace"]["orchestrationTrace"]["invocationInput"] for e in events if "trace" in e
+               and "invocationInput" in e["trace"]["trace"]["orchestrationTrace"]]
+    assert lookups and lookups[0]["invocationType"] == "KNOWLEDGE_BASE"
+
+
+def test_openapi_action_groups_are_refused_offline(agents, lab):
+    ag, rt = agents
+    a = ag.create_agent(agentName="openapi-agent", foundationModel=MODEL, instruction=INSTRUCTION,
+                        agentResourceRoleArn=lab.role_arn)["agent"]["agentId"]
+    ag.create_agent_action_group(agentId=a, agentVersion="DRAFT", actionGroupName="api",
+                                 actionGroupExecutor={"customControl": "RETURN_CONTROL"},
+                                 apiSchema={"payload": json.dumps({"openapi": "3.0.0", "paths": {}})})
+    ag.prepare_agent(agentId=a)
+    with pytest.raises(ClientError) as err:
+        _events(rt.invoke_agent(agentId=a, agentAliasId="TSTALIASID", sessionId="s1", inputText="hi"))
+    assert "functionSchema" in err.value.response["Error"]["Message"]

@@ -461,6 +461,9 @@ class Agents:
         state = p.get("sessionState") or {}
         session.attributes.update(state.get("sessionAttributes") or {})
         tools = self._tools(version)
+        if any(g.enabled and g.record.get("apiSchema") for g in version.groups.values()):
+            raise validation("Action groups defined by an OpenAPI schema (apiSchema) are not emulated offline: define "
+                             "the action group with a functionSchema, or use the sandbox backend.")
         results = state.get("returnControlInvocationResults")
         if results:
             turn = self._results_turn(session, state, results, version)
