@@ -122,14 +122,17 @@ class VectorField:
                             ef_construction=int(params.get("ef_construction", 100)), ef_search=ef_search)
 
     def vector(self, value: Any) -> np.ndarray:
-        if not isinstance(value, list) or not all(isinstance(x, int | float) and not isinstance(x, bool)
-                                                  for x in value):
+        try:
+            vec = np.asarray(value, dtype=np.float32) if isinstance(value, list) else None
+        except (TypeError, ValueError):
+            vec = None
+        if vec is None or vec.ndim != 1 or not np.isfinite(vec).all():
             raise SearchError(400, "mapper_parsing_exception", f"failed to parse field [{self.name}] of type "
                               "[knn_vector]: the value must be an array of numbers")
-        if len(value) != self.dimension:
+        if len(vec) != self.dimension:
             raise SearchError(400, "mapper_parsing_exception", f"Vector dimension mismatch. Expected: "
-                              f"{self.dimension}, Given: {len(value)}")
-        return np.asarray(value, np.float32)
+                              f"{self.dimension}, Given: {len(vec)}")
+        return vec
 
     def score(self, distance: float) -> float:
         if self.space == "l2":
@@ -248,7 +251,7 @@ class Index:
             created = doc_id not in self.docs
             if not created:
                 self._unindex(doc_id)
-            self.docs[doc_id] = copy.deepcopy(source)
+            self.docs[doc_id] = source  # a fresh object from the request: copied on the way out, not in
             self.order.setdefault(doc_id, self.seq)
             self.versions[doc_id] = self.versions.get(doc_id, 0) + 1
             for path, vec in vectors.items():
