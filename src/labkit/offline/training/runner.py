@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import subprocess_environment
+from ..patches import rewrite_sdk_drivers
 from . import storage
 from .environment import CONTAINER_ROOT, HostEnvironment, to_cmd_args
 from .images import Image
@@ -44,34 +45,6 @@ def remap_text(text: str, root: Path) -> str:
     return text.replace(CONTAINER_ROOT, str(root))
 
 
-# SDK v3's environment.py names the rendezvous host as the container's /etc/hosts does.
-_SDK_MASTER_ADDR = re.compile(r"""^(SM_MASTER_ADDR\s*=\s*)["']algo-1["']""", re.M)
-_SDK_MASTER_PORT = re.compile(r"^(SM_MASTER_PORT\s*=\s*)\d+", re.M)
-
-
-def rewrite_container_paths(folder: Path, root: Path, master: tuple[str, int] | None = None) -> None:
-    """Point the SDK's own driver files at this host's root instead of ``/opt/ml``.
-
-    SDK v3 ships its container drivers (``sm_train.sh``, ``environment.py``...) in the
-    ``sm_drivers`` channel with ``/opt/ml`` written into them; they are the SDK's files,
-    not the learner's, so the offline container remaps them as a chroot would. With
-    ``master`` (address, port), the drivers' rendezvous host ``algo-1:7777``, which the
-    container's ``/etc/hosts`` resolves on AWS, becomes the job's own address and port.
-    """
-    for path in folder.rglob("*"):
-        if path.is_file() and path.suffix in (".sh", ".py", ".json", ""):
-            try:
-                text = path.read_text()
-            except UnicodeDecodeError:
-                continue
-            new = remap_text(text, root)
-            if master is not None:
-                new = _SDK_MASTER_ADDR.sub(lambda m: f'{m.group(1)}"{master[0]}"', new)
-                new = _SDK_MASTER_PORT.sub(lambda m: f"{m.group(1)}{master[1]}", new)
-            if new != text:
-                path.write_text(new)
-
-
 def argv0(word: str) -> str:
     return sys.executable if word in PYTHON_NAMES else word
 
@@ -81,8 +54,8 @@ def training_command(env: HostEnvironment, image: Image, spec: dict) -> tuple[li
     entrypoint = spec.get("ContainerEntrypoint")
     if entrypoint:
         if (env.data_dir / SDK_DRIVER_CHANNEL).is_dir():
-            rewrite_container_paths(env.data_dir / SDK_DRIVER_CHANNEL, env.root,
-                                    master=(env.master_addr, env.master_port))
+            rewrite_sdk_drivers(env.data_dir / SDK_DRIVER_CHANNEL, env.root,
+                                master=(env.master_addr, env.master_port))
         words = [remap_text(w, env.root) for w in [*entrypoint, *spec.get("ContainerArguments", [])]]
         return [argv0(words[0]), *words[1:]], env.root
     program = env.program
