@@ -76,12 +76,17 @@ def test_sagemaker_v3_session_sees_offline_account(lab):
 
 
 def test_unemulated_call_is_refused_not_sent(lab):
-    # moto answers unknown *.amazonaws.com operations with 404 itself; other AWS
-    # domains (here *.api.aws) reach the guard, which refuses to send them.
-    with pytest.raises(NotEmulatedError, match="Nothing was sent to AWS"):
-        boto3.client("qbusiness", region_name="us-east-1").list_applications()
-    with pytest.raises(ClientError, match="Not yet implemented"):
-        boto3.client("braket", region_name="us-east-1").search_devices(filters=[])
+    # A service moto lacks (on *.api.aws or *.amazonaws.com), and an operation it lacks of a
+    # service it has: each is refused with the same message, as a ClientError with code
+    # NotImplemented (501), whether the call was answered in-process or over HTTP.
+    for call in (lambda: boto3.client("qbusiness", region_name="us-east-1").list_applications(),
+                 lambda: boto3.client("braket", region_name="us-east-1").search_devices(filters=[]),
+                 lambda: boto3.client("sagemaker").list_hubs()):
+        with pytest.raises(NotEmulatedError, match="Nothing was sent to AWS") as info:
+            call()
+        assert isinstance(info.value, ClientError)
+        assert info.value.response["Error"]["Code"] == "NotImplemented"
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
 
 
 def test_engine_handler_and_error_shape(lab):

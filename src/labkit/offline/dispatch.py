@@ -87,8 +87,8 @@ class NotEmulatedError(ClientError):
     errors sees the same thing whether the call was answered in-process or over HTTP.
     """
 
-    def __init__(self, service: str, operation: str, detail: str = ""):
-        response = {"Error": {"Code": NOT_EMULATED_CODE, "Message": refusal(service, operation, detail)},
+    def __init__(self, service: str, operation: str, detail: str = "", *, message: str = ""):
+        response = {"Error": {"Code": NOT_EMULATED_CODE, "Message": message or refusal(service, operation, detail)},
                     "ResponseMetadata": _response_metadata(NOT_EMULATED_STATUS)}
         super().__init__(response, operation)
 

@@ -112,8 +112,11 @@ def before_send(event_name: str, request: Any, **kwargs: Any) -> Any:
     url = getattr(request, "url", "")
     if not running():
         if _connected() and not is_loopback(url):
-            raise NotEmulatedError(service, operation, f"a request for {urlsplit(url).hostname}, refused in this "
-                                   "kernel")
+            raise NotEmulatedError(service, operation, message=(
+                f"{service}.{operation} was addressed to {urlsplit(url).hostname}, not to the offline backend "
+                f"({endpoint_url()}), and was refused: nothing was sent to AWS. Create the client without an "
+                "explicit endpoint_url (AWS_ENDPOINT_URL points it here), or use the sandbox backend "
+                "(LABKIT_BACKEND=sandbox) to reach AWS."))
         return stubber(event_name=event_name, request=request, **kwargs)
     own = endpoint_url()
     if own and (url == own or url.startswith(own + "/") or url.startswith(own + "?")):
