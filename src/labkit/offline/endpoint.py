@@ -25,6 +25,7 @@ An operation that nothing emulates is answered ``501 NotImplemented`` with
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import io
@@ -496,10 +497,8 @@ def control(url: str, token: str, action: str, payload: Any = None, *, timeout: 
             return json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as err:
         detail = err.read().decode("utf-8", "replace")
-        try:
+        with contextlib.suppress(ValueError, AttributeError):
             detail = json.loads(detail).get("error", detail)
-        except (ValueError, AttributeError):
-            pass
         raise RuntimeError(f"the offline backend at {url} answered {err.code} to {action}: {detail}") from None
 
 

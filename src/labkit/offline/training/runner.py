@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import subprocess_environment
 from ..patches import rewrite_sdk_drivers
-from . import storage
+from . import dependencies, storage
 from .environment import CONTAINER_ROOT, HostEnvironment, to_cmd_args
 from .images import Image
 
@@ -45,8 +45,19 @@ def remap_text(text: str, root: Path) -> str:
     return text.replace(CONTAINER_ROOT, str(root))
 
 
-def argv0(word: str) -> str:
-    return sys.executable if word in PYTHON_NAMES else word
+def argv0(word: str, root: Path) -> str:
+    """The program a container command names: a Python name runs the host's own Python."""
+    return dependencies.python(root) if word in PYTHON_NAMES else word
+
+
+def install_requirements(env: HostEnvironment, source_dir: Path) -> None:
+    """``requirements.txt`` of the source directory, into the host's own environment (as the containers do)."""
+    requirements = source_dir / dependencies.REQUIREMENTS
+    if requirements.is_file():
+        try:
+            dependencies.install(requirements, env.root, process_environment(env))
+        except dependencies.DependencyError as err:
+            raise JobSetupError(str(err)) from None
 
 
 def training_command(env: HostEnvironment, image: Image, spec: dict) -> tuple[list[str], Path]:
@@ -56,8 +67,9 @@ def training_command(env: HostEnvironment, image: Image, spec: dict) -> tuple[li
         if (env.data_dir / SDK_DRIVER_CHANNEL).is_dir():
             rewrite_sdk_drivers(env.data_dir / SDK_DRIVER_CHANNEL, env.root,
                                 master=(env.master_addr, env.master_port))
+        install_requirements(env, env.data_dir / "code")  # SDK v3's SourceCode channel
         words = [remap_text(w, env.root) for w in [*entrypoint, *spec.get("ContainerArguments", [])]]
-        return [argv0(words[0]), *words[1:]], env.root
+        return [argv0(words[0], env.root), *words[1:]], env.root
     program = env.program
     if program:
         submit = env.framework_params.get("sagemaker_submit_directory")
@@ -71,9 +83,10 @@ def training_command(env: HostEnvironment, image: Image, spec: dict) -> tuple[li
             raise JobSetupError(
                 f"AlgorithmError: ExecuteUserScriptError: entry point {program!r} was not found in the source "
                 f"directory ({submit or 'none given'}). Check sagemaker_program/entry_point and source_dir.")
-        return [sys.executable, program, *to_cmd_args(env.user_hyperparameters)], env.code_dir
+        install_requirements(env, env.code_dir)
+        return [dependencies.python(env.root), program, *to_cmd_args(env.user_hyperparameters)], env.code_dir
     if image.algorithm == "xgboost":
-        return [sys.executable, "-m", "labkit.offline.training.algorithms.xgboost"], env.root
+        return [dependencies.python(env.root), "-m", "labkit.offline.training.algorithms.xgboost"], env.root
     raise JobSetupError(
         f"ClientError: image {image.uri} is a {image.framework} framework image, which runs a script: give the "
         "entry point (hyperparameters sagemaker_program and sagemaker_submit_directory, SDK v3 "
@@ -90,6 +103,8 @@ def process_environment(env: HostEnvironment, extra: dict[str, str] | None = Non
     out.update(extra or {})
     out["PATH"] = python_first_path()
     out["PYTHONUNBUFFERED"] = "1"
+    # The host's own environment (its requirements, any pip install it runs) before the course's.
+    out = dependencies.environment(env.root, out)
     out["PYTHONPATH"] = os.pathsep.join(p for p in (str(CONTAINER_SHIM), str(env.code_dir),
                                                     out.get("PYTHONPATH", "")) if p)
     out["LABKIT_CONTAINER_ROOT"] = str(env.root)
