@@ -28,6 +28,7 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -192,6 +193,9 @@ def configure_clients(url: str, credentials: dict[str, str], config_dir: Path) -
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
     })
+    tools = str(Path(sys.executable).parent)  # the course's `aws` CLI, for `!aws` cells and terminals
+    if (Path(tools) / "aws").exists() and tools not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([tools, os.environ.get("PATH", "")])
     for var in ("NO_PROXY", "no_proxy"):
         hosts = [h for h in os.environ.get(var, "").split(",") if h.strip()]
         os.environ[var] = ",".join(hosts + [h for h in ("127.0.0.1", "localhost", "::1") if h not in hosts])

@@ -510,5 +510,6 @@ def call_backend_function(name: str, args: list[Any], kwargs: dict[str, Any]) ->
     if attached is None:
         raise RuntimeError(f"{name} runs where the offline engines run, and this process has none: "
                            "call labkit.connect() first.")
-    return control(attached["url"], attached["token"], f"call/{name}",
-                   {"args": args, "kwargs": kwargs}, timeout=float(os.environ.get("LABKIT_CONTROL_TIMEOUT", "600")))
+    answer = control(attached["url"], attached["token"], f"call/{name}", {"args": args, "kwargs": kwargs},
+                     timeout=float(os.environ.get("LABKIT_CONTROL_TIMEOUT", "600")))
+    return answer["result"]
