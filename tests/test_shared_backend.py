@@ -3,7 +3,8 @@
 Two notebooks run one after the other in fresh kernels (papermill), in shared mode, with a
 private ``LABKIT_HOME`` (state file, port chosen by the OS). The first is lab-like: ``!aws``
 cells, a training job whose script calls S3 itself, a model server whose code reads S3.
-The second uses what the first created (objects, the finished job, the endpoint still up).
+The second uses what the first created (objects, the finished job, the endpoint still up),
+which ``labkit cleanup`` then finds and removes.
 Both run with ``HTTP_PROXY``/``HTTPS_PROXY`` set to a local proxy that refuses and logs every
 connection: it must see none. Stopping the backend ends it and its model server.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -104,8 +107,7 @@ reply = boto3.client("sagemaker-runtime").invoke_endpoint(
     EndpointName="shared-endpoint", ContentType="application/json", Body=json.dumps({"values": [5]}))
 assert json.loads(reply["Body"].read()) == [15]""",
     "!aws s3 ls s3://{lab.bucket}/shared/",
-    """sm.delete_endpoint(EndpointName="shared-endpoint")
-bill = lab.bill(show=False)
+    """bill = lab.bill(show=False)  # the endpoint is left running: `labkit cleanup` finds it
 print("second notebook's bill:", round(bill.total, 6))""",
 ]
 
@@ -188,6 +190,7 @@ def test_two_notebooks_share_one_backend_and_nothing_leaves_the_machine(tmp_path
     monkeypatch.setenv("MPLBACKEND", "Agg")
     work = tmp_path / "work"
     work.mkdir()
+    family: set[int] = set()
     try:
         for name, cells in (("first", FIRST), ("second", SECOND)):
             source = _notebook(cells, work / f"{name}.ipynb")
@@ -203,14 +206,22 @@ def test_two_notebooks_share_one_backend_and_nothing_leaves_the_machine(tmp_path
                 assert "from-job.txt" in text and "notes.txt" in text
         state = shared.read_state()
         assert state is not None and shared.answering(state)
+        family = {int(state["pid"]), *_descendants(int(state["pid"]))}
+        assert len(family) >= 2, "the endpoint's model server should be a child of the backend process"
+        labkit_cli = [str(Path(sys.executable).parent / "labkit")]
+        listed = subprocess.run([*labkit_cli, "cleanup"], capture_output=True, text=True, timeout=120)
+        assert "endpoint" in listed.stdout and "shared-endpoint" in listed.stdout and "Dry run" in listed.stdout
+        removed = subprocess.run([*labkit_cli, "cleanup", "--yes"], capture_output=True, text=True, timeout=120)
+        assert "removed endpoint shared-endpoint" in removed.stdout, removed.stdout + removed.stderr
+        status = subprocess.run([*labkit_cli, "backend", "status"], capture_output=True, text=True, timeout=120)
+        assert f"pid {state['pid']}" in status.stdout and "endpoints: 0" in status.stdout, status.stdout
         assert proxy.attempts == [], f"connections that tried to leave the machine: {proxy.attempts}"
     finally:
         state = shared.read_state()
-        family = {int(state["pid"]), *_descendants(int(state["pid"]))} if state else set()
+        family |= {int(state["pid"]), *_descendants(int(state["pid"]))} if state else set()
         stopped = shared.stop()
         proxy.close()
     assert stopped and not shared.read_state()
-    assert len(family) >= 2, "the endpoint's model server should be a child of the backend process"
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and _alive(family):
         time.sleep(0.2)
@@ -231,9 +242,6 @@ def _alive(pids: set[int]) -> list[int]:
 
 
 def test_two_kernels_starting_at_once_get_one_backend(tmp_path, monkeypatch):
-    import subprocess
-    import sys
-
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
     code = "from labkit.offline import shared; print(shared.ensure_running()['pid'])"
     try:
