@@ -74,6 +74,7 @@ ENGINE_MODULES = [
 _lock = threading.RLock()
 _mock = None
 _server: Any = None  # endpoint.Server of an embedded backend
+_last_port = 0  # a restarted backend takes its port again: a warm model-server zygote keeps its environment
 _token = ""
 _credentials: dict[str, str] = {}  # the execution role's session, the same across resets
 _attached: dict[str, Any] | None = None  # the shared backend this kernel is attached to
@@ -270,7 +271,7 @@ def start(*, port: int = 0, config_dir: Path | None = None,
     ``config_dir`` holds the AWS config and credentials files (default: a private
     temporary folder); ``on_stop`` lets the control API stop the process (shared backend).
     """
-    global _mock, _server, _token, _config_dir, _started_at, _serving
+    global _mock, _server, _token, _config_dir, _started_at, _serving, _last_port
     with _lock:
         if _attached is not None:
             detach()
@@ -296,7 +297,12 @@ def start(*, port: int = 0, config_dir: Path | None = None,
 
             _token = secrets.token_urlsafe(24)
             _serving = SHARED if on_stop is not None else EMBEDDED
-            _server = endpoint.Server(endpoint.Endpoint(_token, on_stop=on_stop), port=port).start()
+            app = endpoint.Endpoint(_token, on_stop=on_stop)
+            try:
+                _server = endpoint.Server(app, port=port or _last_port).start()
+            except OSError:  # the old port was taken meanwhile
+                _server = endpoint.Server(app, port=port).start()
+            _last_port = _server.port
         if _config_dir is None:
             _config_dir = config_dir or Path(tempfile.mkdtemp(prefix="labkit-aws-"))
             if config_dir is None:
