@@ -95,11 +95,10 @@ def start(lab_name: str, *, quiet: bool = False) -> Lab:
     role = _execution_role(session, account)
     bucket = f"sagemaker-{region}-{account}"
     handler = _tag_creates(lab_name)
-    from botocore.handlers import BUILTIN_HANDLERS
+    from .offline import patches
 
-    for service, ops in TAGGED_CREATES.items():
-        for op in ops:
-            BUILTIN_HANDLERS.append((f"before-parameter-build.{service}.{op}", handler))
+    patches.add_botocore_handlers([(f"before-parameter-build.{service}.{op}", handler)
+                                   for service, ops in TAGGED_CREATES.items() for op in ops])
     boto3.DEFAULT_SESSION = None
     s3 = boto3.client("s3", region_name=region)
     try:

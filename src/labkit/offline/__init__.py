@@ -276,10 +276,10 @@ def start(*, port: int = 0, config_dir: Path | None = None,
         if _attached is not None:
             detach()
         _set_environment()
+        from moto import mock_aws  # before the patches: they wrap the stubber moto registers on import
+
         patches.install()
         if _mock is None:
-            from moto import mock_aws
-
             _mock = mock_aws(config={"core": {"mock_credentials": False, "reset_boto3_session": True}})
             _mock.start()
         else:

@@ -29,6 +29,8 @@ moto's answers: empty structures AWS leaves out (``VpcConfig: {}``...) are dropp
     SageMaker describes, because SDK v3's pydantic resources reject them.
 The SDK's container driver files: :func:`rewrite_sdk_drivers` points the ``/opt/ml`` paths
     in SDK v3's ``sm_drivers`` channel at the job's host folder, as a chroot would.
+The sandbox backend's handlers (the ``labkit:lab`` tag, the spending guard) are added and
+    removed through :func:`add_botocore_handlers` / :func:`remove_botocore_handlers`.
 """
 
 from __future__ import annotations
@@ -92,9 +94,9 @@ def _operation(event_name: str) -> tuple[str, str]:
 
 
 def _moto_stubber() -> Any:
-    from moto.core.models import botocore_stubber
-
-    return botocore_stubber
+    """moto's stubber, if moto is imported (a kernel attached to the shared backend never imports it)."""
+    models = sys.modules.get("moto.core.models")
+    return getattr(models, "botocore_stubber", None)
 
 
 def before_send(event_name: str, request: Any, **kwargs: Any) -> Any:
@@ -117,7 +119,7 @@ def before_send(event_name: str, request: Any, **kwargs: Any) -> Any:
                 f"({endpoint_url()}), and was refused: nothing was sent to AWS. Create the client without an "
                 "explicit endpoint_url (AWS_ENDPOINT_URL points it here), or use the sandbox backend "
                 "(LABKIT_BACKEND=sandbox) to reach AWS."))
-        return stubber(event_name=event_name, request=request, **kwargs)
+        return stubber(event_name=event_name, request=request, **kwargs) if stubber else None
     own = endpoint_url()
     if own and (url == own or url.startswith(own + "/") or url.startswith(own + "?")):
         aws_url = endpoint.aws_url(service, url, request.headers)
@@ -148,7 +150,7 @@ def _install_botocore_handlers() -> None:
     stubber = _moto_stubber()
     replaced = False
     for i, entry in enumerate(BUILTIN_HANDLERS):
-        if entry[0] == "before-send" and entry[1] is stubber:
+        if stubber is not None and entry[0] == "before-send" and entry[1] is stubber:
             BUILTIN_HANDLERS[i] = ("before-send", before_send)
             replaced = True
     if not replaced and ("before-send", before_send) not in BUILTIN_HANDLERS:
@@ -165,7 +167,30 @@ def _uninstall_botocore_handlers() -> None:
     for i, entry in enumerate(BUILTIN_HANDLERS):
         if entry == ("before-send", before_send):
             BUILTIN_HANDLERS[i] = ("before-send", stubber)
+    while ("before-send", None) in BUILTIN_HANDLERS:
+        BUILTIN_HANDLERS.remove(("before-send", None))
     for entry in _handlers():
+        while entry in BUILTIN_HANDLERS:
+            BUILTIN_HANDLERS.remove(entry)
+
+
+def add_botocore_handlers(entries: list[tuple[str, Callable[..., Any]]]) -> None:
+    """Register ``(event, handler)`` pairs for every botocore session created from now on.
+
+    The sandbox backend's tagging and spending guard register through here, so this module
+    stays the one place that changes botocore's handler list.
+    """
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    for entry in entries:
+        if entry not in BUILTIN_HANDLERS:
+            BUILTIN_HANDLERS.append(entry)
+
+
+def remove_botocore_handlers(entries: list[tuple[str, Callable[..., Any]]]) -> None:
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    for entry in entries:
         while entry in BUILTIN_HANDLERS:
             BUILTIN_HANDLERS.remove(entry)
 
