@@ -249,7 +249,7 @@ def test_mappings_are_checked_as_opensearch_checks_them(collection):
 def test_the_endpoint_checks_signature_network_and_data_access(aoss, me, collection):
     import requests
 
-    from labkit.offline.aoss import client as route
+    from labkit.offline import opensearch_client as route
 
     host, port = route.endpoint()
     unsigned = requests.get(f"http://{host}:{port}/_aoss/{collection}/", timeout=10)

@@ -343,3 +343,27 @@ def test_guardrail_on_invoke_model_and_converse(bedrock_clients, guardrail):
                           guardrailConfig={"guardrailIdentifier": gid, "guardrailVersion": "DRAFT"})
     assert blocked["stopReason"] == "guardrail_intervened"
     assert blocked["output"]["message"]["content"][0]["text"] == "Sorry, I can't help with that."
+
+
+def test_over_the_local_endpoint_the_label_and_token_headers_arrive(lab):
+    """A process without the engines (a CLI, a job, a kernel attached to the shared backend) gets them over HTTP."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent('''
+        import json, boto3
+        rt = boto3.client("bedrock-runtime")
+        r = rt.converse(modelId="us.anthropic.claude-haiku-4-5-20251001-v1:0",
+                        messages=[{"role": "user", "content": [{"text": "hi"}]}])
+        i = rt.invoke_model(modelId="us.amazon.nova-lite-v1:0", body=json.dumps(
+            {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}))
+        print(json.dumps([r["ResponseMetadata"]["HTTPHeaders"], i["ResponseMetadata"]["HTTPHeaders"]]))
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                         env=dict(os.environ))
+    assert out.returncode == 0, out.stderr[-2000:]
+    converse, invoke = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "stand-in" in converse["x-labkit-stand-in"] and "stand-in" in invoke["x-labkit-stand-in"]
+    assert int(invoke["x-amzn-bedrock-input-token-count"]) > 0 and int(invoke["x-amzn-bedrock-output-token-count"]) > 0

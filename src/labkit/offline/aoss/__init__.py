@@ -4,7 +4,9 @@
 * :mod:`.engine`: indexes, documents, the query DSL, k-NN on faiss HNSW (plain classes).
 * :mod:`.http`: a collection's REST API as a WSGI app of the local endpoint (``/_aoss/<id>/...``).
 * :mod:`.api`: the ``opensearchserverless`` operations, registered with :mod:`labkit.offline.dispatch`.
-* :mod:`.client`: sends opensearch-py's requests for ``*.aoss.amazonaws.com`` to the local endpoint.
+
+:mod:`labkit.offline.opensearch_client` sends opensearch-py's requests for
+``*.aoss.amazonaws.com`` to the local endpoint (in every process that uses the backend).
 
 Bedrock Knowledge Bases with ``OPENSEARCH_SERVERLESS`` storage write to and search these
 indexes (:mod:`labkit.bedrock.knowledge_bases`).
@@ -13,7 +15,7 @@ indexes (:mod:`labkit.bedrock.knowledge_bases`).
 from __future__ import annotations
 
 from .. import ACCOUNT_ID, REGION, on_reset
-from . import api, client  # noqa: F401  (registers the operations; patches opensearch-py)
+from . import api  # noqa: F401  (registers the operations; .http registers the data plane)
 from .collections import Serverless
 from .engine import Store
 from .http import current
@@ -27,4 +29,3 @@ def _fresh() -> None:
 
 _fresh()
 on_reset(_fresh)
-client.install()
