@@ -213,3 +213,34 @@ def test_openapi_action_groups_are_refused_offline(agents, lab):
     with pytest.raises(ClientError) as err:
         _events(rt.invoke_agent(agentId=a, agentAliasId="TSTALIASID", sessionId="s1", inputText="hi"))
     assert "functionSchema" in err.value.response["Error"]["Message"]
+
+
+def test_invoke_agent_streams_over_the_local_endpoint(agents, lab):
+    """What a kernel attached to the shared backend sees: the event stream serialized over HTTP."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    ag, _ = agents
+    agent_id = _agent(ag, lab, "http-agent")
+    code = textwrap.dedent(f'''
+        import json, boto3
+        rt = boto3.client("bedrock-agent-runtime")
+        r = rt.invoke_agent(agentId="{agent_id}", agentAliasId="TSTALIASID", sessionId="http-1",
+                            inputText="What does an ml.g5.xlarge cost per hour?")
+        control = [e["returnControl"] for e in r["completion"] if "returnControl" in e][0]
+        call = control["invocationInputs"][0]["functionInvocationInput"]
+        r = rt.invoke_agent(agentId="{agent_id}", agentAliasId="TSTALIASID", sessionId="http-1", sessionState={{
+            "invocationId": control["invocationId"], "returnControlInvocationResults": [{{"functionResult": {{
+                "actionGroup": call["actionGroup"], "function": call["function"],
+                "responseBody": {{"TEXT": {{"body": "1.408 USD per hour"}}}}}}}}]}})
+        chunks = [e["chunk"]["bytes"].decode() for e in r["completion"] if "chunk" in e]
+        print(json.dumps([r["sessionId"], call["parameters"], chunks]))
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                         env=dict(os.environ))
+    assert out.returncode == 0, out.stderr[-2000:]
+    session, params, chunks = json.loads(out.stdout.strip().splitlines()[-1])
+    assert session == "http-1" and params[0]["value"] == "ml.g5.xlarge"
+    assert len(chunks) == 1 and "1.408 USD per hour" in chunks[0]
