@@ -46,6 +46,7 @@ ENGINE_MODULES = [
     "labkit.offline.eks",
     "labkit.offline.cost_explorer",
     "labkit.offline.metering",
+    "labkit.offline.clarify",
 ]
 
 _lock = threading.Lock()

@@ -36,7 +36,9 @@ from typing import Any
 POLL_S = 0.05
 # Modules whose ``time.sleep`` calls are status polls (v3 resources, session helper, transformer; v2 session).
 POLLING_MODULES = ("sagemaker.core.resources", "sagemaker.core.helper.session_helper",
-                   "sagemaker.core.transformer", "sagemaker.session")
+                   "sagemaker.core.transformer", "sagemaker.session",
+                   # v3 Processor.run(wait=True) (Clarify, Model Monitor) polls through _wait_until here
+                   "sagemaker.core.common_utils")
 _lock = threading.Lock()
 _on_import: dict[str, list[Callable[[], None]]] = {}
 

@@ -24,6 +24,7 @@ import argparse
 import collections
 import contextlib
 import importlib.util
+import io
 import json
 import os
 import select
@@ -97,6 +98,10 @@ def _handlers() -> dict[str, Any]:
                 with tempfile.NamedTemporaryFile("w", suffix=".libsvm", delete=False) as f:
                     f.write(input_data if isinstance(input_data, str) else input_data.decode())
                 return xgb.DMatrix(f.name + "?format=libsvm")
+            if ctype == "text/csv":  # the XGBoost container reads CSV as floats (the toolkit's decoder
+                # would make a structured array of a row that mixes integers and decimals)
+                text = input_data if isinstance(input_data, str) else input_data.decode()
+                return xgb.DMatrix(np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float32, ndmin=2))
             array = decoder.decode(input_data, ctype)
             if array.ndim == 1:
                 array = array.reshape(1, -1)
