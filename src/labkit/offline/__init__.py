@@ -47,6 +47,8 @@ ENGINE_MODULES = [
     "labkit.offline.cost_explorer",
     "labkit.offline.metering",
     "labkit.offline.clarify",
+    "labkit.offline.debugger",
+    "labkit.offline.model_cards",
 ]
 
 _lock = threading.Lock()
