@@ -13,7 +13,7 @@ and the built-in XGBoost want numbers). Written to ``credit.csv`` with a header:
 
 How it is made, so that what the lab measures is known in advance: repayment ability
 depends on income, debt ratio, late payments, credit history and purpose only. The past
-decisions (``approved``) add a penalty of 0.9 on the log-odds for women: historical bias
+decisions (``approved``) add a penalty of 1.6 on the log-odds for women: historical bias
 in the labels, which pre-training metrics (DPL, CDDL) see. Women work part time more
 often (45% against 12%) and apply for education loans more often, so ``part_time`` is a
 proxy for ``sex``: a model trained without the ``sex`` column still learns part of the
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-N, SEED, PENALTY = 2400, 14, 0.9
+N, SEED, PENALTY, STRENGTH = 2400, 14, 1.6, 2.5
 
 
 def applications(n: int = N, seed: int = SEED) -> pd.DataFrame:
@@ -46,7 +46,7 @@ def applications(n: int = N, seed: int = SEED) -> pd.DataFrame:
                               rng.normal(18, 6, n)).clip(2, 400), 1)
     ability = (-0.4 + 1.9 * np.log(income / 57) - 3.2 * (debt_ratio - 0.35) - 0.75 * late
                + 0.04 * credit_years - 0.004 * (loan - 40) + np.select([purpose == 2, purpose == 3], [-0.3, -0.5], 0))
-    logit = ability + 0.5 - PENALTY * sex
+    logit = STRENGTH * ability + 0.5 - PENALTY * sex
     approved = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     return pd.DataFrame({
         "approved": approved, "sex": sex, "age": age, "income_k": income, "debt_ratio": debt_ratio,
