@@ -49,6 +49,7 @@ ENGINE_MODULES = [
     "labkit.offline.clarify",
     "labkit.offline.debugger",
     "labkit.offline.model_cards",
+    "labkit.offline.ec2_cluster",
 ]
 
 _lock = threading.Lock()
