@@ -625,7 +625,7 @@ def _ec2_instance_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, r
     rows = []
     for e in events:
         price = catalogue.ec2_instance(e["instance_type"], region)
-        hours = _seconds(e, now) * int(e.get("instance_count") or 1) / 3600
+        hours = _seconds(e, now) * float(e.get("instance_count") or 1) / 3600
         on_demand = hours * price.price_usd
         if e.get("spot"):
             saving, _ = catalogue.spot_savings(e["instance_type"])

@@ -50,6 +50,7 @@ ENGINE_MODULES = [
     "labkit.offline.debugger",
     "labkit.offline.model_cards",
     "labkit.offline.ec2_cluster",
+    "labkit.offline.batch",
 ]
 
 _lock = threading.Lock()
