@@ -51,6 +51,8 @@ ENGINE_MODULES = [
     "labkit.offline.model_cards",
     "labkit.offline.ec2_cluster",
     "labkit.offline.batch",
+    "labkit.offline.warm_pools",
+    "labkit.offline.inference_recommender",
 ]
 
 _lock = threading.Lock()
