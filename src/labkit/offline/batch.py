@@ -407,20 +407,21 @@ class Scheduler:
         attempt = job.attempts[-1]
         assert job.process is not None
         code = job.process.poll()
-        if code is None:
+        if job.reclaim_at is not None and now >= job.reclaim_at:
+            # the host is taken away; a process that ended within the same poll shares its fate
+            _kill(job.process)
+            attempt.status_reason = f"Host EC2 (instance {attempt.instance}) terminated."
+            job.process.wait()
+        elif code is None:
             if job.cancel:
                 _kill(job.process)
                 attempt.status_reason = job.cancel
             elif job.deadline is not None and now > job.deadline:
                 _kill(job.process)
                 attempt.status_reason = "Job attempt duration exceeded timeout"
-            elif job.reclaim_at is not None and now >= job.reclaim_at:
-                _kill(job.process)
-                attempt.status_reason = f"Host EC2 (instance {attempt.instance}) terminated."
             else:
                 return
-            code = job.process.wait()
-            attempt.exit_code = None if attempt.status_reason.startswith("Host EC2") else code
+            attempt.exit_code = job.process.wait()
         else:
             attempt.exit_code = code
             if code != 0:

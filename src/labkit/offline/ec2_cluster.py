@@ -200,8 +200,8 @@ def _zone(params: dict[str, Any], template: dict[str, Any], group: PlacementGrou
     placement = {**(template.get("Placement") or {}), **(params.get("Placement") or {})}
     if placement.get("AvailabilityZone"):
         return placement["AvailabilityZone"]
-    subnet_id = params.get("SubnetId") or next((n.get("SubnetId") for n in params.get("NetworkInterfaces") or []
-                                                 if n.get("SubnetId")), None)
+    subnet_id = params.get("SubnetId") or next((n.get("SubnetId") for n in params.get("NetworkInterfaces") or
+                                                 template.get("NetworkInterfaces") or [] if n.get("SubnetId")), None)
     if subnet_id:
         subnet = _ec2().subnets_by_id.get(subnet_id) if hasattr(_ec2(), "subnets_by_id") else None
         if subnet is None:
@@ -274,9 +274,19 @@ def _after_run_instances(params: dict[str, Any], parsed: dict[str, Any]) -> None
     template = _launch_template_data(params)
     placement = {**(template.get("Placement") or {}), **(params.get("Placement") or {})}
     market = (params.get("InstanceMarketOptions") or template.get("InstanceMarketOptions") or {}).get("MarketType")
+    interfaces = params.get("NetworkInterfaces") or template.get("NetworkInterfaces") or []
+    efa = {int(n.get("DeviceIndex", 0)) for n in interfaces if n.get("InterfaceType") == "efa"}
+    group = groups.groups.get(placement.get("GroupName", ""))
+    zone = _zone(params, template, None)  # moto ignores a launch template's subnet when it places instances
     by_id = {i.id: i for i in _instances()}
     for item in parsed.get("Instances", []):
         instance = by_id.get(item["InstanceId"])
+        if instance is not None:
+            instance.labkit_efa = efa  # moto records every interface as "interface"
+            _mark_efa(item, efa)
+            if zone != instance._placement.zone and (group is None or group.strategy == "cluster"):
+                instance._placement.zone = zone
+                item.setdefault("Placement", {})["AvailabilityZone"] = zone
         if placement.get("GroupName") and instance is not None:
             instance.labkit_placement_group = placement["GroupName"]
             item.setdefault("Placement", {})["GroupName"] = placement["GroupName"]
@@ -284,6 +294,12 @@ def _after_run_instances(params: dict[str, Any], parsed: dict[str, Any]) -> None
             _open_usage[item["InstanceId"]] = usage.record(
                 "ec2:instance", item["InstanceId"], instance_type=item["InstanceType"], instance_count=1,
                 start=time.time(), end=None, spot=market == "spot")
+
+
+def _mark_efa(item: dict[str, Any], devices: set[int]) -> None:
+    for interface in item.get("NetworkInterfaces", []):
+        if int((interface.get("Attachment") or {}).get("DeviceIndex", 0)) in devices:
+            interface["InterfaceType"] = "efa"
 
 
 @dispatch.after("ec2", "TerminateInstances")
@@ -300,9 +316,11 @@ def _after_describe(params: dict[str, Any], parsed: dict[str, Any]) -> None:
     by_id = {i.id: i for r in _ec2().reservations.values() for i in r.instances}
     for reservation in parsed.get("Reservations", []):
         for item in reservation.get("Instances", []):
-            group = getattr(by_id.get(item["InstanceId"]), "labkit_placement_group", None)
+            instance = by_id.get(item["InstanceId"])
+            group = getattr(instance, "labkit_placement_group", None)
             if group:
                 item.setdefault("Placement", {})["GroupName"] = group
+            _mark_efa(item, getattr(instance, "labkit_efa", set()))
 
 
 # --- the placement group API --------------------------------------------------------------------------
