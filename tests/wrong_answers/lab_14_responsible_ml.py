@@ -59,6 +59,7 @@ MISTAKES = [
         "the facet given as a string",
         {"ex3-answer": edit(LAB, "ex3-answer", ('facet_values_or_threshold=[1]', 'facet_values_or_threshold=["female"]'))},
         {"ex3-tests": 0},
+        {"ex3-tests": "the data's encoding of women"},
     ),
     # Exercise 4: the colleague's report
     Mistake(
@@ -133,6 +134,7 @@ MISTAKES = [
         {"ex7-answer": 'FIXED_SCRIPT = TRAIN_SCRIPT.replace(\n'
                        '    "        optimizer.zero_grad()  # clear the gradients before the next batch\\n", "")\n'},
         {"ex7-tests": 0},
+        {"ex7-tests": "LossNotDecreasing still fires"},
     ),
     # Exercise 8: the card
     Mistake(

@@ -61,6 +61,7 @@ MISTAKES = [
         "MinCount 1: a partial cluster",
         {"ex3-answer": edit(LAB, "ex3-answer", ("MinCount=count, MaxCount=count", "MinCount=1, MaxCount=count"))},
         {"ex3-tests": 0},
+        {"ex3-tests": "skip the zones that refuse"},
     ),
     Mistake(
         "returns None when nothing fits",
@@ -92,6 +93,7 @@ MISTAKES = [
             '{"order": 1, "computeEnvironment": "lab15-spot"}, {"order": 2, "computeEnvironment": "lab15-ondemand"}',
             '{"order": 1, "computeEnvironment": "lab15-ondemand"}, {"order": 2, "computeEnvironment": "lab15-spot"}'))},
         {"ex4-tests": 0},
+        {"ex4-tests": "exactly the child whose host was reclaimed"},
     ),
     # Exercise 5: Fargate or SageMaker
     Mistake(
@@ -133,5 +135,12 @@ MISTAKES = [
         {"ex7-answer": edit(LAB, "ex7-answer", ('"Percentile": "P95"', '"Percentile": "P99"'))},
         {"ex7-tests": 0},
         {"ex7-tests": "P95 latency limit of 100 ms"},
+    ),
+    Mistake(
+        "one candidate only",
+        {"ex7-answer": edit(LAB, "ex7-answer", ('"SupportedInstanceTypes": ["ml.c5.large", "ml.c5.xlarge", "ml.m5.xlarge"]',
+                                                '"SupportedInstanceTypes": ["ml.c5.large"]'))},
+        {"ex7-tests": 0},
+        {"ex7-tests": "the three candidate instance types"},
     ),
 ]
