@@ -45,6 +45,11 @@ def test_placement_groups(lab, ec2):
                           Placement={"GroupName": "pg-cluster", "Strategy": "cluster"})  # seed 000's request
 
 
+def test_unknown_instance_types_are_refused(lab, ec2):
+    with pytest.raises(botocore.exceptions.ClientError, match="Invalid value 'p5.huge' for InstanceType"):
+        ec2.run_instances(ImageId="ami-09ee1a996ac214ce7", MinCount=1, MaxCount=1, InstanceType="p5.huge")
+
+
 def test_efa_needs_a_supporting_type(lab, ec2):
     efa = [{"DeviceIndex": 0, "InterfaceType": "efa"}]
     with pytest.raises(botocore.exceptions.ClientError, match="EFA interfaces are not supported on g5.xlarge"):

@@ -21,6 +21,7 @@ parameters, no notion of which types support EFA, and unlimited capacity. This e
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -234,10 +235,21 @@ def capacity_error(instance_type: str, zone: str, wanted: int) -> AWSError | Non
                     f"additional capacity. {hint}".strip(), 500)
 
 
+@functools.cache
+def known_instance_types() -> frozenset[str]:
+    """EC2's instance types, as the service model lists them (moto accepts any name)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("ec2")
+    return frozenset(model.shape_for("InstanceType").enum)
+
+
 @dispatch.validate("ec2", "RunInstances")
 def validate_run_instances(params: dict[str, Any]) -> None:
     template = _launch_template_data(params)
     instance_type = params.get("InstanceType") or template.get("InstanceType") or "m1.small"
+    if instance_type not in known_instance_types():
+        raise AWSError("InvalidParameterValue", f"Invalid value '{instance_type}' for InstanceType.")
     placement = {**(template.get("Placement") or {}), **(params.get("Placement") or {})}
     group = groups.get(placement["GroupName"]) if placement.get("GroupName") else None
     interfaces = params.get("NetworkInterfaces") or template.get("NetworkInterfaces") or []
