@@ -18,7 +18,7 @@ MISTAKES = [
                             ("weighted += rows.sum() * (share_rejected - share_accepted)",
                              "weighted += (share_rejected - share_accepted) * len(frame) / frame[group].nunique()"))},
         {"ex1-tests": 0},
-        {"ex1-tests": "weighted by the group's size"},
+        {"ex1-tests": "by the group's size"},
     ),
     Mistake(
         "numpy floats instead of Python floats",
