@@ -164,8 +164,19 @@ def test_failing_model_fn_fails_the_endpoint(lab, sm):
     sm.delete_endpoint(EndpointName="broken")
 
 
-def test_missing_model_data_fails_with_download_message(lab, sm):
-    hm.create_model(lab, "nodata", f"s3://{lab.bucket}/hosting/none/model.tar.gz")
+def test_missing_model_data_is_refused_by_create_model(lab, sm):
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        hm.create_model(lab, "nodata", f"s3://{lab.bucket}/hosting/none/model.tar.gz")
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    assert info.value.response["Error"]["Message"] == (
+        f"Could not find model data at s3://{lab.bucket}/hosting/none/model.tar.gz.")
+
+
+def test_model_data_deleted_after_create_model_fails_the_endpoint(lab, sm, s3):
+    _, tarball = hm.sklearn_model()
+    url = hm.upload(lab.bucket, "hosting/gone/model.tar.gz", tarball)
+    hm.create_model(lab, "nodata", url)
+    s3.delete_object(Bucket=lab.bucket, Key="hosting/gone/model.tar.gz")
     hm.deploy(lab, "nodata", [hm.variant("nodata")], wait=False)
     assert hosting.wait_for_endpoint("nodata") == "Failed"
     assert "Failed to download model data" in sm.describe_endpoint(EndpointName="nodata")["FailureReason"]
