@@ -44,6 +44,7 @@ class PreparedModel:
     program: str
     framework: str
     env: dict[str, str] = field(default_factory=dict)
+    image: str = ""
     multi_model: bool = False
     model_prefix: str = ""
     workdir: str = ""
@@ -103,6 +104,7 @@ def prepare(container: dict[str, Any]) -> PreparedModel:
     url = container.get("ModelDataUrl") or source.get("S3Uri") or ""
     prepared = PreparedModel(model_dir=model_dir, code_dir=None, program=env.get("SAGEMAKER_PROGRAM", "inference.py"),
                              framework=framework_of(container.get("Image", "")), env=env, multi_model=multi,
+                             image=container.get("Image", ""),
                              workdir=workdir)
     try:
         if multi:

@@ -81,7 +81,8 @@ class Variant:
         assert p is not None and self.log is not None
         return ModelProcess(p.model_dir, code_dir=p.code_dir, program=p.program, framework=p.framework,
                             env=p.env, log=self.log.write, multi_model=p.multi_model,
-                            max_models=int(p.env.get("LABKIT_MME_MAX_MODELS", MME_MAX_LOADED)), workdir=p.workdir)
+                            max_models=int(p.env.get("LABKIT_MME_MAX_MODELS", MME_MAX_LOADED)), workdir=p.workdir,
+                            image=p.image)
 
     def invocations_in(self, seconds: float = 60.0, now: float | None = None) -> int:
         """How many requests this variant served in the last ``seconds``."""

@@ -203,9 +203,10 @@ def run_job(params: dict[str, Any], log: storage.LogStream, stop: threading.Even
     container.setdefault("Environment", {})
     container["Environment"] = {**container["Environment"], **(params.get("Environment") or {})}
     prepared = artifacts.prepare(container)
+    # Batch transform runs the container with SAGEMAKER_BATCH set (XGBoost answers line by line then).
     process = ModelProcess(prepared.model_dir, code_dir=prepared.code_dir, program=prepared.program,
-                           framework=prepared.framework, env=prepared.env, log=log.write,
-                           workdir=prepared.workdir).start()
+                           framework=prepared.framework, env={**prepared.env, "SAGEMAKER_BATCH": "true"},
+                           log=log.write, workdir=prepared.workdir, image=prepared.image).start()
     try:
         if not process.wait(120):
             raise RuntimeError("ClientError: the model container failed to start: "
