@@ -142,8 +142,15 @@ def test_delete_endpoint_stops_the_server(sm, rt, sklearn_endpoint):
     assert process is not None and process.proc.poll() is None
     sm.delete_endpoint(EndpointName="sk")
     assert process.proc.poll() is not None
-    with pytest.raises(botocore.exceptions.ClientError):
+    assert sm.describe_endpoint(EndpointName="sk")["EndpointStatus"] == "Deleting"  # for a short while, as on AWS
+    assert "sk" in [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
+    with pytest.raises(botocore.exceptions.ClientError, match="Cannot create already existing endpoint"):
+        sm.create_endpoint(EndpointName="sk", EndpointConfigName="sk-v2")
+    sm.get_waiter("endpoint_deleted").wait(EndpointName="sk")
+    with pytest.raises(botocore.exceptions.ClientError) as gone:
         sm.describe_endpoint(EndpointName="sk")
+    assert gone.value.response["Error"]["Code"] == "ValidationException"
+    assert "Could not find endpoint" in gone.value.response["Error"]["Message"]
     with pytest.raises(botocore.exceptions.ClientError) as info:
         rt.invoke_endpoint(EndpointName="sk", Body="1,2,3", ContentType="text/csv")
     assert info.value.response["Error"]["Code"] == "ValidationError"

@@ -220,11 +220,21 @@ def update_endpoint(params: dict[str, Any]) -> dict[str, Any]:
 
 @dispatch.operation("sagemaker", "DeleteEndpoint")
 def delete_endpoint(params: dict[str, Any]) -> dict[str, Any]:
+    """The endpoint is ``Deleting`` for a short while, then gone (describe: "Could not find endpoint")."""
     name = params["EndpointName"]
-    if name not in _moto().endpoints:
+    record = _moto().endpoints.get(name)
+    if record is None:
         raise invalid(f"Could not find endpoint \"{_arn('endpoint', name)}\".")
-    engine.delete(name)
-    _moto().endpoints.pop(name, None)
+    if name not in engine.endpoints:
+        _moto().endpoints.pop(name, None)
+        return {}
+    record.endpoint_status = "Deleting"
+
+    def drop_record(_: Endpoint) -> None:
+        if _moto().endpoints.get(name) is record:
+            del _moto().endpoints[name]
+
+    engine.delete(name, on_gone=drop_record)
     return {}
 
 
