@@ -227,4 +227,9 @@ def main_run(argv: list[str] | None = None) -> int:
 
 
 def main_check(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--realworld" in argv:  # AWS's own notebooks, from local checkouts (labkit.realworld)
+        from . import realworld
+
+        return realworld.cli([a for a in argv if a != "--realworld"])
     return _main(argv, ["solution", "learner"], "labkit check")
