@@ -381,3 +381,14 @@ def test_builtin_xgboost_endpoint_serves_a_model_not_named_xgboost_model(lab, sm
         rt.invoke_endpoint(EndpointName="byo", Body=b"{}", ContentType="application/json")
     assert info.value.response["OriginalStatusCode"] == 415
     sm.delete_endpoint(EndpointName="byo")
+
+
+def test_pytorch_refuses_an_unsupported_format_with_the_toolkits_500(tmp_path):
+    import torch
+
+    net, _ = hm.torchscript_model()
+    buf = io.BytesIO()
+    torch.jit.save(net, buf)
+    model = _toolkit_model(tmp_path, "pytorch", None, {"model.pt": buf.getvalue()})
+    status, body, _ = model.invoke(b"<x/>", {"Content-Type": "application/xml"})
+    assert status == 500 and b"Content type application/xml is not supported by this framework" in body
