@@ -47,6 +47,7 @@ BUILD = REPO / "build" / "realworld"
 TABLE = REPO / "docs" / "realworld.md"
 CELL_TIMEOUT_S = 600
 REPORT_TAG = "labkit-realworld-state"
+SHELL_FAILURE = re.compile(r"upload failed|download failed|command not found|Could not connect to the endpoint URL")
 INSTALL = re.compile(r"^\s*[!%]\s*(pip|pip3|conda|mamba)\b")
 ROLE = re.compile(r"\b(?:sagemaker\.)?get_execution_role\(\s*\)")
 
@@ -216,13 +217,17 @@ GAPS: list[Gap] = [
         "which has no SageMaker DLC yet: the SDK's own limit, as on AWS with this torch", "environment (torch pin)"),
     Gap(r"NoRegionError|You must specify a region", "an SDK subprocess clears the environment and finds no region "
         "(AWS's tools read ~/.aws/config)", "issue 16 (local endpoint: region from the shared config)"),
-    Gap(r"get_caller_identity|is not authorized to perform: sts|AssumeRole|execution role|IAM Role ARN",
+    Gap(r"RoleValidationError|No IAM role could be resolved|get_caller_identity|AssumeRole|IAM Role ARN",
         "the caller is not an assumed execution role as in Studio", "issue 16 (identity like Studio's)"),
+    Gap(r"aws: command not found|(upload|download) failed: .*Could not connect", "the AWS CLI in `!` cells went to "
+        "the real AWS endpoints (refused here: no network)",
+        "issue 16 (the CLI reaches the local endpoint)"),
     Gap(r"127\.0\.0\.1:9|Could not connect to the endpoint URL|EndpointConnectionError",
         "a process the lab started (job, CLI, SDK subprocess) cannot reach the offline AWS",
         "issue 16 (one local AWS endpoint)"),
-    Gap(r"aws: command not found|No such file or directory: 'aws'|\baws s3\b", "the AWS CLI in `!` cells",
-        "issue 16 (the CLI reaches the local endpoint)"),
+    Gap(r"No module named '(torchvision|opensearchpy|strands|bedrock_agentcore)", "a package the notebook installs "
+        "that the course environment lacks (install cells are removed: the environment is pinned)",
+        "environment (pins)"),
     Gap(r"opensearchserverless|aoss|opensearchpy|OpenSearch", "OpenSearch Serverless (the workshop's KB vector "
         "store) is not emulated", "issue 17 (Bedrock)"),
     Gap(r"bedrock|Bedrock|converse|InvokeModel|knowledge", "Bedrock behaviour", "issue 17 (Bedrock)"),
@@ -276,11 +281,30 @@ def learner_copy(nb: dict, case: Case) -> tuple[dict, list[str]]:
     return nb, sorted(set(changes), key=changes.index)
 
 
-def write_state(path: str) -> None:
-    """The offline account after the notebook (run in its kernel): jobs, their status and failures."""
+RUNNING = ("InProgress", "Stopping", "Creating", "Updating", "Executing")
+
+
+def write_state(path: str, settle_s: float = 300.0) -> None:
+    """The offline account after the notebook (run in its kernel): jobs, their status and failures.
+
+    Jobs the notebook left running are given ``settle_s`` to end first, so that one failing in the
+    background (the notebook never waited for it) is seen as it would be on AWS a little later.
+    """
     import boto3
 
     sm = boto3.client("sagemaker")
+    deadline = time.time() + settle_s
+    while True:
+        state = _account_state(sm)
+        busy = [i for kind in state.values() if isinstance(kind, list) for i in kind
+                if isinstance(i, dict) and i.get("status") in RUNNING]
+        if not busy or time.time() > deadline:
+            break
+        time.sleep(1.0)
+    Path(path).write_text(json.dumps(state, indent=1, default=str))
+
+
+def _account_state(sm) -> dict[str, list]:
     state: dict[str, list] = {}
     kinds = {"training": ("list_training_jobs", "TrainingJobSummaries", "TrainingJobName", "describe_training_job",
                           "TrainingJobStatus"),
@@ -303,7 +327,21 @@ def write_state(path: str) -> None:
             detail = getattr(sm, describer)(**{name_key: name})
             state.setdefault(kind, []).append({"name": name, "status": detail.get(status_key),
                                                "reason": detail.get("FailureReason", "")})
-    Path(path).write_text(json.dumps(state, indent=1, default=str))
+    try:
+        executions = [e for p in sm.list_pipelines()["PipelineSummaries"]
+                      for e in sm.list_pipeline_executions(PipelineName=p["PipelineName"])["PipelineExecutionSummaries"]]
+    except Exception as err:  # noqa: BLE001
+        state.setdefault("errors", []).append(f"pipelines: {err}")
+        executions = []
+    for execution in executions:
+        arn = execution["PipelineExecutionArn"]
+        steps = sm.list_pipeline_execution_steps(PipelineExecutionArn=arn).get("PipelineExecutionSteps", [])
+        reasons = "; ".join(f"{s['StepName']}: {s.get('FailureReason', '')}" for s in steps
+                            if s.get("StepStatus") == "Failed")
+        state.setdefault("pipeline", []).append({"name": arn.rsplit("/", 1)[-1],
+                                                 "status": execution.get("PipelineExecutionStatus"),
+                                                 "reason": reasons})
+    return state
 
 
 @dataclass
@@ -435,11 +473,13 @@ def judge(outcome: Outcome, case: Case, executed: Path, state_file: Path) -> Non
     outcome.checks = {what: bool(re.search(pattern, outputs)) for what, pattern in case.expect}
     if state_file.exists():
         state = json.loads(state_file.read_text())
-        for kind in ("training", "processing", "transform", "tuning", "endpoint"):
+        for kind in ("training", "processing", "transform", "tuning", "endpoint", "pipeline"):
             for item in state.get(kind, []):
                 if item.get("status") == "Failed":
                     outcome.background_failures.append(f"{kind} {item['name']}: {item.get('reason', '')[:300]}")
-    evidence = "\n".join([outcome.error, *outcome.background_failures])
+    # A shell command that failed quietly (`!aws s3 cp ...`) is often the cause of a later error.
+    quiet = [line for line in outputs.splitlines() if SHELL_FAILURE.search(line)]
+    evidence = "\n".join([*quiet, outcome.error, *outcome.background_failures])
     gap = classify(evidence) if evidence.strip() else None
     if gap:
         outcome.gap, outcome.area, outcome.test = gap.cause, gap.area, gap.test
@@ -485,20 +525,34 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(directory: str, only: list[str] | None = None, write: bool = True) -> int:
+def rejudge(case: Case, root: Path, previous: dict | None) -> Outcome:
+    """Judge an earlier run again from its saved notebook and state (after :data:`GAPS` changed)."""
+    outcome = Outcome(case.id, case.repo.split("@")[0], _commit(root), case.notebook.strip(), case.exercises)
+    if previous:
+        outcome.changes, outcome.seconds = previous.get("changes", []), previous.get("seconds", 0.0)
+        outcome.status = "crashed" if previous.get("status") == "crashed" else "not run"
+        outcome.error = previous.get("error", "") if outcome.status == "crashed" else ""
+    judge(outcome, case, BUILD / case.id / "executed.ipynb", BUILD / case.id / "state.json")
+    return outcome
+
+
+def main(directory: str, only: list[str] | None = None, write: bool = True, again: bool = False) -> int:
     root = Path(directory)
     cases = [c for c in CASES if not only or c.id in only]
     BUILD.mkdir(parents=True, exist_ok=True)
-    outcomes = []
-    for case in cases:
-        print(f"  running {case.id}: {case.repo}/{case.notebook.strip()} ...", flush=True)
-        outcome = run_case(case, root / case.repo)
-        print(f"    {outcome.status} in {outcome.seconds:.0f} s {outcome.error[:160]}", flush=True)
-        outcomes.append(outcome)
     previous = {}
     summary = BUILD / "summary.json"
     if summary.exists():
         previous = {o["id"]: o for o in json.loads(summary.read_text())}
+    outcomes = []
+    for case in cases:
+        if again:
+            outcomes.append(rejudge(case, root / case.repo, previous.get(case.id)))
+            continue
+        print(f"  running {case.id}: {case.repo}/{case.notebook.strip()} ...", flush=True)
+        outcome = run_case(case, root / case.repo)
+        print(f"    {outcome.status} in {outcome.seconds:.0f} s {outcome.error[:160]}", flush=True)
+        outcomes.append(outcome)
     previous.update({o.id: asdict(o) for o in outcomes})
     summary.write_text(json.dumps(list(previous.values()), indent=1))
     everything = [Outcome(**{k: v for k, v in o.items()}) for o in previous.values()]
@@ -517,8 +571,9 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("directory", help="folder of the repositories' checkouts (one folder per repository)")
     parser.add_argument("--only", nargs="*", help=f"case ids: {', '.join(c.id for c in CASES)}")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/realworld.md")
+    parser.add_argument("--rejudge", action="store_true", help="judge the last run's executed notebooks again")
     args = parser.parse_args(argv)
-    return main(args.directory, args.only, write=not args.no_write)
+    return main(args.directory, args.only, write=not args.no_write, again=args.rejudge)
 
 
 if __name__ == "__main__":
