@@ -81,3 +81,21 @@ def test_provision_puts_public_datasets_in_the_offline_s3(lab, s3):
     realworld.provision("v3-processing")
     body = s3.get_object(Bucket="sagemaker-sample-files", Key="datasets/tabular/uci_abalone/abalone.csv")["Body"]
     assert len(io.BytesIO(body.read()).getvalue().splitlines()) == 300
+
+
+def test_downloads_come_from_the_harnesss_files_and_nothing_else(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    import pytest
+
+    url = "https://example.com/files/letter.pdf"
+    realworld._serve_downloads({url: realworld._letter_pdf("A letter")})
+    try:
+        path, _ = urllib.request.urlretrieve(url, tmp_path / "letter.pdf")
+        data = (tmp_path / "letter.pdf").read_bytes()
+        assert data.startswith(b"%PDF-1.4") and data.rstrip().endswith(b"%%EOF") and b"(A letter) Tj" in data
+        with pytest.raises((urllib.error.URLError, OSError)):
+            urllib.request.urlopen("http://127.0.0.1:9/other", timeout=2)
+    finally:
+        urllib.request.install_opener(None)

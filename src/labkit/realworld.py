@@ -105,11 +105,61 @@ def _mnist_idx(folder: Path, train: int = 600, test: int = 100) -> None:
             (raw / f"{name}.gz").write_bytes(gzip.compress(data))
 
 
+def _letter_pdf(title: str) -> bytes:
+    """A one-page PDF (our own words) standing in for a document a notebook downloads."""
+    text = [title, "This letter reviews the year: revenue grew, the company invested in its cloud",
+            "services, and it thanked its customers, employees and shareholders."]
+    lines = ["BT /F1 12 Tf 72 720 Td 16 TL"] + [f"({line}) Tj T*" for line in text] + ["ET"]
+    stream = "\n".join(lines).encode()
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+               b"/Resources << /Font << /F1 5 0 R >> >> >>",
+               b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def _serve_downloads(files: dict[str, bytes]) -> None:
+    """``urllib`` answers these URLs from the harness's files (a local mirror); any other URL still fails."""
+    import email.message
+    import io
+    import urllib.request
+    import urllib.response
+
+    class Mirror(urllib.request.BaseHandler):
+        handler_order = 100
+
+        def _answer(self, request: urllib.request.Request) -> object:
+            data = files.get(request.full_url)
+            if data is None:
+                return None
+            headers = email.message.Message()
+            headers["Content-Length"] = str(len(data))
+            response = urllib.response.addinfourl(io.BytesIO(data), headers, request.full_url, 200)
+            response.msg = "OK"
+            return response
+
+        https_open = http_open = _answer
+
+    urllib.request.install_opener(urllib.request.build_opener(Mirror()))
+
+
 def provision(case_id: str) -> None:
-    """Put the small data the harness generates where case ``case_id`` reads it (offline S3)."""
+    """Put the small data the harness generates where case ``case_id`` reads it (offline S3, downloads)."""
     import boto3
 
     case = next(c for c in CASES if c.id == case_id)
+    if case.downloads:
+        _serve_downloads({url: GENERATORS[make]() if make in GENERATORS else _letter_pdf(make)
+                          for url, make in case.downloads.items()})
     s3 = boto3.client("s3")
     for uri, make in case.s3.items():
         bucket, key = uri[len("s3://"):].split("/", 1)
@@ -137,6 +187,7 @@ class Case:
     expect: tuple[tuple[str, str], ...] = ()  # (what AWS returns, a regex the notebook's outputs must match)
     s3: dict[str, str] = field(default_factory=dict)  # public S3 object -> generator
     folders: dict[str, str] = field(default_factory=dict)  # folder in the work dir -> generator
+    downloads: dict[str, str] = field(default_factory=dict)  # URL urllib fetches -> generator or a PDF's title
     timeout_s: int = 1200
 
 
@@ -184,6 +235,10 @@ CASES: list[Case] = [
          expect=(("an embedding", r"[Ee]mbedding"),)),
     Case("kb-create", WORKSHOP, "02_Knowledge_Bases_and_RAG/1_create-kb-and-ingest-documents.ipynb",
          "a Knowledge Base: create, data source, ingestion",
+         downloads={f"https://s2.q4cdn.com/299287126/files/doc_financials/{path}": f"Shareholder letter {path[:4]}"
+                    for path in ("2023/ar/2022-Shareholder-Letter.pdf", "2022/ar/2021-Shareholder-Letter.pdf",
+                                 "2021/ar/Amazon-2020-Shareholder-Letter-and-1997-Shareholder-Letter.pdf",
+                                 "2020/ar/2019-Shareholder-Letter.pdf")},
          expect=(("a completed ingestion", r"COMPLETE"),)),
     Case("kb-rag", WORKSHOP, "02_Knowledge_Bases_and_RAG/2_managed-rag-with-retrieve-and-generate-api.ipynb",
          "a Knowledge Base answer with citations (RetrieveAndGenerate)",
@@ -228,13 +283,14 @@ GAPS: list[Gap] = [
     Gap(r"No module named '(torchvision|opensearchpy|strands|bedrock_agentcore)", "a package the notebook installs "
         "that the course environment lacks (install cells are removed: the environment is pinned)",
         "environment (pins)"),
+    Gap(r"%store|StoreMagic|no stored variable|NameError: name '(\w*_id)' is not defined",
+        "state shared between notebooks (%store, the account)",
+        "issue 16 (state that lasts like an account's)"),
     Gap(r"opensearchserverless|aoss|opensearchpy|OpenSearch", "OpenSearch Serverless (the workshop's KB vector "
         "store) is not emulated", "issue 17 (Bedrock)"),
     Gap(r"bedrock|Bedrock|converse|InvokeModel|knowledge", "Bedrock behaviour", "issue 17 (Bedrock)"),
     Gap(r"NotImplementedError|not emulated|is not implemented", "an API the offline backend does not emulate",
         "issue 16 (refusal message) or the engine's issue"),
-    Gap(r"%store|StoreMagic|no stored variable", "state shared between notebooks (%store, the account)",
-        "issue 16 (state that lasts like an account's)"),
     Gap(r"urlopen|URLError|Temporary failure in name resolution|getaddrinfo|Max retries exceeded",
         "an internet download the harness does not replace yet", "harness (data)"),
 ]
