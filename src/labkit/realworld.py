@@ -284,7 +284,7 @@ GAPS: list[Gap] = [
         "that the course environment lacks (install cells are removed: the environment is pinned)",
         "environment (pins)"),
     Gap(r"%store|StoreMagic|no stored variable|NameError: name '(\w*_id)' is not defined",
-        "state shared between notebooks (%store, the account)",
+        "needs what an earlier notebook of the sequence made (%store, the account): see that notebook",
         "issue 16 (state that lasts like an account's)"),
     Gap(r"opensearchserverless|aoss|opensearchpy|OpenSearch", "OpenSearch Serverless (the workshop's KB vector "
         "store) is not emulated", "issue 17 (Bedrock)"),
@@ -515,6 +515,7 @@ def judge(outcome: Outcome, case: Case, executed: Path, state_file: Path) -> Non
         return
     cells = json.loads(executed.read_text())["cells"]
     text = []
+    failing_source = ""
     for index, cell in enumerate(cells):
         if cell.get("cell_type") != "code" or REPORT_TAG in cell.get("metadata", {}).get("tags", []):
             continue
@@ -522,6 +523,7 @@ def judge(outcome: Outcome, case: Case, executed: Path, state_file: Path) -> Non
         if errors and outcome.failed_cell is None:
             outcome.failed_cell = index
             outcome.error = f"{errors[0].get('ename')}: {errors[0].get('evalue', '')}"[:600]
+            failing_source = "".join(cell.get("source", ""))[:800]
         text.append(_outputs_text(cell))
     if outcome.status != "crashed":
         outcome.status = "failed" if outcome.failed_cell is not None else "ran to the end"
@@ -536,7 +538,7 @@ def judge(outcome: Outcome, case: Case, executed: Path, state_file: Path) -> Non
     # A shell command that failed quietly (`!aws s3 cp ...`) is often the cause of a later error.
     quiet = [line for line in outputs.splitlines() if SHELL_FAILURE.search(line)]
     evidence = "\n".join([*quiet, outcome.error, *outcome.background_failures])
-    gap = classify(evidence) if evidence.strip() else None
+    gap = classify(evidence + "\n" + failing_source) if evidence.strip() else None  # the code says which service
     if gap:
         outcome.gap, outcome.area, outcome.test = gap.cause, gap.area, gap.test
     elif evidence.strip():
