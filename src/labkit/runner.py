@@ -4,7 +4,8 @@
 summary (pass/fail, score, time, what the lab would have cost on AWS). ``labkit check``
 also executes each learner version, which must run to the end without an error
 outside its answer and test cells, and score 0. Executed notebooks and logs go to
-``build/executed/<lab>/`` (ignored by git) for inspection.
+``build/executed/<lab>/`` (ignored by git) for inspection. ``labkit check --realworld DIR``
+runs AWS's own public notebooks instead (:mod:`labkit.realworld`).
 """
 
 from __future__ import annotations
