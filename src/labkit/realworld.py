@@ -70,6 +70,16 @@ def _abalone(rows: int = 300) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def _abalone_libsvm(rows: int = 200) -> bytes:
+    """The same data as libsvm lines (``rings 1:sex 2:length ...``), as UCI abalone's libsvm copies."""
+    out = []
+    for line in _abalone(rows).decode().splitlines():
+        sex, *measures, rings = line.split(",")
+        values = [str("MFI".index(sex) + 1), *measures]
+        out.append(" ".join([rings, *(f"{i}:{v}" for i, v in enumerate(values, 1))]))
+    return ("\n".join(out) + "\n").encode()
+
+
 def _mnist_pickle(train: int = 600) -> bytes:
     """``mnist.pkl.gz``: ((x, y) train, valid, test) of random 28x28 digits with a learnable signal."""
     import pickle
@@ -168,7 +178,8 @@ def provision(case_id: str) -> None:
         s3.put_object(Bucket=bucket, Key=key, Body=GENERATORS[make]())
 
 
-GENERATORS: dict[str, Callable[[], bytes]] = {"abalone": _abalone, "mnist-pickle": _mnist_pickle}
+GENERATORS: dict[str, Callable[[], bytes]] = {"abalone": _abalone, "abalone-libsvm": _abalone_libsvm,
+                                               "mnist-pickle": _mnist_pickle}
 FOLDERS: dict[str, Callable[[Path], None]] = {"mnist-idx": _mnist_idx}
 
 
@@ -227,6 +238,12 @@ CASES: list[Case] = [
          "XGBoost container (SDK v2, boto3)", sdk="v2",
          s3={"s3://sagemaker-example-files-prod-us-east-1/datasets/image/MNIST/mnist.pkl.gz": "mnist-pickle"},
          expect=(("a predicted class", r"Predicted Class Label: \d"),)),
+    Case("xgboost-regression", EXAMPLES, "      build_and_train_models/sm-regression_xgboost/sm-regression_xgboost.ipynb",
+         "built-in XGBoost: libsvm training, Bayesian tuning, hosting the best model, text/x-libsvm predictions "
+         "(SDK v2, boto3)", sdk="v2",
+         s3={f"s3://sagemaker-sample-files/datasets/tabular/uci_abalone/{part}/abalone.{part}": "abalone-libsvm"
+             for part in ("train", "test", "validation")},
+         expect=(("a libsvm prediction", r"Prediction: \d+"), ("an error over the test set", r"MdAPE\) = +[\d.]+"))),
     Case("bedrock-text", WORKSHOP, "01_Text_generation/01_text_and_code_generation_w_bedrock.ipynb",
          "Bedrock text generation: InvokeModel, Converse, ConverseStream (streaming), tool use",
          expect=(("a streamed answer", r"Streaming response"), ("a tool call", r"toolUse|tool_use|weather"))),
