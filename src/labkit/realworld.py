@@ -199,6 +199,7 @@ class Case:
     s3: dict[str, str] = field(default_factory=dict)  # public S3 object -> generator
     folders: dict[str, str] = field(default_factory=dict)  # folder in the work dir -> generator
     downloads: dict[str, str] = field(default_factory=dict)  # URL urllib fetches -> generator or a PDF's title
+    tests: str = ""  # our tests that hold what this notebook revealed (containers, S3 locations, job status)
     timeout_s: int = 1200
 
 
@@ -217,33 +218,39 @@ CASES: list[Case] = [
          expect=(("a best training job", r"[Bb]est"),), folders={"data": "mnist-idx"}),
     Case("v3-processing", SDK, "v3-examples/ml-ops-examples/v3-processing-job-sklearn.ipynb",
          "a processing job (ScriptProcessor, scikit-learn)", s3=ABALONE,
-         expect=(("the job's status", r"InProgress|Completed"),)),
+         expect=(("the job's status", r"InProgress|Completed"),),
+         tests="test_job_failures.py (a job failing in the background)"),
     Case("v3-pipeline", SDK, "v3-examples/ml-ops-examples/v3-pipeline-train-create-registry.ipynb",
          "a pipeline: processing, training, model registration", s3=ABALONE,
-         expect=(("a succeeded execution", r"Succeeded|Executing"),)),
+         expect=(("a succeeded execution", r"Succeeded|Executing"),),
+         tests="test_job_failures.py"),
     Case("v3-registry", SDK, "v3-examples/ml-ops-examples/v3-model-registry-example/v3-model-registry-example.ipynb",
          "the model registry (model package groups and versions)",
          expect=(("a model package", r"arn:aws:sagemaker:[^:]+:\d+:model-package/"),)),
     Case("v3-inference-spec", SDK, "v3-examples/inference-examples/inference-spec-example.ipynb",
          "ModelBuilder deployment with an InferenceSpec (the TorchServe path)",
-         expect=(("a prediction of 2 probabilities", r"Single Prediction: \[\[[-\d.e]+, [-\d.e]+\]\]"),)),
+         expect=(("a prediction of 2 probabilities", r"Single Prediction: \[\[[-\d.e]+, [-\d.e]+\]\]"),),
+         tests="test_hosting_sdk.py::test_model_builder_deploys_an_inference_spec"),
     Case("v3-train-deploy", SDK, "v3-examples/inference-examples/train-inference-e2e-example.ipynb",
          "train with ModelTrainer, deploy with ModelBuilder, invoke",
          expect=(("a prediction", r"[Pp]rediction"),)),
     Case("v3-transform", SDK, "v3-examples/ml-ops-examples/v3-transform-job-example.ipynb",
          "batch transform of a bring-your-own XGBoost 0.90 model (https model URL, input filter)",
-         expect=(("the transform output", r"transform-outputs"),)),
+         expect=(("the transform output", r"transform-outputs"),),
+         tests="test_hosting_containers.py::test_pre_1_0_models_load_in_images_whose_xgboost_could_read_them; test_s3_locations.py"),
     Case("byo-xgboost", EXAMPLES, "     deploy_and_monitor/sm-xgboost_bring_your_own_model/"
          "sm-xgboost_bring_your_own_model.ipynb", "bring your own model: a local XGBoost model on the built-in "
          "XGBoost container (SDK v2, boto3)", sdk="v2",
          s3={"s3://sagemaker-example-files-prod-us-east-1/datasets/image/MNIST/mnist.pkl.gz": "mnist-pickle"},
-         expect=(("a predicted class", r"Predicted Class Label: \d"),)),
+         expect=(("a predicted class", r"Predicted Class Label: \d"),),
+         tests="test_hosting_containers.py::test_builtin_xgboost_endpoint_serves_a_model_not_named_xgboost_model; test_s3_locations.py"),
     Case("xgboost-regression", EXAMPLES, "      build_and_train_models/sm-regression_xgboost/sm-regression_xgboost.ipynb",
          "built-in XGBoost: libsvm training, Bayesian tuning, hosting the best model, text/x-libsvm predictions "
          "(SDK v2, boto3)", sdk="v2",
          s3={f"s3://sagemaker-sample-files/datasets/tabular/uci_abalone/{part}/abalone.{part}": "abalone-libsvm"
              for part in ("train", "test", "validation")},
-         expect=(("a libsvm prediction", r"Prediction: \d+"), ("an error over the test set", r"MdAPE\) = +[\d.]+"))),
+         expect=(("a libsvm prediction", r"Prediction: \d+"), ("an error over the test set", r"MdAPE\) = +[\d.]+")),
+         tests="test_hosting_containers.py::test_xgboost_reads_libsvm_under_both_content_types_and_when_none_is_given"),
     Case("bedrock-text", WORKSHOP, "01_Text_generation/01_text_and_code_generation_w_bedrock.ipynb",
          "Bedrock text generation: InvokeModel, Converse, ConverseStream (streaming), tool use",
          expect=(("a streamed answer", r"Streaming response"), ("a tool call", r"toolUse|tool_use|weather"))),
@@ -556,8 +563,9 @@ def judge(outcome: Outcome, case: Case, executed: Path, state_file: Path) -> Non
     quiet = [line for line in outputs.splitlines() if SHELL_FAILURE.search(line)]
     evidence = "\n".join([*quiet, outcome.error, *outcome.background_failures])
     gap = classify(evidence + "\n" + failing_source) if evidence.strip() else None  # the code says which service
+    outcome.test = case.tests
     if gap:
-        outcome.gap, outcome.area, outcome.test = gap.cause, gap.area, gap.test
+        outcome.gap, outcome.area, outcome.test = gap.cause, gap.area, gap.test or case.tests
     elif evidence.strip():
         outcome.gap, outcome.area = "unclassified: see the error", "to triage"
     elif not all(outcome.checks.values()):
