@@ -251,6 +251,12 @@ CASES: list[Case] = [
              for part in ("train", "test", "validation")},
          expect=(("a libsvm prediction", r"Prediction: \d+"), ("an error over the test set", r"MdAPE\) = +[\d.]+")),
          tests="test_hosting_containers.py::test_xgboost_reads_libsvm_under_both_content_types_and_when_none_is_given"),
+    Case("xgboost-spot", EXAMPLES, "      build_and_train_models/sm-managed_spot_training_xgboost/"
+         "sm-managed_spot_training_xgboost.ipynb", "managed spot training with checkpoints (built-in XGBoost, "
+         "v2 Estimator and HyperparameterTuner)", sdk="v2",
+         s3={"s3://sagemaker-example-files-prod-us-east-1/datasets/tabular/uci_abalone/abalone.libsvm":
+             "abalone-libsvm"},
+         expect=(("spot savings reported", r"[Bb]illable|savings|Completed"),)),
     Case("bedrock-text", WORKSHOP, "01_Text_generation/01_text_and_code_generation_w_bedrock.ipynb",
          "Bedrock text generation: InvokeModel, Converse, ConverseStream (streaming), tool use",
          expect=(("a streamed answer", r"Streaming response"), ("a tool call", r"toolUse|tool_use|weather"))),
