@@ -80,6 +80,22 @@ def _abalone_libsvm(rows: int = 200) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
+def _census(rows: int = 400) -> bytes:
+    """A small census-income-shaped CSV (with a header), for the processing introduction."""
+    import numpy as np
+
+    rng = np.random.RandomState(2)
+    lines = ["age,education,major industry code,class of worker,num persons worked for employer,"
+             "capital gains,capital losses,dividends from stocks,income"]
+    for _ in range(rows):
+        age = rng.randint(18, 80)
+        lines.append(f"{age},{rng.choice(['Bachelors degree', 'High school graduate', 'Masters degree'])},"
+                     f"{rng.choice(['Retail trade', 'Manufacturing', 'Education'])},Private,{rng.randint(0, 7)},"
+                     f"{rng.randint(0, 5000)},{rng.randint(0, 500)},{rng.randint(0, 900)},"
+                     f"{'50000+.' if rng.rand() < 0.1 + age / 400 else '- 50000.'}")
+    return ("\n".join(lines) + "\n").encode()
+
+
 def _mnist_pickle(train: int = 600) -> bytes:
     """``mnist.pkl.gz``: ((x, y) train, valid, test) of random 28x28 digits with a learnable signal."""
     import pickle
@@ -179,7 +195,7 @@ def provision(case_id: str) -> None:
 
 
 GENERATORS: dict[str, Callable[[], bytes]] = {"abalone": _abalone, "abalone-libsvm": _abalone_libsvm,
-                                               "mnist-pickle": _mnist_pickle}
+                                               "census": _census, "mnist-pickle": _mnist_pickle}
 FOLDERS: dict[str, Callable[[Path], None]] = {"mnist-idx": _mnist_idx}
 
 
@@ -257,6 +273,10 @@ CASES: list[Case] = [
          s3={"s3://sagemaker-example-files-prod-us-east-1/datasets/tabular/uci_abalone/abalone.libsvm":
              "abalone-libsvm"},
          expect=(("spot savings reported", r"[Bb]illable|savings|Completed"),)),
+    Case("processing-intro", EXAMPLES, "       prepare_data/sm-processing_introduction.ipynb",
+         "processing with SKLearnProcessor: local inputs uploaded, three outputs (SDK v2)", sdk="v2",
+         s3={"s3://sagemaker-sample-data-us-east-1/processing/census/census-income.csv": "census"},
+         expect=(("the three outputs in S3", r"(s3://\S+/output/\w+/\w+\.csv\s*){3}|output-\d"),)),
     Case("bedrock-text", WORKSHOP, "01_Text_generation/01_text_and_code_generation_w_bedrock.ipynb",
          "Bedrock text generation: InvokeModel, Converse, ConverseStream (streaming), tool use",
          expect=(("a streamed answer", r"Streaming response"), ("a tool call", r"toolUse|tool_use|weather"))),
