@@ -392,3 +392,20 @@ def test_pytorch_refuses_an_unsupported_format_with_the_toolkits_500(tmp_path):
     model = _toolkit_model(tmp_path, "pytorch", None, {"model.pt": buf.getvalue()})
     status, body, _ = model.invoke(b"<x/>", {"Content-Type": "application/xml"})
     assert status == 500 and b"Content type application/xml is not supported by this framework" in body
+
+
+def test_opt_ml_errors_name_the_container_path_not_the_hosts(tmp_path):
+    """A script's OSError says '/opt/ml/...', as in the container (the mapping stays invisible)."""
+    import subprocess
+
+    container = Path(server.__file__).parents[1] / "training" / "container"
+    code = ("import os\n"
+            "os.makedirs('/opt/ml/processing/output/train')\n"
+            "try:\n    os.makedirs('/opt/ml/processing/output/train')\nexcept OSError as e:\n    print(e)\n"
+            "try:\n    open('/opt/ml/model/missing.txt')\nexcept OSError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(container),
+                              "LABKIT_CONTAINER_ROOT": str(tmp_path)}).stdout.splitlines()
+    assert out == ["[Errno 17] File exists: '/opt/ml/processing/output/train'",
+                   "[Errno 2] No such file or directory: '/opt/ml/model/missing.txt'"]
+    assert (tmp_path / "processing" / "output" / "train").is_dir()

@@ -53,9 +53,20 @@ def _map(path):
     return path
 
 
+def _as_given(err, mapped, path):
+    """An error names the path the script gave (``/opt/ml/...``), as in the container, not the host's."""
+    if getattr(err, "filename", None) == mapped and mapped is not path:
+        err.filename = path
+    return err
+
+
 def _one(fn):
     def wrapped(path, *args, **kwargs):
-        return fn(_map(path), *args, **kwargs)
+        mapped = _map(path)
+        try:
+            return fn(mapped, *args, **kwargs)
+        except OSError as err:
+            raise _as_given(err, mapped, path) from None
 
     wrapped.__name__ = getattr(fn, "__name__", "wrapped")
     wrapped.__doc__ = fn.__doc__
@@ -73,7 +84,11 @@ def _two(fn):
 
 def _listing(fn):
     def wrapped(path=".", *args, **kwargs):
-        return fn(_map(path), *args, **kwargs)
+        mapped = _map(path)
+        try:
+            return fn(mapped, *args, **kwargs)
+        except OSError as err:
+            raise _as_given(err, mapped, path) from None
 
     wrapped.__name__ = getattr(fn, "__name__", "wrapped")
     wrapped.__doc__ = fn.__doc__
