@@ -44,6 +44,7 @@ from pathlib import Path
 from .authoring import REPO
 
 BUILD = REPO / "build" / "realworld"
+HOME = BUILD / "labkit-home"  # the run's own backend ($LABKIT_HOME), stopped when the run ends
 TABLE = REPO / "docs" / "realworld.md"
 CELL_TIMEOUT_S = 600
 REPORT_TAG = "labkit-realworld-state"
@@ -178,10 +179,18 @@ def _serve_downloads(files: dict[str, bytes]) -> None:
     urllib.request.install_opener(urllib.request.build_opener(Mirror()))
 
 
+_started: list[float] = []
+
+
 def provision(case_id: str) -> None:
-    """Put the small data the harness generates where case ``case_id`` reads it (offline S3, downloads)."""
+    """Put the small data the harness generates where case ``case_id`` reads it (offline S3, downloads).
+
+    Also notes when the notebook started: the backend is shared by the notebooks of a run (as an
+    account is), and only what this notebook started is judged.
+    """
     import boto3
 
+    _started[:] = [time.time()]
     case = next(c for c in CASES if c.id == case_id)
     if case.downloads:
         _serve_downloads({url: GENERATORS[make]() if make in GENERATORS else _letter_pdf(make)
@@ -410,6 +419,17 @@ def write_state(path: str, settle_s: float = 300.0) -> None:
     Path(path).write_text(json.dumps(state, indent=1, default=str))
 
 
+def _mine(item: dict, *keys: str) -> bool:
+    """Whether the notebook started this (it carries a time after the notebook's first cell)."""
+    if not _started:
+        return True
+    for key in keys:
+        when = item.get(key)
+        if when is not None:
+            return when.timestamp() >= _started[0] - 1
+    return True
+
+
 def _account_state(sm) -> dict[str, list]:
     state: dict[str, list] = {}
     kinds = {"training": ("list_training_jobs", "TrainingJobSummaries", "TrainingJobName", "describe_training_job",
@@ -429,6 +449,8 @@ def _account_state(sm) -> dict[str, list]:
             state.setdefault("errors", []).append(f"{lister}: {err}")
             continue
         for item in items:
+            if not _mine(item, "CreationTime"):
+                continue
             name = item[name_key]
             detail = getattr(sm, describer)(**{name_key: name})
             state.setdefault(kind, []).append({"name": name, "status": detail.get(status_key),
@@ -440,6 +462,8 @@ def _account_state(sm) -> dict[str, list]:
         state.setdefault("errors", []).append(f"pipelines: {err}")
         executions = []
     for execution in executions:
+        if not _mine(execution, "StartTime"):
+            continue
         arn = execution["PipelineExecutionArn"]
         steps = sm.list_pipeline_execution_steps(PipelineExecutionArn=arn).get("PipelineExecutionSteps", [])
         reasons = "; ".join(f"{s['StepName']}: {s.get('FailureReason', '')}" for s in steps
@@ -534,7 +558,8 @@ def run_case(case: Case, root: Path) -> Outcome:
     notebook.write_text(json.dumps(nb))
     output = work / "executed.ipynb"
     kernel = _v2_kernel() if case.sdk == "v2" else "python3"
-    env = {"LABKIT_BACKEND": "offline", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
+    # The run's notebooks share one backend of their own (not the user's), as a learner's notebooks share theirs.
+    env = {"LABKIT_BACKEND": "offline", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "LABKIT_HOME": str(HOME)}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     started = time.perf_counter()
@@ -634,6 +659,23 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _stop_backend() -> None:
+    """Stop the run's own shared backend (if its notebooks started one): nothing is left running."""
+    saved = os.environ.get("LABKIT_HOME")
+    os.environ["LABKIT_HOME"] = str(HOME)
+    try:
+        from .offline import shared
+
+        shared.stop()
+    except Exception as err:  # noqa: BLE001 - report, the run's results stand
+        print(f"  (could not stop the run's backend in {HOME}: {err})", flush=True)
+    finally:
+        if saved is None:
+            os.environ.pop("LABKIT_HOME", None)
+        else:
+            os.environ["LABKIT_HOME"] = saved
+
+
 def rejudge(case: Case, root: Path, previous: dict | None) -> Outcome:
     """Judge an earlier run again from its saved notebook and state (after :data:`GAPS` changed)."""
     outcome = Outcome(case.id, case.repo.split("@")[0], _commit(root), case.notebook.strip(), case.exercises)
@@ -654,14 +696,17 @@ def main(directory: str, only: list[str] | None = None, write: bool = True, agai
     if summary.exists():
         previous = {o["id"]: o for o in json.loads(summary.read_text())}
     outcomes = []
-    for case in cases:
-        if again:
-            outcomes.append(rejudge(case, root / case.repo, previous.get(case.id)))
-            continue
-        print(f"  running {case.id}: {case.repo}/{case.notebook.strip()} ...", flush=True)
-        outcome = run_case(case, root / case.repo)
-        print(f"    {outcome.status} in {outcome.seconds:.0f} s {outcome.error[:160]}", flush=True)
-        outcomes.append(outcome)
+    try:
+        for case in cases:
+            if again:
+                outcomes.append(rejudge(case, root / case.repo, previous.get(case.id)))
+                continue
+            print(f"  running {case.id}: {case.repo}/{case.notebook.strip()} ...", flush=True)
+            outcome = run_case(case, root / case.repo)
+            print(f"    {outcome.status} in {outcome.seconds:.0f} s {outcome.error[:160]}", flush=True)
+            outcomes.append(outcome)
+    finally:
+        _stop_backend()
     previous.update({o.id: asdict(o) for o in outcomes})
     summary.write_text(json.dumps(list(previous.values()), indent=1))
     everything = [Outcome(**{k: v for k, v in o.items()}) for o in previous.values()]
