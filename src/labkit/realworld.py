@@ -327,6 +327,8 @@ GAPS: list[Gap] = [
         "libsvm, pre-1.0 pickles", "containers", "tests/test_hosting_containers.py (XGBoost algorithm mode)"),
     Gap(r"is not an S3 URI|not an S3 location", "an https S3 URL refused", "S3 locations",
         "tests/test_s3_locations.py"),
+    Gap(r"requirements\.txt could not be installed offline", "a job's requirements.txt names packages the local "
+        "wheel cache lacks (nothing is downloaded offline)", "issue 16 (jobs' own dependencies)"),
     Gap(r"Unable to auto detect a DLC", "ModelBuilder auto-detects the image from the local torch (2.13, py3.11), "
         "which has no SageMaker DLC yet: the SDK's own limit, as on AWS with this torch", "environment (torch pin)"),
     Gap(r"NoRegionError|You must specify a region", "an SDK subprocess clears the environment and finds no region "
