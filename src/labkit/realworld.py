@@ -341,7 +341,7 @@ GAPS: list[Gap] = [
     Gap(r"127\.0\.0\.1:9|Could not connect to the endpoint URL|EndpointConnectionError",
         "a process the lab started (job, CLI, SDK subprocess) cannot reach the offline AWS",
         "issue 16 (one local AWS endpoint)"),
-    Gap(r"No module named '(torchvision|opensearchpy|strands|bedrock_agentcore)", "a package the notebook installs "
+    Gap(r"No module named '[\w.]+'", "a package the notebook installs "
         "that the course environment lacks (install cells are removed: the environment is pinned)",
         "environment (pins)"),
     Gap(r"%store|StoreMagic|no stored variable|NameError: name '(\w*_id)' is not defined",
