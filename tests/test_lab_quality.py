@@ -32,7 +32,7 @@ REVIEWED_LABS = ("00-setup", "01-training-jobs", "03-hyperparameter-tuning", "04
 NOT_YET_REVIEWED = ("02-distributed-training", "06-bedrock", "07-rag")
 KINDS = ("build", "diagnose", "decide", "transcribe")
 MAX_TRANSCRIPTION = 0.15
-HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 HEADING = re.compile(r"^#+\s*Exercise\s+(\d+)\s*\(([^)]*)\)", re.MULTILINE)
 
 
@@ -66,7 +66,6 @@ def message_problems(source: str) -> list[str]:
     """
     lines = source.splitlines()
     begin = next((i + 1 for i, line in enumerate(lines) if line.strip() == HIDDEN_BEGIN), None)
-    end = next((i + 1 for i, line in enumerate(lines) if line.strip() == HIDDEN_END), len(lines) + 1)
     code = "\n".join("pass" if line.lstrip().startswith(("%", "!")) else line for line in lines)
     problems = []
     for node in ast.walk(ast.parse(code)):
@@ -77,7 +76,7 @@ def message_problems(source: str) -> list[str]:
             message = node.exc.args[0] if node.exc.args else None
         else:
             continue
-        hidden = begin is not None and begin <= node.lineno <= end
+        hidden = begin is not None and node.lineno >= begin  # as the grader counts it
         where = f"line {node.lineno} ({'hidden' if hidden else 'visible'}): {lines[node.lineno - 1].strip()[:80]}"
         if message is None:
             problems.append(f"{where}: no message")
