@@ -33,13 +33,15 @@ MISTAKES = [
     ),
     Mistake(
         "every breaching minute counted as a page",
-        {"ex2-answer": edit(LAB, "ex2-answer", ("if alarm and not in_alarm and not during:", "if alarm and not during:"))},
+        {"ex2-answer": edit(LAB, "ex2-answer", ("pages = np.flatnonzero(alarm & ~np.r_[False, alarm[:-1]])",
+                                                "pages = np.flatnonzero(alarm)"))},
         {"ex2-tests": 0},
         {"ex2-tests": "count a page only on a change into ALARM"},
     ),
     Mistake(
         "the delay counted from zero",
-        {"ex2-answer": edit(LAB, "ex2-answer", ("delay = t - incident_start + 1", "delay = t - incident_start"))},
+        {"ex2-answer": edit(LAB, "ex2-answer", ("(int(after[0]) + 1 if after.size else None)",
+                                                "(int(after[0]) if after.size else None)"))},
         {"ex2-tests": 0},
         {"ex2-tests": "instead of (1, 2)"},
     ),
