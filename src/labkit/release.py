@@ -15,6 +15,7 @@ the instructor-only material appears in a built copy (the test suite runs it on 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -79,10 +80,8 @@ def _lines(path: Path) -> set[str]:
     except (UnicodeDecodeError, OSError):
         return set()
     if path.suffix == ".ipynb":
-        try:
+        with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):  # a broken notebook: its raw text
             text = "\n".join(_source(c) for c in json.loads(text).get("cells", []))
-        except (json.JSONDecodeError, KeyError, TypeError):
-            pass
     return {line.strip() for line in text.splitlines()}
 
 
