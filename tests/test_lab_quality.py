@@ -4,7 +4,7 @@
   source, which the grader shows (it drops messages built from values, and shows the generic
   fallback instead); every visible check has a message.
 - Thinking, not copying: each exercise's heading says what kind of work it is,
-  ``### Exercise N (kind[, kind], P points)``, with kinds from :data:`KINDS`; every lab has at
+  ``### Exercise N (kind[, kind], P points)`` (or ``**Exercise N (kind)**``), with kinds from :data:`KINDS`; every lab has at
   least one ``diagnose`` (find and fix a realistic failure) and one ``decide`` (choose between
   options with numbers the learner computes) exercise, and exercises tagged ``transcribe``
   (copying a fully specified table or paragraph into code) hold at most 15% of the points.
@@ -33,7 +33,7 @@ NOT_YET_REVIEWED = ("02-distributed-training", "06-bedrock", "07-rag")
 KINDS = ("build", "diagnose", "decide", "transcribe")
 MAX_TRANSCRIPTION = 0.15
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
-HEADING = re.compile(r"^#+\s*Exercise\s+(\d+)\s*\(([^)]*)\)", re.MULTILINE)
+HEADING = re.compile(r"(?:^#+\s*|\*\*)Exercise\s+(\d+)\s*\(([^)]*)\)", re.MULTILINE)
 
 
 def _cells(lab: str) -> list[dict]:
