@@ -226,7 +226,8 @@ def _main(argv: list[str] | None, versions: list[str], prog: str) -> int:
 
 
 def main_run(argv: list[str] | None = None) -> int:
-    return _main(argv, ["solution"], "labkit run")
+    # A learner copy (labkit release) has no solutions/: run the learner versions instead.
+    return _main(argv, ["solution"] if SOLUTIONS.is_dir() else ["learner"], "labkit run")
 
 
 def main_check(argv: list[str] | None = None) -> int:
