@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from . import ACCOUNT_ID, REGION, dispatch, on_reset
+from . import ACCOUNT_ID, REGION, dispatch, on_reset, s3_location
+from .clarify import wait_until_gone
 from .dispatch import AWSError
 
 CONCURRENCY = (1, 2, 4)
@@ -46,7 +47,7 @@ def payloads(uri: str) -> list[bytes]:
     """The request bodies in a SamplePayloadUrl archive (every file in the .tar.gz)."""
     from .training import storage
 
-    bucket, key = storage.split_uri(uri)
+    bucket, key = s3_location.split(uri)
     data = storage.s3().get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
         bodies = [tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()]
@@ -121,6 +122,7 @@ def _run(job: dict[str, Any]) -> None:
             finally:
                 with contextlib.suppress(AWSError):
                     api.delete_endpoint({"EndpointName": name})
+                wait_until_gone(name)
                 api._moto().endpoint_configs.pop(name, None)
             price = cat.load().sagemaker_instance(instance_type, "hosting", REGION).price_usd
             max_inv, latency = best if best else (0.0, float("nan"))

@@ -23,7 +23,7 @@ import textwrap
 import threading
 from typing import Any
 
-from . import ACCOUNT_ID, REGION, dispatch, on_reset
+from . import ACCOUNT_ID, REGION, dispatch, on_reset, s3_location
 from .dispatch import AWSError
 
 SECTIONS = ("model_overview", "intended_uses", "business_details", "training_details", "evaluation_details",
@@ -160,7 +160,7 @@ def create_export(params: dict[str, Any]) -> dict[str, Any]:
     try:
         pdf = render_pdf(card.model_card_name, card.model_card_version, card.model_card_status, json.loads(card.content))
         uri = f"{out.rstrip('/')}/{card.model_card_name}/{job}/{card.model_card_name}.pdf"
-        bucket, key = storage.split_uri(uri)
+        bucket, key = s3_location.split(uri)
         storage.s3().put_object(Bucket=bucket, Key=key, Body=pdf, ContentType="application/pdf")
         record.update(Status="Completed", ExportArtifacts={"S3ExportArtifacts": uri})
     except Exception as err:  # the job fails; the API call does not

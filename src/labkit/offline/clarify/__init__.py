@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .. import s3_location
 from ..dispatch import AWSError
 from ..training import images, processing
 from ..training import storage as s3_storage
@@ -42,7 +43,7 @@ def _analysis_config(request: dict[str, Any]) -> dict[str, Any]:
         s3 = item.get("S3Input") or {}
         if item.get("InputName") == "analysis_config" or s3.get("LocalPath", "").rstrip("/") == CONFIG_PATH:
             keys = s3_storage.list_objects(s3["S3Uri"])
-            bucket, _ = s3_storage.split_uri(s3["S3Uri"])
+            bucket, _ = s3_location.split(s3["S3Uri"])
             key = next((k for k in keys if k.endswith("analysis_config.json")), keys[0] if keys else None)
             if key is None:
                 raise ValueError(f"no analysis_config.json under {s3['S3Uri']}")
@@ -66,6 +67,15 @@ def _invocations_url(endpoint_name: str) -> str:
         raise ValueError(f"endpoint {endpoint_name} has no running model server (a serverless variant "
                          "cannot be a Clarify shadow endpoint offline)")
     return f"http://127.0.0.1:{variant.process.port}/invocations"
+
+
+def wait_until_gone(name: str, timeout: float = 30.0) -> None:
+    """Block while endpoint ``name`` is still listed (``Deleting``): the job ends after its endpoint."""
+    from ..hosting import api
+
+    deadline = time.time() + timeout
+    while name in api._moto().endpoints and time.time() < deadline:
+        time.sleep(0.05)
 
 
 def shadow_endpoint(request: dict[str, Any]) -> tuple[dict[str, str], Callable[[], None]]:
@@ -94,6 +104,7 @@ def shadow_endpoint(request: dict[str, Any]) -> tuple[dict[str, str], Callable[[
     def cleanup() -> None:
         with contextlib.suppress(AWSError):
             api.delete_endpoint({"EndpointName": name})
+        wait_until_gone(name)
         api._moto().endpoint_configs.pop(name, None)
 
     deadline = time.time() + SHADOW_START_TIMEOUT_S

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, dispatch, on_reset
+from .. import ACCOUNT_ID, REGION, dispatch, on_reset, s3_location
 from ..dispatch import AWSError
 from ..training import jobs
 from ..training import storage as s3_storage
@@ -225,7 +225,7 @@ class JobMonitor:
             hour = dt.datetime.fromtimestamp(self.started, dt.UTC).strftime("%Y%m%d%H")
             base = (f"{self.profiler_config['S3OutputPath'].rstrip('/')}/{self.run.name}/profiler-output/"
                     f"system/incremental/{hour}")
-            bucket, prefix = s3_storage.split_uri(base)
+            bucket, prefix = s3_location.split(base)
             by_host: dict[str, list[str]] = {}
             for record in self.system.records:
                 by_host.setdefault(record["Hostname"], []).append(json.dumps(record))

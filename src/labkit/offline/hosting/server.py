@@ -25,7 +25,6 @@ import argparse
 import collections
 import contextlib
 import importlib.util
-import io
 import json
 import os
 import select
