@@ -58,6 +58,7 @@ ENGINE_MODULES = [
     "labkit.offline.s3",
     "labkit.offline.training",
     "labkit.offline.hosting",
+    "labkit.offline.cloudformation",
     "labkit.offline.bedrock",
     "labkit.offline.pricing",
     "labkit.offline.mlops",

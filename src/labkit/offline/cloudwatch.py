@@ -360,4 +360,61 @@ def describe_alarm_history(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _when(value: Any) -> datetime:
+    """A timestamp parameter as boto3 accepts it (datetime, epoch seconds, ISO 8601 text), in UTC."""
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        from botocore.utils import parse_timestamp
+
+        return _utc(parse_timestamp(value))
+    return _utc(value)
+
+
+@dispatch.operation("cloudwatch", "GetMetricStatistics")
+def get_metric_statistics(params: dict[str, Any]) -> dict[str, Any]:
+    """Statistics of one metric: its namespace, name and *exact* set of dimensions, per period.
+
+    moto matches the dimensions asked for as a subset of a datum's, so asking for
+    ``EndpointName, VariantName`` would also count the data SageMaker publishes with
+    ``EndpointConfigName`` too; CloudWatch counts only the metric with exactly those dimensions.
+    """
+    start, end, period = _when(params["StartTime"]), _when(params["EndTime"]), params["Period"]
+    if start >= end:
+        raise AWSError("InvalidParameterValue", "The parameter StartTime must be less than the parameter EndTime.")
+    stats, extended = params.get("Statistics") or [], params.get("ExtendedStatistics") or []
+    if not stats and not extended:
+        raise AWSError("InvalidParameterCombination", "Must specify either Statistics or ExtendedStatistics.")
+    wanted = {(d["Name"], d["Value"]) for d in params.get("Dimensions") or []}
+    slots: dict[datetime, list[Any]] = {}
+    for datum in _backend().get_all_metrics():
+        if datum.namespace != params["Namespace"] or datum.name != params["MetricName"]:
+            continue
+        if {(d.name, d.value) for d in datum.dimensions} != wanted:
+            continue
+        if params.get("Unit") and datum.unit != params["Unit"]:
+            continue
+        ts = _utc(datum.timestamp)
+        if start <= ts < end:
+            slot = datetime.fromtimestamp(int(ts.timestamp()) // period * period, UTC)
+            slots.setdefault(slot, []).append(datum)
+    points = []
+    for slot, data in sorted(slots.items()):
+        raw = [float(d.value) for d in data if hasattr(d, "value")]
+        sums = [d.sum_stat for d in data if not hasattr(d, "value")]
+        count = len(raw) + sum(d.sample_count for d in data if not hasattr(d, "value"))
+        total = sum(raw) + sum(sums)
+        lows = raw + [d.min_stat for d in data if not hasattr(d, "value")]
+        highs = raw + [d.max_stat for d in data if not hasattr(d, "value")]
+        values = {"SampleCount": float(count), "Sum": total, "Average": total / count if count else 0.0,
+                  "Minimum": min(lows), "Maximum": max(highs)}
+        point: dict[str, Any] = {"Timestamp": slot, "Unit": data[0].unit or "None"}
+        point.update({stat: values[stat] for stat in stats})
+        if extended and raw:
+            point["ExtendedStatistics"] = {e: float(np.percentile(raw, _percentile(e))) for e in extended
+                                           if _percentile(e) is not None}
+        points.append(point)
+    return {"Label": params["MetricName"], "Datapoints": points}
+
+
 __all__ = ["evaluate", "evaluate_all"]

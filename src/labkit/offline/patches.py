@@ -59,7 +59,9 @@ POLLING_MODULES = ("sagemaker.core.resources", "sagemaker.core.helper.session_he
 STS_ENDPOINT_MODULES = ("sagemaker.core.helper.session_helper", "sagemaker.core.common_utils",
                         "sagemaker.session", "sagemaker.utils")
 # ObjectExists: an asynchronous endpoint's answer appears in S3 as soon as it is computed.
-FAST_WAITERS = {"EndpointInService", "EndpointDeleted", "TransformJobCompletedOrStopped", "ObjectExists"}
+FAST_WAITERS = {"EndpointInService", "EndpointDeleted", "TransformJobCompletedOrStopped", "ObjectExists",
+                "StackCreateComplete", "StackUpdateComplete", "StackDeleteComplete", "StackRollbackComplete",
+                "ChangeSetCreateComplete"}
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 _lock = threading.RLock()

@@ -21,12 +21,13 @@ from __future__ import annotations
 import atexit
 
 from .. import on_reset, patches
-from . import autoscaling, process, transform
+from . import autoscaling, deployment, metrics, process, transform
 from .api import engine
 from .autoscaling import desired_instance_count, simulate_target_tracking
 from .process import stop_all
 
 patches.on_import("sagemaker.serve", process.warm_up)
+engine.observers.append(metrics.record)  # AWS/SageMaker invocation metrics from every request served
 
 
 def wait_for_endpoint(name: str, timeout: float = 60.0) -> str:
@@ -58,5 +59,5 @@ def _reset() -> None:
 atexit.register(_reset)
 
 
-__all__ = ["autoscaling", "desired_instance_count", "engine", "loaded_models", "simulate_target_tracking",
+__all__ = ["autoscaling", "deployment", "desired_instance_count", "engine", "loaded_models", "simulate_target_tracking",
            "wait_for_endpoint"]
