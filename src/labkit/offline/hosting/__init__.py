@@ -3,7 +3,10 @@
 Importing this module (``labkit.offline.ENGINE_MODULES`` does) registers the boto3
 handlers of :mod:`.api`: CreateEndpointConfig, CreateEndpoint, UpdateEndpoint,
 DeleteEndpoint, InvokeEndpoint, InvokeEndpointAsync, CreateTransformJob and
-StopTransformJob, plus Application Auto Scaling checks (:mod:`.autoscaling`).
+StopTransformJob, plus Application Auto Scaling checks (:mod:`.autoscaling`). An
+``UpdateEndpoint`` with a ``DeploymentConfig`` runs as deployment guardrails do (blue/green with
+canary, linear or rolling traffic shifting, rolled back by alarms: :mod:`.deployment`), and every
+request a model serves publishes SageMaker's invocation metrics to CloudWatch (:mod:`.metrics`).
 Each endpoint variant is a model server subprocess (:mod:`.server`) that runs the
 sagemaker-inference toolkit's handler contract over the learner's ``inference.py``; on
 Linux a warm zygote forks them in milliseconds (:mod:`.process`), and every one of them
