@@ -186,3 +186,11 @@ def test_both_fleets_are_billed_during_the_deployment(lab, endpoint):
     overlapping = [(a, b) for a in hosting for b in hosting if a is not b and a["start"] < (b["end"] or 1e18)
                    and b["start"] < (a["end"] or 1e18)]
     assert overlapping, "blue and green run (and are billed) side by side"
+
+
+def test_shadow_variants_are_refused_not_ignored(sm):
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        sm.create_endpoint_config(EndpointConfigName="gr-shadow", ProductionVariants=[hm.variant("gr-good")],
+                                  ShadowProductionVariants=[hm.variant("gr-bad", name="Shadow")])
+    assert info.value.response["Error"]["Code"] == "NotImplemented"
+    assert "ShadowProductionVariants" in info.value.response["Error"]["Message"]

@@ -396,6 +396,15 @@ def start(engine: HostingEngine, name: str, config: dict[str, Any], params: dict
     return True
 
 
+@dispatch.validate("sagemaker", "CreateEndpointConfig")
+def _no_shadow_variants(params: dict[str, Any]) -> None:
+    """Shadow variants are not emulated: refused, rather than an endpoint served without its shadow."""
+    if params.get("ShadowProductionVariants"):
+        raise AWSError(dispatch.NOT_EMULATED_CODE, dispatch.refusal(
+            "sagemaker", "CreateEndpointConfig", "ShadowProductionVariants: shadow testing is not emulated; compare "
+            "models as weighted production variants, or use the sandbox backend"), dispatch.NOT_EMULATED_STATUS)
+
+
 @dispatch.after("sagemaker", "DescribeEndpoint")
 def _describe(params: dict[str, Any], parsed: dict[str, Any]) -> None:
     name = params.get("EndpointName", "")
