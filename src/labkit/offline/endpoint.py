@@ -289,6 +289,9 @@ def call_in_process(target: Target, request: Any) -> Response:
             parsed[key] = value.read()
     resp = serializer._serialize_result(serializer._create_default_response(), parsed)
     headers = dict(resp["headers"])
+    # Headers an engine sends beyond the modelled ones (Bedrock's token counts, x-labkit-stand-in).
+    taken = {k.lower() for k in headers} | {"content-length", "content-type", "transfer-encoding", "date"}
+    headers.update({k: v for k, v in (meta.get("HTTPHeaders") or {}).items() if k.lower() not in taken})
     if stream_member:
         headers["Content-Type"] = "application/vnd.amazon.eventstream"
         return status, headers, _event_stream_body(serializer, output_shape, parsed, events or [])
