@@ -342,3 +342,16 @@ def test_operations_not_emulated_are_refused(cf):
 def test_generated_names_follow_cloudformation():
     name = stack_module.generated_name("my-stack", "Model")
     assert name.startswith("my-stack-Model-") and len(name.rsplit("-", 1)[1]) == 12
+
+
+def test_properties_are_checked_against_the_type_schema(cf):
+    body = json.dumps({"Resources": {"Errors": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "Namespace": "T", "MetricName": "m", "Statistic": "Sum", "Period": 60, "EvaluationPeriods": 1,
+        "Threshold": 1, "ComparisonOperator": "GreaterThanThreshold", "Treshold": 2}}}})
+    cf.create_stack(StackName="cfn-typo", TemplateBody=body)
+    with pytest.raises(botocore.exceptions.WaiterError):
+        cf.get_waiter("stack_create_complete").wait(StackName="cfn-typo")
+    reason = [e for e in events(cf, "cfn-typo") if e[1] == "CREATE_FAILED"][0][2]
+    assert reason == ("Properties validation failed for resource Errors with message: "
+                      "#: extraneous key [Treshold] is not permitted")
+    assert cf.describe_stacks(StackName="cfn-typo")["Stacks"][0]["StackStatus"] == "ROLLBACK_COMPLETE"

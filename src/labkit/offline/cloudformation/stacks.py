@@ -37,12 +37,17 @@ from typing import Any
 from .. import ACCOUNT_ID, REGION
 from ..dispatch import AWSError
 from . import resources as res
-from .template import NO_VALUE, Resolver, Template, create_only, invalid, write_only
+from .template import NO_VALUE, Resolver, Template, create_only, invalid, type_schema, write_only
 
 IN_PROGRESS = ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
                "ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_IN_PROGRESS",
                "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", "DELETE_IN_PROGRESS", "REVIEW_IN_PROGRESS")
 UPDATABLE = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE")
+FAILED = {"CREATE_IN_PROGRESS": "CREATE_FAILED", "ROLLBACK_IN_PROGRESS": "ROLLBACK_FAILED",
+          "UPDATE_IN_PROGRESS": "UPDATE_ROLLBACK_FAILED", "UPDATE_ROLLBACK_IN_PROGRESS": "UPDATE_ROLLBACK_FAILED",
+          "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS": "UPDATE_COMPLETE",
+          "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS": "UPDATE_ROLLBACK_COMPLETE",
+          "DELETE_IN_PROGRESS": "DELETE_FAILED"}
 
 
 def now() -> datetime:
@@ -236,8 +241,15 @@ class StackEngine:
         return stack
 
     def _start(self, stack: Stack, target: Any, *args: Any) -> None:
-        stack.thread = threading.Thread(target=target, args=(stack, *args), name=f"labkit-stack-{stack.name}",
-                                        daemon=True)
+        def run() -> None:
+            try:
+                target(stack, *args)
+            except Exception as err:  # noqa: BLE001 - a stack never stays IN_PROGRESS because of a bug here
+                failed = FAILED.get(stack.status)
+                if failed:
+                    stack.event(failed, f"Internal failure of the offline CloudFormation: {type(err).__name__}: {err}")
+
+        stack.thread = threading.Thread(target=run, name=f"labkit-stack-{stack.name}", daemon=True)
         stack.thread.start()
 
     def update(self, stack: Stack, body: str, parameters: dict[str, str]) -> None:
@@ -274,8 +286,24 @@ class StackEngine:
         return Resolver(template, lookup, self.exports())
 
     def _properties(self, stack: Stack, template: Template, logical: str) -> dict[str, Any]:
-        props = self._resolver(stack, template).resolve(template.resources[logical].get("Properties") or {})
-        return {k: v for k, v in (props or {}).items() if v is not NO_VALUE}
+        """The resource's properties resolved, checked against its type's schema as CloudFormation does."""
+        try:
+            props = self._resolver(stack, template).resolve(template.resources[logical].get("Properties") or {})
+        except AWSError as err:
+            raise res.ResourceFailed(err.message) from err
+        except (KeyError, IndexError, TypeError) as err:
+            raise res.ResourceFailed(f"Template error: an intrinsic function of {logical} could not be resolved "
+                                     f"({type(err).__name__}: {err})") from err
+        props = {k: v for k, v in (props or {}).items() if v is not NO_VALUE}
+        schema = type_schema(template.resources[logical]["Type"]) or {}
+        extra = sorted(set(props) - set(schema.get("properties") or {}) - _paths_of(schema, "readOnlyProperties"))
+        missing = sorted(set(schema.get("required") or []) - set(props))
+        if extra or missing:
+            problems = [f"#: extraneous key [{k}] is not permitted" for k in extra]
+            problems += [f"#: required key [{k}] not found" for k in missing]
+            raise res.ResourceFailed(f"Properties validation failed for resource {logical} with message: "
+                                     f"{' '.join(problems)}")
+        return props
 
     def _walk(self, stack: Stack, template: Template, action: Any, verb: str) -> str | None:
         """Run ``action(logical)`` over the template's resources, each once its dependencies are done.
@@ -609,6 +637,10 @@ class StackEngine:
             k: v for k, v in actual.items() if k not in expected}, sort_keys=True, default=str),
             "PropertyDifferences": differences,
             "StackResourceDriftStatus": "MODIFIED" if differences else "IN_SYNC"}
+
+
+def _paths_of(schema: dict[str, Any], key: str) -> set[str]:
+    return {p.removeprefix("/properties/").split("/")[0] for p in schema.get(key) or []}
 
 
 def _same(a: Any, b: Any) -> bool:
