@@ -33,6 +33,7 @@ REFUSED = ("CancelUpdateStack", "ContinueUpdateRollback", "RollbackStack", "Sign
 @on_reset
 def _reset() -> None:
     engine.stop()
+    resources.forget_clients()
 
 
 def _body(params: dict[str, Any], stack: Stack | None = None) -> str:

@@ -14,6 +14,7 @@ engines' backs.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,10 +29,24 @@ class ResourceFailed(Exception):
     """A resource operation failed; ``str(err)`` is the status reason CloudFormation shows."""
 
 
-def _client(service: str) -> Any:
-    import boto3
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
 
-    return boto3.session.Session().client(service, region_name=REGION)
+
+def _client(service: str) -> Any:
+    """An in-process client, made once per service (making one reads its service model: slow)."""
+    with _clients_lock:
+        if service not in _clients:
+            import boto3
+
+            _clients[service] = boto3.session.Session().client(service, region_name=REGION)
+        return _clients[service]
+
+
+def forget_clients() -> None:
+    """Drop the cached clients (the backend was reset or stopped: their session may be stale)."""
+    with _clients_lock:
+        _clients.clear()
 
 
 def _coerce(shape: Any, value: Any) -> Any:
