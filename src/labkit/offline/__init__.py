@@ -71,6 +71,13 @@ ENGINE_MODULES = [
     "labkit.offline.eks",
     "labkit.offline.cost_explorer",
     "labkit.offline.metering",
+    "labkit.offline.clarify",
+    "labkit.offline.debugger",
+    "labkit.offline.model_cards",
+    "labkit.offline.ec2_cluster",
+    "labkit.offline.batch",
+    "labkit.offline.warm_pools",
+    "labkit.offline.inference_recommender",
 ]
 
 _lock = threading.RLock()

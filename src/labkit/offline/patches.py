@@ -54,7 +54,9 @@ POLL_S = 0.05
 PIPELINE_POLL_S = 0.25
 # Modules whose ``time.sleep`` calls are status polls (v3 resources, session helper, transformer; v2 session).
 POLLING_MODULES = ("sagemaker.core.resources", "sagemaker.core.helper.session_helper",
-                   "sagemaker.core.transformer", "sagemaker.session")
+                   "sagemaker.core.transformer", "sagemaker.session",
+                   # v3 Processor.run(wait=True) (Clarify, Model Monitor) polls through _wait_until here
+                   "sagemaker.core.common_utils")
 # Modules that define ``sts_regional_endpoint`` (v3, v2).
 STS_ENDPOINT_MODULES = ("sagemaker.core.helper.session_helper", "sagemaker.core.common_utils",
                         "sagemaker.session", "sagemaker.utils")

@@ -114,7 +114,8 @@ class Provider:
     ``create(name, props)`` returns :class:`Created` (``name`` is the generated name, used when
     the template gives none); ``update(created, old, new)`` changes it in place; ``delete(created)``;
     ``read(created)`` the live properties for drift detection (None: gone); ``stable(created)``
-    True once it is ready (False: still working), raising :class:`ResourceFailed` if it failed.
+    True once it is ready (False: still working), raising :class:`ResourceFailed` if it failed;
+    ``gone(created)`` True once a deleted resource no longer exists (an endpoint is ``Deleting`` first).
     """
 
     name_property: str | None
@@ -123,6 +124,7 @@ class Provider:
     read: Callable[[Created], dict[str, Any] | None]
     update: Callable[[Created, dict[str, Any], dict[str, Any]], Created] | None = None
     stable: Callable[[Created], bool] | None = None
+    gone: Callable[[Created], bool] | None = None  # after delete: True once it no longer exists
 
 
 def _gone(err: ResourceFailed) -> bool:
@@ -230,6 +232,10 @@ def _delete_endpoint(created: Created) -> None:
     call("sagemaker", "DeleteEndpoint", {"EndpointName": created.attributes["EndpointName"]})
 
 
+def _endpoint_gone(created: Created) -> bool:
+    return _read_endpoint(created) is None
+
+
 # --- Application Auto Scaling ------------------------------------------------------------------
 
 TARGET_PROPS = ("ServiceNamespace", "ResourceId", "ScalableDimension", "MinCapacity", "MaxCapacity", "RoleARN",
@@ -334,7 +340,7 @@ PROVIDERS: dict[str, Provider] = {
     "AWS::SageMaker::Model": Provider("ModelName", _create_model, _delete_model, _read_model),
     "AWS::SageMaker::EndpointConfig": Provider("EndpointConfigName", _create_config, _delete_config, _read_config),
     "AWS::SageMaker::Endpoint": Provider("EndpointName", _create_endpoint, _delete_endpoint, _read_endpoint,
-                                         update=_update_endpoint, stable=_endpoint_stable),
+                                         update=_update_endpoint, stable=_endpoint_stable, gone=_endpoint_gone),
     "AWS::ApplicationAutoScaling::ScalableTarget": Provider(
         None, lambda name, props: _put_target(props), _delete_target, _read_target,
         update=lambda created, old, new: _put_target(new)),

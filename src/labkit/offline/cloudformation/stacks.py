@@ -401,6 +401,12 @@ class StackEngine:
         provider = res.PROVIDERS[resource.type]
         try:
             provider.delete(resource.created)
+            deadline = time.monotonic() + res.STABILIZE_TIMEOUT_S
+            while provider.gone is not None and not provider.gone(resource.created):
+                if time.monotonic() > deadline or self._stopping.is_set():
+                    raise res.ResourceFailed(f"Resource of type '{resource.type}' with identifier "
+                                             f"'{resource.physical_id}' did not finish deleting in time.")
+                time.sleep(0.05)
         except res.ResourceFailed as err:
             if not res._gone(err):
                 stack.event("DELETE_FAILED", str(err), resource)

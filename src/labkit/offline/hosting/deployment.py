@@ -210,7 +210,9 @@ class Deployment:
         self.phase, self.phase_started = name, _now()
 
     def _gone(self) -> bool:
-        return self.engine.endpoints.get(self.endpoint.name) is not self.endpoint
+        """The endpoint was deleted meanwhile (it is Deleting, or no longer there)."""
+        return (self.engine.endpoints.get(self.endpoint.name) is not self.endpoint
+                or self.endpoint.status == "Deleting")
 
     def _bake(self, seconds: float, deadline: float) -> str | None:
         """Wait ``seconds`` (AWS seconds, scaled) watching the alarms; why to roll back, if so."""

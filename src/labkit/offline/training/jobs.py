@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,12 @@ class SpotInterruption:
 
 
 _interruptions: list[SpotInterruption] = []
+
+# Engines that follow a job's life (the Debugger's rules and profiler) register fn(run, event):
+# "hosts" (the hosts' folders and config files exist, nothing runs yet), "launched" (the hosts'
+# processes run; again after a spot restart) and "finished" (the outcome is known, before it is
+# recorded, so that what they add is there when the job is seen as ended).
+observers: list[Callable[[TrainingRun, str], None]] = []
 
 
 @dispatch.backend_function
@@ -168,6 +175,13 @@ class TrainingRun:
 
     def start(self) -> None:
         self.thread.start()
+
+    def _notify(self, event: str) -> None:
+        for observer in observers:
+            try:
+                observer(self, event)
+            except Exception as err:  # an observer's failure is its own, never the job's
+                self.lines.append(f"labkit: {getattr(observer, '__module__', observer)} failed on {event}: {err!r}")
 
     def stop(self, reason: str = "Stopped") -> None:
         """StopTrainingJob: Stopping now, Stopped once the processes have exited."""
@@ -288,6 +302,7 @@ class TrainingRun:
                 self._restore_checkpoints()
                 self._transition("Training", MESSAGES["Training"])
                 self._launch()
+                self._notify("launched")
                 run_started = time.time()
                 continue
             if time.time() - last_sync >= CHECKPOINT_SYNC_SECONDS:
@@ -333,6 +348,7 @@ class TrainingRun:
         if not self.image.emulated:
             return "Failed", images.not_emulated_message(self.image.uri)
         self._make_hosts()
+        self._notify("hosts")
         if self._stop.is_set():
             return self._stop_reason, None
         self._transition("Downloading", MESSAGES["Downloading"])
@@ -345,6 +361,7 @@ class TrainingRun:
             self._launch()
         except JobSetupError as err:
             return "Failed", str(err)
+        self._notify("launched")
         outcome, reason = self._watch()
         self.script_seconds = time.time() - script_start
         if outcome != "Failed":
@@ -353,6 +370,8 @@ class TrainingRun:
         return outcome, reason
 
     def _finish(self, outcome: str, reason: str | None) -> None:
+        self.outcome = outcome
+        self._notify("finished")
         status = {"Completed": "Completed", "Failed": "Failed"}.get(outcome, "Stopped")
         self._transition(outcome, MESSAGES.get(outcome, outcome))
         end = self.transitions[-1]["StartTime"]
