@@ -86,12 +86,15 @@ def test_container_contract_variables_arguments_and_config_files(aws):
     assert env["TRAINING_JOB_NAME"] == "contract"
 
 
-def test_crashing_script_fails_with_its_last_error_lines(aws):
+def test_crashing_script_fails_with_its_own_error_and_line(aws):
     job = run(aws, "crash", "train_crash.py")
     assert job["TrainingJobStatus"] == "Failed" and job["SecondaryStatus"] == "Failed"
-    assert job["FailureReason"].startswith("AlgorithmError: ExecuteUserScriptError:")
-    assert "ValueError: label column 'churn' not found in train.csv" in job["FailureReason"]
-    assert "ExitCode 1" in job["FailureReason"]
+    reason = job["FailureReason"]
+    assert reason.startswith("AlgorithmError: ExecuteUserScriptError:\nExitCode 1\nErrorMessage ")
+    assert "ValueError: label column 'churn' not found in train.csv" in reason
+    # Where it was raised, as the container names it (not this machine's temporary folder).
+    assert 'File "/opt/ml/code/train_crash.py", line 5, in <module>' in reason
+    assert 'raise ValueError(' in reason and "labkit-sagemaker" not in reason
 
 
 def test_stop_training_job_stops_and_keeps_the_model(aws):

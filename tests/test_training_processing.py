@@ -79,7 +79,10 @@ def test_failing_processing_script_reports_its_error(aws):
     sm.create_processing_job(**request(lab, "split-crash", Environment={"MODE": "crash"}))
     job = wait(sm, "split-crash")
     assert job["ProcessingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith("AlgorithmError: See job logs for more information\n")
     assert "RuntimeError: processing failed on purpose" in job["FailureReason"]
+    assert 'File "/opt/ml/processing/input/code/preprocess.py", line 20, in <module>' in job["FailureReason"]
+    assert "RuntimeError: processing failed on purpose" in job["ExitMessage"]
 
 
 def test_local_path_outside_opt_ml_processing_is_rejected(aws):

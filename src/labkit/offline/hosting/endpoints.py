@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, usage
+from .. import ACCOUNT_ID, REGION, runlog, usage
 from ..dispatch import AWSError
 from . import artifacts, storage
 from .capture import DataCapture
@@ -33,15 +33,6 @@ MAX_PAYLOAD = 6 * 1024 * 1024
 SERVERLESS_IDLE_S = float(os.environ.get("LABKIT_SERVERLESS_IDLE_S", "120"))
 MME_MAX_LOADED = int(os.environ.get("LABKIT_MME_MAX_MODELS", "8"))
 START_TIMEOUT_S = 120.0
-
-
-def _error_line(text: str) -> str:
-    """The exception line of a traceback (its last ``SomethingError: ...`` line)."""
-    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
-    for line in reversed(lines):
-        if re.match(r"^[\w.]+(Error|Exception|Exit|Interrupt)\b", line):
-            return line
-    return lines[-1] if lines else ""
 
 
 def runtime_error(message: str) -> AWSError:
@@ -186,14 +177,15 @@ class HostingEngine:
         if failure is None:
             for variant in variants.values():
                 if variant.process is not None and not variant.process.wait(START_TIMEOUT_S):
-                    last = [_error_line(variant.process.failure)]
                     failure = (f"The primary container for production variant {variant.name} did not pass the "
                                "ping health check. Please check CloudWatch logs for this endpoint. "
-                               f"(model server: {last[0]})")
+                               f"(model server: {variant.process.root_cause})")[:1024]
                     break
         if failure is not None:
             for variant in variants.values():
                 self._stop_variant(variant)
+        if failure:
+            runlog.failed("Endpoint", endpoint.name, failure)
         if endpoint.status == "Creating":
             endpoint.status, endpoint.failure = ("Failed", failure) if failure else ("InService", None)
             if not failure:

@@ -12,7 +12,7 @@ import threading
 import time
 from urllib.parse import urlparse
 
-from .. import ACCOUNT_ID, REGION
+from .. import ACCOUNT_ID, REGION, runlog
 from ..dispatch import AWSError
 
 
@@ -80,6 +80,7 @@ class LogStream:
         message = message.rstrip("\n")
         if not message:
             return
+        runlog.mirror(self.group, self.stream, message)
         with self._lock:
             backend = self._backend()
             try:

@@ -24,7 +24,7 @@ import time
 import uuid
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, usage
+from .. import ACCOUNT_ID, REGION, runlog, usage
 from ..dispatch import AWSError
 from . import artifacts, storage
 from .endpoints import model_container
@@ -208,8 +208,7 @@ def run_job(params: dict[str, Any], log: storage.LogStream, stop: threading.Even
                            workdir=prepared.workdir).start()
     try:
         if not process.wait(120):
-            raise RuntimeError("ClientError: the model container failed to start: "
-                               + (process.failure.strip().splitlines() or [""])[-1])
+            raise RuntimeError("ClientError: the model container failed to start: " + process.root_cause)
         tin, tout = params["TransformInput"], params["TransformOutput"]
         dp = params.get("DataProcessing") or {}
         content_type, accept = tin.get("ContentType"), tout.get("Accept")
@@ -290,6 +289,9 @@ def _execute(params: dict[str, Any], stop: threading.Event) -> None:
     usage.record("sagemaker:transform", name, instance_type=resources.get("InstanceType"),
                  instance_count=int(resources.get("InstanceCount", 1)), seconds=seconds, start=started,
                  end=time.time())
+    reason = reason[:1024]
+    if status == "Failed":
+        runlog.failed("TransformJob", name, reason)
     if record is not None:
         record.transform_job_status, record.failure_reason = status, reason or None
         record.transform_end_time = record.last_modified_time = utcnow()
