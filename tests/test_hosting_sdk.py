@@ -127,3 +127,28 @@ def test_sdk_config_is_still_validated():
         SageMakerConfig.validate_sagemaker_config(good)
         with pytest.raises(jsonschema.ValidationError, match="yes"):
             SageMakerConfig().validate_sagemaker_config(bad)
+
+
+def test_sdk_v2_config_is_still_validated_with_the_schema_checked_once():
+    """SDK v2's module function (sagemaker.config.config), patched by the same rule as v3's method."""
+    import types
+
+    import jsonschema
+
+    from labkit.offline import sdk_timing
+
+    module = types.ModuleType("sagemaker.config.config")
+    module.SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA = {"type": "object", "properties": {"SchemaVersion": {"enum": ["1.0"]}}}
+    full_checks = []
+
+    def validate_sagemaker_config(sagemaker_config=None):  # v2's: jsonschema.validate re-checks the schema
+        full_checks.append(sagemaker_config)
+        jsonschema.validate(sagemaker_config, module.SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA)
+
+    module.validate_sagemaker_config = validate_sagemaker_config
+    sdk_timing.patch("sagemaker.config.config", module)
+    for _ in range(3):
+        module.validate_sagemaker_config({"SchemaVersion": "1.0"})
+        with pytest.raises(jsonschema.ValidationError, match="2.0"):
+            module.validate_sagemaker_config({"SchemaVersion": "2.0"})
+    assert len(full_checks) == 1, "the schema itself is checked once"

@@ -10,10 +10,11 @@ status only every 30 s. Offline a state changes within milliseconds, so while
 Timing only: the learner's calls, their arguments and their validation are unchanged,
 and with the backend stopped the SDK waits as written.
 
-SDK v3 also validates its defaults config (the one ``labkit.connect`` writes to opt out
+Both SDKs also validate their defaults config (the one ``labkit.connect`` writes to opt out
 of telemetry) against its JSON schema on every config lookup, re-checking the constant
-schema each time: 0.2-0.4 s per lookup, seconds per ``ModelBuilder.build()``. The schema
-is checked once; every config is still validated against it.
+schema each time: 0.2-0.4 s per lookup for v3, seconds per ``ModelBuilder.build()``, and
+about 1.3 s for v2 on a loaded machine, several per ``fit``. The schema is checked once;
+every config is still validated against it.
 
 The patches are applied to modules already imported and, through a small import hook,
 to those imported later (the SDK is usually imported after ``connect()``). Engines may
@@ -85,11 +86,8 @@ def _patch_deployment_progress(module: types.ModuleType) -> None:
     module._live_logging_deploy_done_with_progress = prompt
 
 
-def _patch_config_manager(module: types.ModuleType) -> None:
-    cls = getattr(module, "SageMakerConfig", None)
-    original = getattr(cls, "validate_sagemaker_config", None)
-    if original is None or getattr(original, "_labkit_prompt", False):
-        return
+def _checked_once(original: Callable[..., None], module: types.ModuleType) -> Callable[..., None]:
+    """``validate_sagemaker_config`` that checks the (constant) schema once, then only the config."""
     checked: dict[int, Any] = {}
 
     def validate_sagemaker_config(sagemaker_config: dict | None = None) -> None:
@@ -107,7 +105,26 @@ def _patch_config_manager(module: types.ModuleType) -> None:
 
     validate_sagemaker_config._labkit_prompt = True  # type: ignore[attr-defined]
     validate_sagemaker_config.__doc__ = original.__doc__
-    cls.validate_sagemaker_config = staticmethod(validate_sagemaker_config)
+    return validate_sagemaker_config
+
+
+def _patch_config_manager(module: types.ModuleType) -> None:
+    """SDK v3: ``SageMakerConfig.validate_sagemaker_config``, a static method."""
+    cls = getattr(module, "SageMakerConfig", None)
+    original = getattr(cls, "validate_sagemaker_config", None)
+    if original is None or getattr(original, "_labkit_prompt", False):
+        return
+    cls.validate_sagemaker_config = staticmethod(_checked_once(original, module))
+
+
+def _patch_v2_config(module: types.ModuleType) -> None:
+    """SDK v2: the module function ``sagemaker.config.config.validate_sagemaker_config`` (about 1.3 s
+    a call on a loaded machine, several calls per ``fit``)."""
+    original = getattr(module, "validate_sagemaker_config", None)
+    if original is None or getattr(original, "_labkit_prompt", False) or not hasattr(
+            module, "SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA"):
+        return
+    module.validate_sagemaker_config = _checked_once(original, module)
 
 
 def _patch_v2_logs(module: types.ModuleType) -> None:
@@ -155,6 +172,7 @@ _PATCHES: dict[str, list[Callable[[types.ModuleType], None]]] = {name: [_patch_p
 _PATCHES["sagemaker.session"].append(_patch_v2_logs)
 _PATCHES["sagemaker.serve.deployment_progress"] = [_patch_deployment_progress]
 _PATCHES["sagemaker.core.config.config_manager"] = [_patch_config_manager]
+_PATCHES["sagemaker.config.config"] = [_patch_v2_config]
 _PATCHES["sagemaker.mlops.workflow.pipeline"] = [_patch_pipeline_wait]
 
 

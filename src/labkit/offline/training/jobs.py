@@ -18,6 +18,7 @@ import datetime as dt
 import math
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -86,12 +87,20 @@ def work_dir() -> Path:
     return _base[0]
 
 
-def free_port() -> int:
-    import socket
+def reserve_port() -> socket.socket:
+    """A loopback port for a job's rendezvous, held from now until the job ends.
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    On AWS each instance has its own network, and the rendezvous port (``algo-1:7777``) is
+    always free. Here every job shares this machine's ports, and a port that is merely chosen
+    (bound to 0, then closed) can be taken by anything that starts before torchrun's master
+    binds it, seconds later on a busy machine. So the port stays bound, not listening, with
+    ``SO_REUSEADDR``: the kernel hands it to no one else, while the job's master (c10d's
+    TCPStore sets ``SO_REUSEADDR`` too) can still bind it and listen. Close it when the job ends.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 @dataclass
@@ -145,6 +154,7 @@ class TrainingRun:
         self.lines: list[str] = []
         self._sinks: dict[str, Any] = {}
         self._commands: dict[str, str] = {}
+        self._port: socket.socket | None = None
         self.processes: list[HostProcess] = []
         self.hosts: list[HostEnvironment] = []
         self._stop = threading.Event()
@@ -216,7 +226,8 @@ class TrainingRun:
         mode = spec.get("TrainingInputMode", "File")
         channels = [Channel.from_request(c, mode) for c in self.request.get("InputDataConfig", [])]
         checkpoint = self.request.get("CheckpointConfig") or {}
-        port = free_port()
+        self._port = reserve_port()
+        port = self._port.getsockname()[1]
         arn = self.record.arn
         for host in names:
             env = HostEnvironment(job_name=self.name, job_arn=arn, root=work_dir() / self.name / host,
@@ -379,6 +390,8 @@ class TrainingRun:
         return outcome, reason
 
     def _finish(self, outcome: str, reason: str | None) -> None:
+        if self._port is not None:
+            self._port.close()
         status = {"Completed": "Completed", "Failed": "Failed"}.get(outcome, "Stopped")
         self._transition(outcome, MESSAGES.get(outcome, outcome))
         end = self.transitions[-1]["StartTime"]
