@@ -129,8 +129,8 @@ def judge(nb: dict, lab: str, version: str, seconds: float) -> Execution:
     return Execution(lab, version, seconds, score, max_score, errors)
 
 
-def _kernel_manager(log_path: Path):
-    """A kernel on IPC sockets whose own output goes to ``log_path``.
+def _kernel_manager_class(log_path: Path) -> type:
+    """Kernels on IPC sockets whose own output goes to ``log_path`` (nbclient starts and stops them).
 
     IPC sockets: no TCP ports to pick and race for when kernels start in parallel, and no
     "Kernel is running over TCP without encryption" warning. The kernel process's own stdout
@@ -138,8 +138,13 @@ def _kernel_manager(log_path: Path):
     the console shows only the runner's lines; cell outputs stay in the notebook.
     """
     from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
 
     class QuietKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             log = open(log_path, "ab")  # noqa: SIM115 - the child keeps its own copy of the descriptor
             try:
@@ -147,7 +152,7 @@ def _kernel_manager(log_path: Path):
             finally:
                 log.close()
 
-    return QuietKernelManager(kernel_name="python3", transport="ipc")
+    return QuietKernelManager
 
 
 @contextlib.contextmanager
@@ -222,7 +227,8 @@ def execute(lab: str, version: str, out_dir: Path | None = None, source_dir: Pat
             papermill.execute_notebook(
                 str(notebook), str(output), cwd=str(work), kernel_name="python3",
                 progress_bar=False, stdout_file=stdout, stderr_file=stderr,
-                execution_timeout=CELL_TIMEOUT_S, allow_errors=True, km=_kernel_manager(kernel_log),
+                execution_timeout=CELL_TIMEOUT_S, allow_errors=True,
+                kernel_manager_class=_kernel_manager_class(kernel_log),
             )
         except PapermillExecutionError:
             pass  # judged from the saved notebook below
