@@ -63,7 +63,7 @@ def test_torch_distributed_all_reduce_across_hosts(aws):
         InputDataConfig=[channel("train", f"s3://{lab.bucket}/dist/train", "ShardedByS3Key")],
         ResourceConfig={"InstanceType": "ml.c5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 5})
     sm.create_training_job(**request)
-    job = jobkit.wait(sm, "ddp", timeout=120)
+    job = jobkit.wait(sm, "ddp")
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     result = json.loads(jobkit.read_tar(s3, job["ModelArtifacts"]["S3ModelArtifacts"])["ddp.json"])
     assert result == {"world": 2, "total_files": 4.0}

@@ -46,7 +46,7 @@ def request(lab, name, **extra):
 
 
 def wait(sm, name):
-    deadline = time.time() + 60
+    deadline = time.time() + 300  # only catches a hang
     while time.time() < deadline:
         job = sm.describe_processing_job(ProcessingJobName=name)
         if job["ProcessingJobStatus"] in ("Completed", "Failed", "Stopped"):
