@@ -135,7 +135,7 @@ def test_sdk_v2_config_is_still_validated_with_the_schema_checked_once():
 
     import jsonschema
 
-    from labkit.offline import sdk_timing
+    from labkit.offline import patches
 
     module = types.ModuleType("sagemaker.config.config")
     module.SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA = {"type": "object", "properties": {"SchemaVersion": {"enum": ["1.0"]}}}
@@ -146,7 +146,7 @@ def test_sdk_v2_config_is_still_validated_with_the_schema_checked_once():
         jsonschema.validate(sagemaker_config, module.SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA)
 
     module.validate_sagemaker_config = validate_sagemaker_config
-    sdk_timing.patch("sagemaker.config.config", module)
+    patches._patch_module("sagemaker.config.config", module)
     for _ in range(3):
         module.validate_sagemaker_config({"SchemaVersion": "1.0"})
         with pytest.raises(jsonschema.ValidationError, match="2.0"):

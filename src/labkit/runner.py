@@ -214,8 +214,10 @@ def execute(lab: str, version: str, out_dir: Path | None = None, source_dir: Pat
     kernel_log = out_dir / f"{version}.kernel.log"
     kernel_log.write_bytes(b"")
     # The kernel inherits this environment. The offline backend is forced: a runner must never
-    # reach a real account. The kernel draws inline, so executed notebooks keep their figures.
-    kernel_env = {"LABKIT_BACKEND": "offline", "LABKIT_REPORT_DIR": str(report_dir),
+    # reach a real account, and each notebook gets a private, empty backend in its kernel
+    # (embedded), never the user's shared one. The kernel draws inline, so executed notebooks
+    # keep their figures.
+    kernel_env = {"LABKIT_BACKEND": "offline", "LABKIT_OFFLINE_MODE": "embedded", "LABKIT_REPORT_DIR": str(report_dir),
                   runlog.LOG_DIR_VARIABLE: str(log_dir), "LABKIT_LAB": lab, "PYTHONUNBUFFERED": "1",
                   "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     start = time.perf_counter()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, failures, on_reset, runlog, usage
+from .. import ACCOUNT_ID, REGION, dispatch, failures, on_reset, runlog, usage
 from . import images, storage
 from .environment import CONTAINER_ROOT, Channel, HostEnvironment
 from .metrics import MetricCollector, xgboost_definitions
@@ -116,6 +116,7 @@ class SpotInterruption:
 _interruptions: list[SpotInterruption] = []
 
 
+@dispatch.backend_function
 def simulate_spot_interruption(job_name: str | None = None, *, after_seconds: float | None = None,
                                after_checkpoints: int | None = None) -> SpotInterruption:
     """Make the next managed-spot training job (or ``job_name``) lose its instance once.
