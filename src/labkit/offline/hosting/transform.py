@@ -24,7 +24,7 @@ import time
 import uuid
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, runlog, usage
+from .. import ACCOUNT_ID, REGION, failures, runlog, usage
 from ..dispatch import AWSError
 from . import artifacts, storage
 from .endpoints import model_container
@@ -197,6 +197,12 @@ def _batches(records: list[str], strategy: str, max_bytes: int) -> list[list[str
     return batches
 
 
+def _container_error(answer: str, model_dir: str) -> str:
+    """An error answer, as its root cause (the learner's exception and line) when it is a traceback."""
+    cause = failures.explain({"container": failures.timed(answer.splitlines())})
+    return cause.replace(model_dir.rstrip("/"), "/opt/ml/model") if cause else answer[:500]
+
+
 def run_job(params: dict[str, Any], log: storage.LogStream, stop: threading.Event) -> None:
     """Run the whole transform; raises RuntimeError with the failure reason."""
     container = model_container(params["ModelName"])
@@ -235,7 +241,7 @@ def run_job(params: dict[str, Any], log: storage.LogStream, stop: threading.Even
                 status, body, _ = process.invoke(raw[0], headers)
                 if status >= 400:
                     raise RuntimeError(f"ClientError: {uri}: the container answered {status}: "
-                                       f"{body.decode('utf-8', 'replace')[:500]}")
+                                       f"{_container_error(body.decode('utf-8', 'replace'), prepared.model_dir)}")
                 storage.put(f"{out_path}/{rel}.out", body)
                 continue
             for batch in batches_in:
@@ -243,7 +249,8 @@ def run_job(params: dict[str, Any], log: storage.LogStream, stop: threading.Even
                 status, body, _ = process.invoke("\n".join(sent).encode(), headers)
                 answer = body.decode("utf-8", "replace")
                 if status >= 400:
-                    raise RuntimeError(f"ClientError: {uri}: the container answered {status}: {answer[:500]}")
+                    raise RuntimeError(f"ClientError: {uri}: the container answered {status}: "
+                                       f"{_container_error(answer, prepared.model_dir)}")
                 if dp.get("JoinSource") == "Input" or dp.get("OutputFilter"):
                     lines = answer.splitlines() if len(batch) > 1 else [answer.strip()]
                     if len(lines) != len(batch):
