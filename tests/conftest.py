@@ -52,10 +52,7 @@ def bedrock_clients(lab):
 
 
 def pytest_collection_modifyitems(config, items):
-    """For pytest-xdist's ``--dist loadgroup`` (pyproject.toml): each test module runs on one
-    worker, so its module-scoped backend and fixtures are made once; the notebook executions,
-    the longest tests, are scheduled first and one by one, so they spread over the workers."""
-    for item in items:
-        if item.get_closest_marker("notebooks") is None and item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    """The notebook executions, the longest tests, first: with pytest-xdist's ``--dist loadscope``
+    (pyproject.toml) each test module (or class) is one unit of work that stays on one worker,
+    in its order, and the units start in this order, so the long ones spread over the workers."""
     items.sort(key=lambda item: item.get_closest_marker("notebooks") is None)

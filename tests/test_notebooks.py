@@ -6,7 +6,7 @@ the learner version (``labs/<lab>``) must run to the end with only its exercises
 score 0. Both are judged by the one pass rule (:func:`labkit.grading.score.cell_failure`)
 that ``labkit run`` and ``labkit check`` use too, so each notebook is executed once, not once
 per tool. The graded notebooks, feedback and report are kept in ``build/graded/<lab>/``.
-The lectures are executed as they are (papermill).
+Each lab's lecture is executed as it is (papermill), in the same test class as the lab.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ def _graded(lab: str, tmp_path: Path):
     return run, judged
 
 
-@pytest.mark.parametrize("lab", LABS_ALL)
-def test_grader_gives_the_solution_full_marks_and_the_learner_version_zero(lab, tmp_path):
+def check_graded(lab: str, tmp_path: Path) -> None:
+    """The solution gets full marks with no error anywhere; the learner version runs to the end, scores 0."""
     run, judged = _graded(lab, tmp_path)
     results = run.by_student()
     solution, learner = results["solution"], results["learner"]
@@ -89,9 +89,28 @@ def test_grader_gives_the_solution_full_marks_and_the_learner_version_zero(lab, 
     assert not [r for r in learner.reasons if "time limit" in r or "stopped" in r], f"{lab}: {learner.reasons}"
 
 
-@pytest.mark.parametrize("lecture", sorted((REPO / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
-def test_lecture_executes(lecture: Path, tmp_path):
+def check_lecture(lab: str, tmp_path: Path) -> None:
     import papermill
 
+    lecture = REPO / "notebooks" / f"{lab}.ipynb"
     papermill.execute_notebook(str(lecture), str(tmp_path / lecture.name), cwd=str(lecture.parent),
                                kernel_name="python3", progress_bar=False)
+
+
+def _lab_tests(lab: str) -> type:
+    """One class per lab, so that pytest-xdist (``--dist loadscope``) spreads the labs over its workers."""
+
+    class LabTests:
+        def test_grader_gives_the_solution_full_marks_and_the_learner_version_zero(self, tmp_path):
+            check_graded(lab, tmp_path)
+
+        def test_lecture_executes(self, tmp_path):
+            check_lecture(lab, tmp_path)
+
+    LabTests.__name__ = LabTests.__qualname__ = "TestLab" + lab.replace("-", "_")
+    LabTests.__doc__ = f"Lab {lab}: graded once as a class would be; its lecture executed."
+    return LabTests
+
+
+for _lab in LABS_ALL:
+    globals()["TestLab" + _lab.replace("-", "_")] = _lab_tests(_lab)
