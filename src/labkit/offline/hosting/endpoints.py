@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, usage
+from .. import ACCOUNT_ID, REGION, runlog, usage
 from ..dispatch import AWSError
 from . import artifacts, storage
 from .capture import DataCapture
@@ -37,15 +37,6 @@ START_TIMEOUT_S = 120.0
 # How long a deleted endpoint stays ``Deleting`` before it is gone (AWS: a minute or more). Long
 # enough that "wait until it is gone" is observable, short enough for prompt waiters (0.05 s polls).
 DELETING_S = float(os.environ.get("LABKIT_ENDPOINT_DELETING_S", "0.5"))
-
-
-def _error_line(text: str) -> str:
-    """The exception line of a traceback (its last ``SomethingError: ...`` line)."""
-    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
-    for line in reversed(lines):
-        if re.match(r"^[\w.]+(Error|Exception|Exit|Interrupt)\b", line):
-            return line
-    return lines[-1] if lines else ""
 
 
 def runtime_error(message: str) -> AWSError:
@@ -196,14 +187,15 @@ class HostingEngine:
         if failure is None:
             for variant in variants.values():
                 if variant.process is not None and not variant.process.wait(START_TIMEOUT_S):
-                    last = [_error_line(variant.process.failure)]
                     failure = (f"The primary container for production variant {variant.name} did not pass the "
                                "ping health check. Please check CloudWatch logs for this endpoint. "
-                               f"(model server: {last[0]})")
+                               f"(model server: {variant.process.root_cause})")[:1024]
                     break
         if failure is not None:
             for variant in variants.values():
                 self._stop_variant(variant)
+        if failure:
+            runlog.failed("Endpoint", endpoint.name, failure)
         if endpoint.status == "Creating":
             endpoint.status, endpoint.failure = ("Failed", failure) if failure else ("InService", None)
             if not failure:
