@@ -20,6 +20,7 @@ import io
 import json
 import re
 import sys
+import tempfile
 import tokenize
 from pathlib import Path
 
@@ -198,9 +199,16 @@ def _feedback_text(test) -> str:
 @pytest.mark.notebooks
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the grader needs Linux")
 @pytest.mark.parametrize("module", CASES, ids=_ids)
-def test_wrong_answers_earn_their_points_and_named_feedback(module, tmp_path):
+def test_wrong_answers_earn_their_points_and_named_feedback(module):
     from labkit.grading import grade
 
+    # A folder of our own, not pytest's tmp_path: other pytest sessions of the same user prune
+    # old tmp_path folders, and the grader writes its gradebook into the output folder.
+    with tempfile.TemporaryDirectory(prefix="labkit-wrong-answers-") as folder:
+        _grade_and_check(module, Path(folder), grade)
+
+
+def _grade_and_check(module, tmp_path: Path, grade) -> None:
     lab = module.LAB
     groups = pack(list(module.MISTAKES))
     submissions = tmp_path / "submissions"
@@ -240,6 +248,7 @@ def test_wrong_answers_earn_their_points_and_named_feedback(module, tmp_path):
         if leaked:
             problems.append(f"s{index:02d}: the feedback page shows solution lines: {leaked[:3]}")
     print(f"{lab}: {len(module.MISTAKES)} mistakes in {len(groups)} submissions\n" + "\n".join(table))
+    print("\n".join(problems))
     assert not problems, "\n".join(problems)
 
 
