@@ -208,6 +208,11 @@ def test_wrong_answers_earn_their_points_and_named_feedback(module):
         _grade_and_check(module, Path(folder), grade)
 
 
+# The grader's per-cell limit is for learners' submissions on a grading machine; here up to eight
+# helpers share two cores, and a lab's tuning or pipeline cell can take minutes under that load.
+LIMITS = {"cell_timeout": 300.0, "notebook_timeout": 1200.0}
+
+
 def _grade_and_check(module, tmp_path: Path, grade) -> None:
     lab = module.LAB
     groups = pack(list(module.MISTAKES))
@@ -216,7 +221,9 @@ def _grade_and_check(module, tmp_path: Path, grade) -> None:
         folder = submissions / f"s{index:02d}"
         folder.mkdir(parents=True)
         (folder / f"{lab}.ipynb").write_text(json.dumps(build_submission(lab, group), indent=1))
-    run = grade(lab, submissions, tmp_path / "graded")
+    from labkit.grading import Limits
+
+    run = grade(lab, submissions, tmp_path / "graded", limits=Limits(**LIMITS))
     results = run.by_student()
     secrets = secret_lines(lab)
     problems, table = [], []
