@@ -71,7 +71,7 @@ MISTAKES = [
         {"ex5-answer": edit(LAB, "ex5-answer", (
             "        if value is None or (not isinstance(value, str) and pd.isna(value)):\n            continue\n", ""))},
         {"ex5-tests": 0},
-        {"ex5-tests": "leave out missing values"},
+        {"ex5-tests": "records were refused"},
     ),
     Mistake(
         "integers written as floats",
