@@ -142,8 +142,15 @@ def test_delete_endpoint_stops_the_server(sm, rt, sklearn_endpoint):
     assert process is not None and process.proc.poll() is None
     sm.delete_endpoint(EndpointName="sk")
     assert process.proc.poll() is not None
-    with pytest.raises(botocore.exceptions.ClientError):
+    assert sm.describe_endpoint(EndpointName="sk")["EndpointStatus"] == "Deleting"  # for a short while, as on AWS
+    assert "sk" in [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
+    with pytest.raises(botocore.exceptions.ClientError, match="Cannot create already existing endpoint"):
+        sm.create_endpoint(EndpointName="sk", EndpointConfigName="sk-v2")
+    sm.get_waiter("endpoint_deleted").wait(EndpointName="sk")
+    with pytest.raises(botocore.exceptions.ClientError) as gone:
         sm.describe_endpoint(EndpointName="sk")
+    assert gone.value.response["Error"]["Code"] == "ValidationException"
+    assert "Could not find endpoint" in gone.value.response["Error"]["Message"]
     with pytest.raises(botocore.exceptions.ClientError) as info:
         rt.invoke_endpoint(EndpointName="sk", Body="1,2,3", ContentType="text/csv")
     assert info.value.response["Error"]["Code"] == "ValidationError"
@@ -164,8 +171,19 @@ def test_failing_model_fn_fails_the_endpoint(lab, sm):
     sm.delete_endpoint(EndpointName="broken")
 
 
-def test_missing_model_data_fails_with_download_message(lab, sm):
-    hm.create_model(lab, "nodata", f"s3://{lab.bucket}/hosting/none/model.tar.gz")
+def test_missing_model_data_is_refused_by_create_model(lab, sm):
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        hm.create_model(lab, "nodata", f"s3://{lab.bucket}/hosting/none/model.tar.gz")
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    assert info.value.response["Error"]["Message"] == (
+        f"Could not find model data at s3://{lab.bucket}/hosting/none/model.tar.gz.")
+
+
+def test_model_data_deleted_after_create_model_fails_the_endpoint(lab, sm, s3):
+    _, tarball = hm.sklearn_model()
+    url = hm.upload(lab.bucket, "hosting/gone/model.tar.gz", tarball)
+    hm.create_model(lab, "nodata", url)
+    s3.delete_object(Bucket=lab.bucket, Key="hosting/gone/model.tar.gz")
     hm.deploy(lab, "nodata", [hm.variant("nodata")], wait=False)
     assert hosting.wait_for_endpoint("nodata") == "Failed"
     assert "Failed to download model data" in sm.describe_endpoint(EndpointName="nodata")["FailureReason"]
@@ -181,7 +199,8 @@ def test_xgboost_container_defaults_serve_xgboost_model(lab, rt):
     x, _ = hm.data(4, seed=5)
     body = "\n".join(",".join(str(v) for v in row) for row in x)
     response = rt.invoke_endpoint(EndpointName="xgb", Body=body, ContentType="text/csv", Accept="text/csv")
-    got = [float(v) for v in response["Body"].read().decode().split(",")]
+    assert response["ContentType"] == "text/csv; charset=utf-8"  # Flask's, in the container
+    got = [float(v) for v in response["Body"].read().decode().split()]  # one prediction per line
     assert np.allclose(got, booster.predict(xgb.DMatrix(x)), atol=1e-6)
     boto3.client("sagemaker").delete_endpoint(EndpointName="xgb")
 

@@ -4,7 +4,8 @@
 summary (pass/fail, score, time, what the lab would have cost on AWS). ``labkit check``
 also executes each learner version, which must run to the end without an error
 outside its answer and test cells, and score 0. Executed notebooks and logs go to
-``build/executed/<lab>/`` (ignored by git) for inspection.
+``build/executed/<lab>/`` (ignored by git) for inspection. ``labkit check --realworld DIR``
+runs AWS's own public notebooks instead (:mod:`labkit.realworld`).
 """
 
 from __future__ import annotations
@@ -122,8 +123,10 @@ def execute(lab: str, version: str, out_dir: Path | None = None) -> Execution:
     report_dir.mkdir(exist_ok=True)
     for old in report_dir.glob("*.json"):
         old.unlink()
-    # The offline backend is forced: a runner must never reach a real account.
-    os.environ.update({"LABKIT_BACKEND": "offline", "LABKIT_REPORT_DIR": str(report_dir),
+    # The offline backend is forced: a runner must never reach a real account. Each notebook gets
+    # a private, empty backend in its kernel (embedded), never the user's shared one.
+    os.environ.update({"LABKIT_BACKEND": "offline", "LABKIT_OFFLINE_MODE": "embedded",
+                       "LABKIT_REPORT_DIR": str(report_dir),
                        "LABKIT_LAB": lab, "PYTHONUNBUFFERED": "1"})
     # The kernel draws inline, so executed notebooks keep their figures; this process may not.
     own_backend = os.environ.get("MPLBACKEND")
@@ -223,8 +226,14 @@ def _main(argv: list[str] | None, versions: list[str], prog: str) -> int:
 
 
 def main_run(argv: list[str] | None = None) -> int:
-    return _main(argv, ["solution"], "labkit run")
+    # A learner copy (labkit release) has no solutions/: run the learner versions instead.
+    return _main(argv, ["solution"] if SOLUTIONS.is_dir() else ["learner"], "labkit run")
 
 
 def main_check(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--realworld" in argv:  # AWS's own notebooks, from local checkouts (labkit.realworld)
+        from . import realworld
+
+        return realworld.cli([a for a in argv if a != "--realworld"])
     return _main(argv, ["solution", "learner"], "labkit check")

@@ -10,11 +10,9 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-import botocore.waiter
-
-from .. import ACCOUNT_ID, REGION, dispatch
+from .. import ACCOUNT_ID, REGION, dispatch, s3_location
 from ..dispatch import AWSError
-from . import async_, process, transform
+from . import async_, process, storage, transform
 from .endpoints import Endpoint, HostingEngine
 
 engine = HostingEngine()
@@ -49,7 +47,39 @@ def invalid(message: str) -> AWSError:
     return AWSError("ValidationException", message)
 
 
-# --- models: a model is usually deployed next, so warm the model servers' zygote now ----------
+# --- models: the model data must exist; a model is usually deployed next, so warm the zygote now ----
+
+
+def _model_data_exists(location: s3_location.S3Location, prefix: bool) -> bool:
+    try:
+        if prefix:
+            return bool(storage.list_keys(location.uri))
+        storage.get(location.uri)
+    except KeyError:
+        return False
+    return True
+
+
+@dispatch.validate("sagemaker", "CreateModel")
+def validate_model_data(params: dict[str, Any]) -> None:
+    """SageMaker checks at CreateModel that each container's model data is in S3."""
+    containers = [("primaryContainer", params.get("PrimaryContainer"))]
+    containers += [(f"containers.{i}.member", c) for i, c in enumerate(params.get("Containers") or [], 1)]
+    for member, container in containers:
+        if not container:
+            continue
+        source = (container.get("ModelDataSource") or {}).get("S3DataSource")
+        if container.get("ModelDataUrl"):
+            url, field = container["ModelDataUrl"], f"{member}.modelDataUrl"
+            prefix = container.get("Mode") == "MultiModel" or url.endswith("/")
+        elif source:
+            url, field = source.get("S3Uri", ""), f"{member}.modelDataSource.s3DataSource.s3Uri"
+            prefix = source.get("S3DataType") == "S3Prefix" or source.get("CompressionType") == "None"
+        else:
+            continue
+        location = s3_location.require(url, field)
+        if container.get("Mode") != "MultiModel" and not _model_data_exists(location, prefix):
+            raise invalid(f"Could not find model data at {url}.")
 
 
 @dispatch.after("sagemaker", "CreateModel")
@@ -129,14 +159,16 @@ def validate_endpoint_config(params: dict[str, Any]) -> None:
         if not isinstance(pct, int) or not 0 <= pct <= 100:
             raise invalid(f"Value '{pct}' at 'DataCaptureConfig.InitialSamplingPercentage' failed to satisfy "
                           "constraint: Member must have value between 0 and 100.")
-        if not str(capture.get("DestinationS3Uri", "")).startswith("s3://"):
-            raise invalid("DataCaptureConfig.DestinationS3Uri must be an s3:// URI.")
+        s3_location.require(capture.get("DestinationS3Uri", ""), "dataCaptureConfig.destinationS3Uri")
         if not capture.get("CaptureOptions"):
             raise invalid("DataCaptureConfig.CaptureOptions needs at least one of Input, Output.")
     if has_async:
         output = params["AsyncInferenceConfig"].get("OutputConfig") or {}
-        if not str(output.get("S3OutputPath", "")).startswith("s3://"):
-            raise invalid("AsyncInferenceConfig.OutputConfig.S3OutputPath must be an s3:// URI: where results go.")
+        if not output.get("S3OutputPath"):
+            raise invalid("AsyncInferenceConfig.OutputConfig.S3OutputPath is required: where results go.")
+        s3_location.require(output["S3OutputPath"], "asyncInferenceConfig.outputConfig.s3OutputPath")
+        if output.get("S3FailurePath"):
+            s3_location.require(output["S3FailurePath"], "asyncInferenceConfig.outputConfig.s3FailurePath")
 
 
 @dispatch.operation("sagemaker", "CreateEndpointConfig")
@@ -213,11 +245,21 @@ def update_endpoint(params: dict[str, Any]) -> dict[str, Any]:
 
 @dispatch.operation("sagemaker", "DeleteEndpoint")
 def delete_endpoint(params: dict[str, Any]) -> dict[str, Any]:
+    """The endpoint is ``Deleting`` for a short while, then gone (describe: "Could not find endpoint")."""
     name = params["EndpointName"]
-    if name not in _moto().endpoints:
+    record = _moto().endpoints.get(name)
+    if record is None:
         raise invalid(f"Could not find endpoint \"{_arn('endpoint', name)}\".")
-    engine.delete(name)
-    _moto().endpoints.pop(name, None)
+    if name not in engine.endpoints:
+        _moto().endpoints.pop(name, None)
+        return {}
+    record.endpoint_status = "Deleting"
+
+    def drop_record(_: Endpoint) -> None:
+        if _moto().endpoints.get(name) is record:
+            del _moto().endpoints[name]
+
+    engine.delete(name, on_gone=drop_record)
     return {}
 
 
@@ -281,24 +323,3 @@ def invoke_endpoint_async(params: dict[str, Any]) -> dict[str, Any]:
 
 dispatch.operation("sagemaker", "CreateTransformJob")(transform.create_transform_job)
 dispatch.operation("sagemaker", "StopTransformJob")(transform.stop_transform_job)
-
-
-# --- waiters: the offline backend changes state in milliseconds, so poll accordingly ----------
-
-# ObjectExists: an asynchronous endpoint's answer appears in S3 as soon as it is computed.
-FAST_WAITERS = {"EndpointInService", "EndpointDeleted", "TransformJobCompletedOrStopped", "ObjectExists"}
-_original_wait = botocore.waiter.Waiter.wait
-
-
-def _fast_wait(self: botocore.waiter.Waiter, **kwargs: Any) -> None:
-    if dispatch._enabled and self.name in FAST_WAITERS:
-        config = dict(kwargs.get("WaiterConfig") or {})
-        if "Delay" not in config:
-            total = self.config.delay * config.get("MaxAttempts", self.config.max_attempts)
-            config["Delay"] = 0.05
-            config["MaxAttempts"] = int(total / 0.05)
-        kwargs["WaiterConfig"] = config
-    return _original_wait(self, **kwargs)
-
-
-botocore.waiter.Waiter.wait = _fast_wait

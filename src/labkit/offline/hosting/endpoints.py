@@ -33,6 +33,9 @@ MAX_PAYLOAD = 6 * 1024 * 1024
 SERVERLESS_IDLE_S = float(os.environ.get("LABKIT_SERVERLESS_IDLE_S", "120"))
 MME_MAX_LOADED = int(os.environ.get("LABKIT_MME_MAX_MODELS", "8"))
 START_TIMEOUT_S = 120.0
+# How long a deleted endpoint stays ``Deleting`` before it is gone (AWS: a minute or more). Long
+# enough that "wait until it is gone" is observable, short enough for prompt waiters (0.05 s polls).
+DELETING_S = float(os.environ.get("LABKIT_ENDPOINT_DELETING_S", "0.5"))
 
 
 def _error_line(text: str) -> str:
@@ -81,7 +84,8 @@ class Variant:
         assert p is not None and self.log is not None
         return ModelProcess(p.model_dir, code_dir=p.code_dir, program=p.program, framework=p.framework,
                             env=p.env, log=self.log.write, multi_model=p.multi_model,
-                            max_models=int(p.env.get("LABKIT_MME_MAX_MODELS", MME_MAX_LOADED)), workdir=p.workdir)
+                            max_models=int(p.env.get("LABKIT_MME_MAX_MODELS", MME_MAX_LOADED)), workdir=p.workdir,
+                            image=p.image)
 
     def invocations_in(self, seconds: float = 60.0, now: float | None = None) -> int:
         """How many requests this variant served in the last ``seconds``."""
@@ -237,20 +241,41 @@ class HostingEngine:
 
         threading.Thread(target=run, name=f"labkit-endpoint-update-{name}", daemon=True).start()
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, on_gone=None, linger: float = DELETING_S) -> None:
+        """Stop the endpoint's servers now; it stays ``Deleting`` for ``linger`` s, then is gone.
+
+        ``on_gone(endpoint)`` runs once it is gone (the API layer drops moto's record then).
+        """
         with self.lock:
-            endpoint = self.endpoints.pop(name, None)
-        if endpoint is None:
-            return
-        endpoint.status = "Deleting"
+            endpoint = self.endpoints.get(name)
+            if endpoint is None or endpoint.status == "Deleting":
+                return
+            endpoint.status = "Deleting"
         if endpoint.async_queue is not None:
             endpoint.async_queue.put(None)
         for variant in endpoint.variants.values():
             self._stop_variant(variant)
 
+        def gone() -> None:
+            with self.lock:
+                if self.endpoints.get(name) is endpoint:
+                    del self.endpoints[name]
+            if on_gone:
+                on_gone(endpoint)
+
+        if linger > 0:
+            timer = threading.Timer(linger, gone)
+            timer.daemon = True
+            timer.start()
+        else:
+            gone()
+
     def stop_all(self) -> None:
+        """Stop and forget every endpoint now (a backend reset), those still Deleting included."""
         for name in list(self.endpoints):
-            self.delete(name)
+            self.delete(name, linger=0)
+        with self.lock:
+            self.endpoints.clear()
 
     def get(self, name: str) -> Endpoint:
         endpoint = self.endpoints.get(name)
@@ -259,7 +284,7 @@ class HostingEngine:
         return endpoint
 
     def wait(self, name: str, timeout: float = 60.0) -> str:
-        """Block until the endpoint leaves Creating/Updating; returns its status."""
+        """Block until the endpoint leaves Creating/Updating; returns its status ("Deleted" once gone)."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             endpoint = self.endpoints.get(name)

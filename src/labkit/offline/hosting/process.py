@@ -55,9 +55,9 @@ class ModelProcess:
 
     def __init__(self, model_dir: str, *, code_dir: str | None, program: str, framework: str,
                  env: dict[str, str], log: Callable[[str], None], multi_model: bool = False,
-                 max_models: int = 3, workdir: str | None = None):
+                 max_models: int = 3, workdir: str | None = None, image: str = ""):
         self.args = ["--model-dir", model_dir, "--framework", framework, "--program", program,
-                     "--parent", str(os.getpid())]
+                     "--parent", str(os.getpid()), "--image", image]
         if code_dir:
             self.args += ["--code-dir", code_dir]
         if workdir:

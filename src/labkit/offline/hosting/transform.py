@@ -24,7 +24,7 @@ import time
 import uuid
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, usage
+from .. import ACCOUNT_ID, REGION, s3_location, usage
 from ..dispatch import AWSError
 from . import artifacts, storage
 from .endpoints import model_container
@@ -143,8 +143,8 @@ def validate(params: dict[str, Any]) -> None:
     source = tin["DataSource"].get("S3DataSource") or {}
     if source.get("S3DataType", "S3Prefix") not in ("S3Prefix", "ManifestFile"):
         raise invalid("S3DataType must be S3Prefix or ManifestFile.")
-    storage.split_uri(source.get("S3Uri", ""))
-    storage.split_uri(params["TransformOutput"]["S3OutputPath"])
+    s3_location.require(source.get("S3Uri", ""), "transformInput.dataSource.s3DataSource.s3Uri")
+    s3_location.require(params["TransformOutput"]["S3OutputPath"], "transformOutput.s3OutputPath")
     payload = params.get("MaxPayloadInMB", 6)
     concurrency = params.get("MaxConcurrentTransforms", 1) or 1
     if payload > MAX_TOTAL_PAYLOAD_MB or payload * concurrency > MAX_TOTAL_PAYLOAD_MB:
@@ -161,7 +161,7 @@ def validate(params: dict[str, Any]) -> None:
 def _inputs(source: dict[str, Any]) -> list[tuple[str, str]]:
     """``(uri, relative name)`` of every input object, in key order."""
     uri = source["S3Uri"]
-    bucket, prefix = storage.split_uri(uri)
+    bucket, prefix = s3_location.split(uri)
     if source.get("S3DataType") == "ManifestFile":
         manifest = json.loads(storage.get(uri))
         base = manifest[0]["prefix"]
@@ -203,9 +203,10 @@ def run_job(params: dict[str, Any], log: storage.LogStream, stop: threading.Even
     container.setdefault("Environment", {})
     container["Environment"] = {**container["Environment"], **(params.get("Environment") or {})}
     prepared = artifacts.prepare(container)
+    # Batch transform runs the container with SAGEMAKER_BATCH set (XGBoost answers line by line then).
     process = ModelProcess(prepared.model_dir, code_dir=prepared.code_dir, program=prepared.program,
-                           framework=prepared.framework, env=prepared.env, log=log.write,
-                           workdir=prepared.workdir).start()
+                           framework=prepared.framework, env={**prepared.env, "SAGEMAKER_BATCH": "true"},
+                           log=log.write, workdir=prepared.workdir, image=prepared.image).start()
     try:
         if not process.wait(120):
             raise RuntimeError("ClientError: the model container failed to start: "

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from .. import dispatch, usage
+from .. import dispatch, s3_location, usage
 from ..dispatch import AWSError
 from . import api, images, jobs, shapes, storage
 from .environment import HostEnvironment, remap
@@ -50,16 +50,18 @@ def validate(params: dict[str, Any]) -> None:
     if msg:
         raise AWSError("ValidationException", msg)
     paths = []
-    for item in params.get("ProcessingInputs", []):
+    for index, item in enumerate(params.get("ProcessingInputs", []), 1):
         s3 = item.get("S3Input")
         if s3 is None:
             raise AWSError("ValidationException", f"ProcessingInput {item['InputName']!r}: only S3Input is "
                            "emulated offline (DatasetDefinition needs Athena or Redshift).")
         paths.append(s3["LocalPath"])
+        s3_location.require(s3["S3Uri"], f"processingInputs.{index}.member.s3Input.s3Uri")
         if not storage.list_objects(s3["S3Uri"]):
             raise AWSError("ValidationException", api.no_objects_message(s3["S3Uri"], params["RoleArn"]))
-    for item in params.get("ProcessingOutputConfig", {}).get("Outputs", []):
+    for index, item in enumerate(params.get("ProcessingOutputConfig", {}).get("Outputs", []), 1):
         if "S3Output" in item:
+            s3_location.require(item["S3Output"]["S3Uri"], f"processingOutputConfig.outputs.{index}.member.s3Output.s3Uri")
             paths.append(item["S3Output"]["LocalPath"])
     for path in paths:
         if not (path == PROCESSING_ROOT or path.startswith(PROCESSING_ROOT + "/")):
@@ -153,7 +155,7 @@ class ProcessingRun:
             words = [remap_text(w, env.root) for w in words_of]
             stream = storage.LogStream(storage.LOG_GROUP_PROCESSING, f"{self.name}/{env.current_host}-{int(time.time())}")
             extra = {"SM_CURRENT_HOST": env.current_host, "SM_HOSTS": json.dumps(env.hosts)}
-            self.processes.append(HostProcess([argv0(words[0]), *words[1:]], env.root,
+            self.processes.append(HostProcess([argv0(words[0], env.root), *words[1:]], env.root,
                                               process_environment(env, extra, sm_variables=False), stream.write))
         return self._watch()
 

@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ... import s3_location
 from ...training import storage
 from .definition import RUNNABLE, Definition, StepDef
 from .expressions import ExpressionError, Scope
@@ -433,7 +434,7 @@ class PipelineRun:
             raise ExpressionError(f"Property file {name!r}: step {step!r} has no output named "
                                   f"{spec.get('OutputName')!r}.")
         uri = output["S3Output"]["S3Uri"].rstrip("/") + "/" + spec["FilePath"].lstrip("/")
-        bucket, key_ = storage.split_uri(uri)
+        bucket, key_ = s3_location.split(uri)
         try:
             body = storage.s3().get_object(Bucket=bucket, Key=key_)["Body"].read()
         except Exception as err:
