@@ -104,12 +104,12 @@ def judge(nb: dict, lab: str, version: str, seconds: float) -> Execution:
     return Execution(lab, version, seconds, score, max_score, errors)
 
 
-def execute(lab: str, version: str, out_dir: Path | None = None) -> Execution:
-    """Execute ``solutions/<lab>`` or ``labs/<lab>`` on the offline backend and judge it."""
+def execute(lab: str, version: str, out_dir: Path | None = None, source_dir: Path | None = None) -> Execution:
+    """Execute ``solutions/<lab>`` or ``labs/<lab>`` (or ``source_dir``) on the offline backend and judge it."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    source_dir = (SOLUTIONS if version == "solution" else LABS) / lab
+    source_dir = source_dir or (SOLUTIONS if version == "solution" else LABS) / lab
     out_dir = out_dir or BUILD / lab
     out_dir.mkdir(parents=True, exist_ok=True)
     # Labs write files (train.py, inference.py...): run in a scratch copy, never in the repo.
@@ -206,6 +206,9 @@ def _main(argv: list[str] | None, versions: list[str], prog: str) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("labs", nargs="*", help="labs to run (default: all)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    from .scale import add_arguments as add_scale_arguments  # --on sagemaker: labkit.scale
+
+    add_scale_arguments(parser, instances_help="processing jobs at once, one notebook each (default 4)")
     args = parser.parse_args(argv)
     labs = args.labs or lab_names()
     unknown = sorted(set(labs) - set(lab_names()))
@@ -214,7 +217,14 @@ def _main(argv: list[str] | None, versions: list[str], prog: str) -> int:
         return 2
     print(f"Executing {len(labs)} lab(s) on the offline backend ({', '.join(versions)}); "
           f"notebooks and logs in {BUILD.relative_to(REPO)}/")
-    results = run_many(labs, versions, args.workers)
+    if args.on == "sagemaker":
+        from .scale.checking import main_on_sagemaker
+
+        results = main_on_sagemaker(labs, versions, args)
+        if isinstance(results, int):  # a dry run, or refused before anything ran
+            return results
+    else:
+        results = run_many(labs, versions, args.workers)
     table = summary(results)
     print("\n" + table)
     for r in results:

@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from . import DEFAULT_INSTANCE_TYPE, ScaleError
-from .fleet import Fleet, JobSpec, Outcome, default_image, describe_backend, guarded, job_cost, sigterm_interrupts
+from .fleet import (
+    Fleet,
+    JobSpec,
+    Outcome,
+    default_image,
+    describe_backend,
+    guarded,
+    job_cost,
+    sigterm_interrupts,
+)
 from .plan import Plan, grading_plan
 from .shards import entries, pack, split
 
