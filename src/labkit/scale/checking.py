@@ -57,7 +57,7 @@ class CheckRun:
     plan: Plan
     executions: list[Any] | None = None   # labkit.runner.Execution, in the order of the items
     outcomes: list[Outcome] = field(default_factory=list)
-    run_id: str = ""
+    fleet: Fleet | None = None
     cost_usd: float = 0.0
 
 
@@ -143,7 +143,7 @@ def check_on_sagemaker(items: list[CheckItem], *, instances: int = 4, instance_t
                 f"labkit:run={fleet.run_id}; S3 prefix {fleet.uri()} (deleted at the end).")
             outcomes = fleet.run(specs, {}, work / "results")
         executions = [_execution(item, outcome, build_dir) for item, outcome in zip(items, outcomes, strict=True)]
-        return CheckRun(plan, executions, outcomes, fleet.run_id, job_cost(plan, outcomes)[1])
+        return CheckRun(plan, executions, outcomes, fleet, job_cost(plan, outcomes)[1])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

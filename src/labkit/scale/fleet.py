@@ -38,6 +38,7 @@ IMAGE_REPOSITORY = "labkit-grader"
 IMAGE_VARIABLE = "LABKIT_GRADER_IMAGE"
 S3_ROOT = "labkit-scale"
 LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
+AUDITED = ("Bucket", "Key", "Prefix", "Tagging", "ProcessingJobName", "RoleArn", "logGroupName", "logStreamName")
 CREATE_RETRY_CODES = ("ThrottlingException", "ResourceLimitExceeded", "InternalFailure", "ServiceUnavailable")
 
 
@@ -127,6 +128,7 @@ class Fleet:
         self.log, self.keep_s3 = log, keep_s3
         self.prefix = f"{S3_ROOT}/{self.run_id}"
         self.calls: Counter[str] = Counter()  # every AWS call this run made, by service:operation
+        self.audit: list[tuple[str, dict[str, Any]]] = []  # and what each named (IAM needs this)
         self.created: list[str] = []
         self._session: Any = None
         self._started = time.monotonic()
@@ -137,11 +139,18 @@ class Fleet:
             import boto3
 
             self._session = boto3.session.Session(region_name=self.lab.region)
-            self._session.events.register("before-call", self._record)
+            self._session.events.register("before-parameter-build", self._record)
         return self._session.client(service, region_name=self.lab.region)
 
-    def _record(self, model: Any, **_: Any) -> None:
-        self.calls[f"{model.service_model.service_name}:{model.name}"] += 1
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        operation = f"{model.service_model.service_name}:{model.name}"
+        self.calls[operation] += 1
+        named = {k: params[k] for k in AUDITED if k in params}
+        if "Delete" in params:
+            named["Keys"] = [o["Key"] for o in params["Delete"].get("Objects", [])]
+        if "Tags" in params:
+            named["TagKeys"] = sorted(t["Key"] for t in params["Tags"])
+        self.audit.append((operation, named))
 
     @property
     def tags(self) -> list[dict[str, str]]:
@@ -318,16 +327,35 @@ class Fleet:
             raise ScaleError(f"{attempt.job_name} completed but wrote no {RESULT} under s3://{self.lab.bucket}/{prefix}")
         return target
 
-    def _stop_running(self, outcomes: list[Outcome]) -> None:
+    def _stop_running(self, outcomes: list[Outcome], wait_s: float | None = None) -> None:
+        """Stop every attempt still running, then wait (bounded) until they ended, so that what a
+        stopped job uploads on its way out lands before the run's prefix is deleted."""
         sm = self._client("sagemaker")
+        stopping = []
         for outcome in outcomes:
             for attempt in outcome.attempts:
                 if attempt.status in TERMINAL:
                     continue
                 with contextlib.suppress(Exception):  # already ended: nothing to stop
                     sm.stop_processing_job(ProcessingJobName=attempt.job_name)
-                    attempt.status = "Stopping"
-                    self._say(f"stopped {attempt.job_name}")
+                    self._say(f"stopping {attempt.job_name}")
+                stopping.append(attempt)
+        deadline = time.monotonic() + (wait_s if wait_s is not None else 60 if self.poll_s < 1 else 600)
+        try:
+            while stopping and time.monotonic() < deadline:
+                for attempt in list(stopping):
+                    with contextlib.suppress(Exception):
+                        attempt.status = sm.describe_processing_job(ProcessingJobName=attempt.job_name)[
+                            "ProcessingJobStatus"]
+                    if attempt.status in TERMINAL:
+                        stopping.remove(attempt)
+                if stopping:
+                    time.sleep(self.poll_s)
+        except KeyboardInterrupt:
+            pass
+        if stopping:
+            self._say(f"{len(stopping)} job(s) still stopping; what they upload stays under {self.uri()} "
+                      f"(aws s3 rm --recursive {self.uri()})")
 
     def cleanup(self) -> int:
         """Delete every object of this run's S3 prefix; returns how many."""

@@ -42,8 +42,7 @@ class ScaleRun:
     run: Any = None                      # labkit.grading.GradeRun of the merged output
     outcomes: list[Outcome] = field(default_factory=list)
     not_graded: dict[str, str] = field(default_factory=dict)
-    run_id: str = ""
-    calls: dict[str, int] = field(default_factory=dict)
+    fleet: Fleet | None = None           # its run id, tags, S3 prefix and the AWS calls it made
     cost_usd: float = 0.0
 
     @property
@@ -173,7 +172,7 @@ def _merge(lab: str, folder: Path, course: Path, out: Path, plan: Plan, fleet: F
                       "attempts": [asdict(a) for a in o.attempts]} for o in outcomes],
             "tags": fleet.tags, "aws_calls": dict(sorted(fleet.calls.items())), "version_notes": notes}
     run = merge(lab, shards, out, not_graded, info, {"submissions": folder, "course": course})
-    return ScaleRun(plan, run, outcomes, not_graded, fleet.run_id, dict(fleet.calls), cost)
+    return ScaleRun(plan, run, outcomes, not_graded, fleet, cost)
 
 
 def main_on_sagemaker(args: Any, limits: Any, print_results: Callable[[Any], None]) -> int:
