@@ -83,7 +83,7 @@ def graded(lab, tmp_path_factory):
 def test_sagemaker_run_writes_the_same_grades_csv_as_a_local_run(graded):
     local, remote = graded["base"] / "local" / "grades.csv", graded["base"] / "remote" / "grades.csv"
     assert remote.read_bytes() == local.read_bytes()
-    assert len(local.read_text().splitlines()) == len(CASES) + 2  # header, cases, blank, no_notebook
+    assert len(local.read_text().splitlines()) == len(CASES) + 3  # header, cases, blank, no_notebook
     assert graded["remote"].ok
 
 

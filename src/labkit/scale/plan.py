@@ -2,13 +2,14 @@
 
 The model is deliberately simple and every input is written down:
 
-- **CPU seconds per submission** and the **fixed seconds per run** (preparing the lab, the warm
-  process, the workers) were measured by ``bench/bench_scale.py`` on a known machine and are
+- **CPU seconds per submission** and the **fixed CPU seconds per run** (preparing the lab, the
+  warm process, the workers) were measured by ``bench/bench_scale.py`` on a known machine and are
   stored in ``measured.json`` beside this module (with the date and the machine). Grading is
   CPU-bound, so a shard of ``n`` submissions on an instance with ``v`` vCPUs takes
   ``fixed + n x cpu / (v x efficiency)`` seconds, where ``efficiency`` is the parallel efficiency
-  measured on that machine. One vCPU of an ``ml.m5``/``ml.c5`` instance is assumed as fast as
-  one core of the measuring machine (an assumption, said so in the printout).
+  measured there (the CPU the grader used over the CPU other processes left it: the measuring
+  machine is shared, a processing instance is not). One vCPU of an ``ml.m5``/``ml.c5`` instance is
+  assumed as fast as one core of the measuring machine (an assumption, said so in the printout).
 - **Start-up**: a processing job first gets an instance and pulls its image. AWS documents that
   pulling a large image "adds minutes to every processing job" (:data:`STARTUP_SOURCE`); the
   course image is a few GB, so :data:`STARTUP_S` assumes 3 minutes per job.
@@ -52,14 +53,14 @@ class Figures:
 
     lab: str
     cpu_s: float          # CPU seconds per submission, every process included
-    fixed_s: float        # once per run: prepare the lab, start the warm process and the workers
-    efficiency: float     # measured parallel efficiency (CPU seconds / (cores x wall seconds))
+    fixed_s: float        # CPU seconds once per run: prepare the lab, start the warm process and the workers
+    efficiency: float     # measured parallel efficiency (CPU used / CPU left by other processes)
     measured_on: str
     machine: str
     borrowed_from: str = ""  # set when the lab itself was not measured
 
     def describe(self) -> str:
-        base = (f"{self.cpu_s:.2f} CPU s per submission + {self.fixed_s:.0f} s per job, parallel efficiency "
+        base = (f"{self.cpu_s:.2f} CPU s per submission + {self.fixed_s:.0f} CPU s per job, parallel efficiency "
                 f"{self.efficiency:.0%} (measured {self.measured_on} on {self.machine} by bench/bench_scale.py)")
         if self.borrowed_from:
             base += (f"; lab {self.lab} was never measured, so these are lab {self.borrowed_from}'s, the most "
