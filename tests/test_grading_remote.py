@@ -303,7 +303,7 @@ def test_an_interrupt_stops_the_running_jobs_and_deletes_the_prefix(lab, tmp_pat
     course, submissions = _small_class(tmp_path, 2)
     started: list[str] = []
 
-    def interrupt(line: str) -> None:  # Ctrl-C as soon as the second job is running
+    def interrupt(line: str) -> None:  # Ctrl-C as soon as the second job is running, and again while stopping
         started.extend(re.findall(r"started (lk-\S+)", line))
         if len(started) == 2:
             raise KeyboardInterrupt

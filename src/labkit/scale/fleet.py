@@ -329,17 +329,21 @@ class Fleet:
 
     def _stop_running(self, outcomes: list[Outcome], wait_s: float | None = None) -> None:
         """Stop every attempt still running, then wait (bounded) until they ended, so that what a
-        stopped job uploads on its way out lands before the run's prefix is deleted."""
+        stopped job uploads on its way out lands before the run's prefix is deleted. A second
+        interrupt meanwhile does not leave a job running: every stop is still sent; it only cuts
+        the wait short."""
         sm = self._client("sagemaker")
-        stopping = []
-        for outcome in outcomes:
-            for attempt in outcome.attempts:
-                if attempt.status in TERMINAL:
-                    continue
-                with contextlib.suppress(Exception):  # already ended: nothing to stop
-                    sm.stop_processing_job(ProcessingJobName=attempt.job_name)
-                    self._say(f"stopping {attempt.job_name}")
-                stopping.append(attempt)
+        stopping = [a for o in outcomes for a in o.attempts if a.status not in TERMINAL]
+        for attempt in stopping:
+            try:
+                sm.stop_processing_job(ProcessingJobName=attempt.job_name)
+            except KeyboardInterrupt:
+                continue
+            except Exception:  # noqa: S112  it ended meanwhile: nothing to stop
+                continue
+        with contextlib.suppress(Exception, KeyboardInterrupt):
+            if stopping:
+                self._say(f"stopping {', '.join(a.job_name for a in stopping)}")
         deadline = time.monotonic() + (wait_s if wait_s is not None else 60 if self.poll_s < 1 else 600)
         try:
             while stopping and time.monotonic() < deadline:
@@ -354,8 +358,9 @@ class Fleet:
         except KeyboardInterrupt:
             pass
         if stopping:
-            self._say(f"{len(stopping)} job(s) still stopping; what they upload stays under {self.uri()} "
-                      f"(aws s3 rm --recursive {self.uri()})")
+            with contextlib.suppress(Exception, KeyboardInterrupt):
+                self._say(f"{len(stopping)} job(s) still stopping; what they upload stays under {self.uri()} "
+                          f"(aws s3 rm --recursive {self.uri()})")
 
     def cleanup(self) -> int:
         """Delete every object of this run's S3 prefix; returns how many."""
