@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="disk space of each submission's folders (MiB, default 1024)")
     parser.add_argument("--no-namespaces", action="store_true",
                         help="do not use Linux namespaces even where available")
+    parser.add_argument("--no-cgroups", action="store_true",
+                        help="no cgroup per submission (a lower priority and a tighter process cap instead)")
     parser.add_argument("--allow-root", action="store_true",
                         help="without namespaces, run learner code as root if no other uid can run Python "
                              "(only for submissions you trust)")
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run = grade(args.lab, args.submissions, args.out, course_root=args.course, workers=args.workers,
                     limits=limits, namespaces=not args.no_namespaces, warm=not args.no_warm,
-                    allow_root=args.allow_root)
+                    allow_root=args.allow_root, fair_share=not args.no_cgroups)
     except (AssignmentError, FileNotFoundError, GradingRefused) as err:
         print(f"labkit grade: {err}", file=sys.stderr)
         return 2

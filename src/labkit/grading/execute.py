@@ -345,12 +345,15 @@ class Guard:
 
         added = [k for k, v in entries.items() if k not in self.baseline and not v.endswith("|installed")
                  and not belongs_to_new_module(k)]
-        found = []
-        for key in changed + removed:
-            found.append(f"{_category(key)} changed: {key.split('[', 1)[0]}")
-        for key in added:
-            found.append(f"{_category(key)}: code defined by the submission was added ({key.split('[', 1)[0]})")
-        return list(dict.fromkeys(found))[:8]
+        keys = sorted(set(changed + removed + added))
+        specific = [k for k in keys if not any(o != k and o.startswith(k + ".") for o in keys)]
+        grouped: dict[str, list[str]] = {}
+        for key in specific:
+            name = key.split("[", 1)[0]
+            short = ".".join(name.replace("module ", "").split(".")[-2:])
+            grouped.setdefault(_category(key), []).append(short + (" (added by the submission)" if key in added
+                                                                   else ""))
+        return [f"{category} changed: {', '.join(dict.fromkeys(names[:6]))}" for category, names in grouped.items()]
 
     def run_code(self, kind: str, token: str, code: str, marker: str) -> str:
         payload = base64.b64encode(code.encode()).decode()
@@ -554,7 +557,11 @@ class Runner:
     async def _run_cell(self, client, guard: Guard, work: NotebookNode, index: int, limit: float) -> tuple[str, str]:
         plan = self.plan[index] if index < len(self.plan) else {"role": "learner"}
         if plan.get("role") == "test":
-            return await self._run_test(client, guard, work, index, plan, limit)
+            cell = work.cells[index]
+            try:
+                return await self._run_test(client, guard, work, index, plan, limit)
+            finally:
+                work.cells[index] = cell  # nbclient puts each segment's cell in its place
         outcome, detail = await self._request(client, work.cells[index], index, limit, store_history=True)
         if outcome in ("ok", "error") and plan.get("binds"):
             with contextlib.suppress(Exception):
@@ -592,6 +599,7 @@ class Runner:
         if self.tampered:
             cell.outputs = [_error_output("Tampered", "not run: the submission changed how the kernel runs tests "
                                                       "(flagged for review)")]
+            cell.metadata["labkit"] = {"tampered": True}
             return "error", ""
         found, failure = await self._guarded_check(guard, cell, "before this test")
         if failure:
@@ -659,12 +667,25 @@ class Runner:
     # ---- processes a cell leaves running (the replay rule) ---------------------------------
 
     def _note_background(self, index: int) -> None:
-        """Remember which processes ``index`` started that are still running after it."""
+        """Remember which processes ``index`` started that are still running after it (not those an
+        earlier cell's processes started since)."""
         alive = self._sandbox_pids()
-        new = alive - self.known
+        new = {pid for pid in alive - self.known if self._started_by(pid)[0] is None}
         if new:
             self.left_running[index] = new
         self.known = alive | self.core
+
+    def _started_by(self, pid: int) -> tuple[int | None, int]:
+        """(the earliest cell that left ``pid`` or one of its ancestors running, the last pid walked)."""
+        owner = {p: cell for cell, pids in self.left_running.items() for p in pids}
+        found, walk = None, pid
+        for _ in range(64):
+            if walk in owner:
+                found = owner[walk] if found is None else min(found, owner[walk])
+            if walk <= 1 or walk in self.core:
+                break
+            walk = _parent_of(walk)
+        return found, walk
 
     def _cpu_snapshot(self) -> dict:
         times = {pid: _cpu_of(pid) for pid in self._sandbox_pids()}
@@ -672,35 +693,32 @@ class Runner:
         return {"times": times, "total": total, "parents": {}}
 
     def _background_culprits(self, before: dict, wall: float) -> list[int]:
-        """Earlier cells whose processes used at least a quarter of a CPU while ``wall`` seconds ran out."""
-        now = self._sandbox_pids()
+        """Earlier cells whose processes took most of the submission's CPU while ``wall`` seconds ran
+        out (more than the kernel itself; a busy machine shrinks both alike)."""
         attributed: dict[int, float] = {}
-        unattributed, alive_used = 0.0, 0.0
-        owner = {pid: cell for cell, pids in self.left_running.items() for pid in pids}
-        for pid in now:
-            used = _cpu_of(pid) - before["times"].get(pid, 0.0)
+        unattributed = kernel = alive_used = 0.0
+        for pid in self._sandbox_pids():
+            used = max(0.0, _cpu_of(pid) - before["times"].get(pid, 0.0))
             alive_used += used
             if pid in self.core:
+                kernel += used
                 continue
-            cell, seen, walk = owner.get(pid), 0, pid
-            while cell is None and walk and seen < 64:
-                walk, seen = _parent_of(walk), seen + 1
-                if walk in self.core:
-                    break
-                cell = owner.get(walk)
+            cell, walk = self._started_by(pid)
             if cell is not None:
                 attributed[cell] = attributed.get(cell, 0.0) + used
-            elif walk not in self.core or walk == 0:
+            elif walk in self.core:
+                kernel += used  # started by the cell that timed out: its own work
+            else:
                 unattributed += used
         if self.group is not None and before["total"] is not None:
             total = self.group.cpu_seconds()
-            if total is not None:
+            if total is not None:  # processes that died meanwhile (a storm's churn)
                 unattributed += max(0.0, (total - before["total"]) - alive_used)
-        bar = 0.25 * wall
-        culprits = [cell for cell, used in attributed.items() if used >= bar]
-        if not culprits and unattributed >= bar:
-            culprits = list(self.left_running)
-        return sorted(culprits)
+        background = sum(attributed.values()) + unattributed
+        if background < max(kernel, 0.05 * wall):
+            return []
+        culprits = [cell for cell, used in attributed.items() if used >= 0.25 * background]
+        return sorted(culprits or self.left_running)
 
     def _skip_at_replay(self, culprits: list[int], index: int) -> None:
         for cell in culprits:

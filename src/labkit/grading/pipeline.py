@@ -525,7 +525,7 @@ class Grader:
         return [self.assignment.secrets.learner_text(r, 1000) for r in reasons]
 
 
-def _walls(namespaces: bool, allow_root: bool, run_dir: Path, watched: list[Path]) -> Walls:
+def _walls(namespaces: bool, allow_root: bool, run_dir: Path, watched: list[Path], fair_share: bool = True) -> Walls:
     root = os.geteuid() == 0 and sys.platform.startswith("linux")
     if not namespaces:
         ns_error = "turned off (--no-namespaces)"
@@ -543,7 +543,10 @@ def _walls(namespaces: bool, allow_root: bool, run_dir: Path, watched: list[Path
             "anything on this machine, other submissions included. Grade where namespaces work (root on plain "
             "Linux, or a container with --cap-add SYS_ADMIN), or install Python where other users can read it, "
             "or run as an ordinary user; pass --allow-root (allow_root=True) only for submissions you trust.")
-    cgroups, cgroup_error = (create_tree() if root else (None, "not root"))
+    if not fair_share:
+        cgroups, cgroup_error = None, "turned off (--no-cgroups)"
+    else:
+        cgroups, cgroup_error = create_tree() if root else (None, "not root")
     exposed = []
     if not use_ns:  # only file permissions keep a kernel out: say what it can read
         exposed = [str(p) for p in watched if p.exists() and first_closed(str(p / "x")) is None]
@@ -553,7 +556,7 @@ def _walls(namespaces: bool, allow_root: bool, run_dir: Path, watched: list[Path
 def grade(lab: str, submissions: str | Path, out: str | Path | None = None, *,
           course_root: str | Path | None = None, workers: int | None = None,
           limits: Limits | None = None, namespaces: bool = True, warm: bool = True,
-          keep_work: bool = False, allow_root: bool = False) -> GradeRun:
+          keep_work: bool = False, allow_root: bool = False, fair_share: bool = True) -> GradeRun:
     """Grade every submission of ``lab`` in ``submissions``; write grades.csv, feedback, reports.
 
     ``submissions`` holds ``<student>/<lab>.ipynb`` (or ``<student>/<lab>/<lab>.ipynb``).
@@ -562,6 +565,8 @@ def grade(lab: str, submissions: str | Path, out: str | Path | None = None, *,
     process (:mod:`labkit.grading.warm`); the walls around each kernel are the same.
     ``namespaces=False`` grades without Linux namespaces (as in SageMaker Studio); as root the
     grader then refuses to run learner code as root unless ``allow_root=True``.
+    ``fair_share=False`` puts no submission in a cgroup of its own (a lower priority and a tighter
+    process cap instead, as where cgroups cannot be made).
     """
     limits = limits or Limits()
     submissions_dir = Path(submissions).resolve()
@@ -582,7 +587,7 @@ def grade(lab: str, submissions: str | Path, out: str | Path | None = None, *,
 
         course = Path(course_root).resolve() if course_root else find_course_root()
         walls = _walls(namespaces, allow_root, run_dir, [course / "solutions", course / "autograder", course / ".git",
-                                                         submissions_dir, out_dir])
+                                                         submissions_dir, out_dir], fair_share)
         found = find_submissions(submissions_dir, lab, run_dir / "private" / "intake",
                                  limits.submission_mb * 1024 * 1024)
         gradable = [s for s in found if not s.problem]

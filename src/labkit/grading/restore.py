@@ -100,14 +100,27 @@ def _match(nb: NotebookNode, assignment: Assignment, flags: list[str]) -> _Match
     for c in source:
         gid = _gid(c)
         if gid in instructor:
-            shown = release[gid].source if gid in release else c.source
-            by_text.setdefault(_stripped(shown), gid)
+            by_text.setdefault(_stripped(release[gid].source if gid in release else c.source), gid)
+            by_text.setdefault(_stripped(c.source), gid)
     present = {_gid(c) for c in nb.cells}
+    chosen: dict[str, int] = {}  # an instructor id claimed twice: the copy that still reads like the lab's
+    for number, cell in enumerate(nb.cells):
+        gid = _gid(cell)
+        if gid not in instructor:
+            continue
+        reads_like_lab = by_text.get(_stripped(cell.source)) == gid
+        if gid not in chosen or (reads_like_lab and by_text.get(_stripped(nb.cells[chosen[gid]].source)) != gid):
+            chosen[gid] = number
     found = _Match()
     anchor = -1
-    for cell in nb.cells:
+    for number, cell in enumerate(nb.cells):
         gid, meta = _gid(cell), _meta(cell)
         lab = assignment.source_cell(gid) if gid else None
+        if gid in instructor and chosen.get(gid) != number:  # a decoy of a lab cell: ordinary code
+            flags.append(f"a second cell with the id {gid!r}: kept as ordinary code, worth no points")
+            if cell.cell_type == "code":
+                found.extras.setdefault(anchor, []).append(cell)
+            continue
         if gid in answers and gid not in found.answers:
             found.answers[gid] = cell
             _note_metadata(cell, lab, gid, flags)
@@ -139,7 +152,24 @@ def _match(nb: NotebookNode, assignment: Assignment, flags: list[str]) -> _Match
                          "ordinary code, worth no points")
         if cell.cell_type == "code":
             found.extras.setdefault(anchor, []).append(cell)
+    _answers_without_metadata(found, answers, position, assignment, flags)
     return found
+
+
+def _answers_without_metadata(found: _Match, answers: list[str], position: dict, assignment: Assignment,
+                              flags: list[str]) -> None:
+    """An answer cell that lost its metadata sits, as an extra cell, where the answer belongs
+    (between the lab cells around it): it is taken as that answer."""
+    matched = sorted({position[g] for g in found.seen} | {position[g] for g in found.answers})
+    for gid in answers:
+        if gid in found.answers or assignment.source_cell(gid).cell_type != "code":
+            continue
+        where = position[gid]
+        before = max((p for p in matched if p < where), default=-1)
+        if found.extras.get(before):
+            found.answers[gid] = found.extras[before].pop(0)
+            flags.append(f"answer cell {gid} came without its nbgrader metadata: restored")
+            matched = sorted([*matched, where])
 
 
 def _note_metadata(cell, lab, gid: str, flags: list[str]) -> None:
@@ -173,8 +203,10 @@ def _note_instructor_edit(cell, lab, released, gid: str, assignment: Assignment,
         flags.append(f"{'test' if test else 'lab'} cell {gid} was turned into a {cell.cell_type} cell: restored")
 
 
-def _fresh(cell: NotebookNode) -> NotebookNode:
+def _fresh(cell: NotebookNode, extra: bool = False) -> NotebookNode:
     cell = copy.deepcopy(cell)
+    if extra:  # the learner's own cell: ordinary code, it claims nothing
+        cell.metadata = {}
     cell["id"] = uuid.uuid4().hex[:12]
     if cell.cell_type == "code":
         cell.outputs, cell.execution_count = [], None
@@ -186,7 +218,7 @@ def rebuild(nb: NotebookNode, assignment: Assignment, flags: list[str]) -> Noteb
     """The lab's source skeleton with the learner's answers and extra cells in place."""
     found = _match(nb, assignment, flags)
     release = {_gid(c): c for c in assignment.release_notebook.cells if _gid(c)}
-    out = [_fresh(c) for c in found.extras.get(-1, [])]
+    out = [_fresh(c, extra=True) for c in found.extras.get(-1, [])]
     for index, lab in enumerate(assignment.source_notebook.cells):
         gid, meta = _gid(lab), _meta(lab)
         if gid and meta.get("solution"):
@@ -205,7 +237,7 @@ def rebuild(nb: NotebookNode, assignment: Assignment, flags: list[str]) -> Noteb
             if gid and gid not in found.seen and lab.cell_type == "code":
                 flags.append(f"lab cell {gid} was deleted: restored from the lab source")
             out.append(_fresh(release.get(gid, lab) if gid else lab))
-        out.extend(_fresh(c) for c in found.extras.get(index, []))
+        out.extend(_fresh(c, extra=True) for c in found.extras.get(index, []))
     rebuilt = nbformat.v4.new_notebook()
     rebuilt.metadata = copy.deepcopy(assignment.release_notebook.metadata)
     rebuilt.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
