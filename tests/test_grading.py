@@ -162,11 +162,12 @@ def test_os_exit_and_segfault_are_kernel_deaths(graded):
         assert any("kernel died" in r for r in graded["results"][student].reasons)
 
 
-def test_huge_output_is_cut_and_many_outputs_cost_no_more(graded):
+def test_huge_output_is_cut_and_many_small_outputs_are_kept(graded):
     size = (graded["out"] / "autograded" / "huge_output" / "mini" / "mini.ipynb").stat().st_size
     assert size < 3_000_000
-    results = graded["results"]
-    assert results["many_outputs"].seconds < 4 * max(results["solution"].seconds, results["solution_twin"].seconds) + 5
+    nb = nbformat.read(graded["out"] / "autograded" / "many_outputs" / "mini" / "mini.ipynb", as_version=4)
+    kept = max(len(c.get("outputs", [])) for c in nb.cells)
+    assert kept > 1000  # the time 10,000 outputs cost is in bench/bench_grading.py
 
 
 def test_always_equal_objects_do_not_pass_type_checking_tests(graded):

@@ -279,3 +279,59 @@ def test_without_cgroups_a_lower_priority_and_a_tighter_process_cap(tmp_path):
     forks = int(text.split("forks ", 1)[1].split()[0])
     assert forks < 256
     assert run.by_student()["forker"].total == 6
+
+
+# ---- as an ordinary user, with user namespaces -----------------------------------------------------
+
+_AS_USER = _REACHABLE.replace('os.execv(sys.executable, [sys.executable, "-m", "labkit.grading.cli", *sys.argv[1:]])',
+                              'os.setgroups([])\nos.setgid(65534)\nos.setuid(65534)\n'
+                              'os.environ["TMPDIR"] = os.environ["HOME"] = sys.argv[1]\n'
+                              'os.execv(sys.executable, [sys.executable, "-m", "labkit.grading.cli", *sys.argv[2:]])')
+CAPABILITIES = '''import ctypes, os
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
+tried = {"mount": libc.mount(b"tmpfs", b"/tmp", b"tmpfs", 0, None), "umount": libc.umount2(b"/tmp", 2),
+         "chroot": libc.chroot(b"/"), "root": sorted(os.listdir("/"))}
+print("capabilities:", tried)
+'''
+
+
+@pytest.fixture
+def world_readable_tmp():
+    """A temporary folder other users can enter (pytest's own is root's alone)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="labkit-user-test-"))
+    os.chmod(folder, 0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_as_a_user_the_kernel_gets_the_same_walls_and_no_capabilities(world_readable_tmp):
+    if Path("/proc/sys/user/max_user_namespaces").read_text().strip() == "0":
+        pytest.skip("user namespaces are off here")
+    base = world_readable_tmp
+    course = make_course(base)
+    solution = course / "solutions" / "mini" / "mini.ipynb"
+    cases = {"solution": nbformat.read(solution, as_version=4),
+             "caps": hostile._set(nbformat.read(solution, as_version=4), "answer_mean",
+                                  CAPABILITIES + hostile.SOLUTION_MEAN),
+             "tamper_run_cell": ("blank+", hostile.TAMPERING["tamper_run_cell"])}
+    from labkit.grading.assignment import prepare_assignment
+
+    release = prepare_assignment("mini", base / "prep", course).release_dir / "mini.ipynb"
+    hostile.write(base / "subs", cases, release)
+    for path in [base, *base.rglob("*")]:
+        os.chown(path, 65534, 65534, follow_symlinks=False)
+    done = subprocess.run([sys.executable, "-c", _AS_USER, str(base), "mini", str(base / "subs"), "--course",
+                           str(course), "--out", str(base / "out"), "--timeout-cell", "20"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((base / "out" / "report.json").read_text())
+    results = {s["student"]: s for s in report["submissions"]}
+    assert report["isolation"]["namespaces"] == "user namespace" and report["isolation"]["root"].startswith("allowlist")
+    assert results["solution"]["total"] == results["caps"]["total"] == 6
+    assert results["tamper_run_cell"]["total"] == 0 and results["tamper_run_cell"]["review"]
+    text = outputs_text(base / "out" / "autograded" / "caps" / "mini" / "mini.ipynb")
+    tried = text.split("capabilities:", 1)[1].split("\n", 1)[0]
+    assert "'mount': -1" in tried and "'umount': -1" in tried and "'chroot': -1" in tried, tried
+    assert "'home'" not in tried.split("'root':", 1)[1], tried

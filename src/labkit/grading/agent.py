@@ -274,10 +274,8 @@ def check(nonce, helpers=(), full=False, clean_marker="", drop=""):
     for name in helpers:
         value = _user_ns.get(name, None)
         code = _getattr(value, "__code__", None)
-        extra = _getattr(value, "__dict__", None) if _isinstance(value, type) else None
-        members = ",".join(f"{k}:{_id(v)}" for k, v in _sorted(extra.items())) if extra else ""
-        tokens[name] = f"{_id(value)}:{_id(code)}:{_id(_getattr(value, '__defaults__', None))}:" \
-                       f"{_hashlib.sha256(members.encode()).hexdigest()[:12]}" if name in _user_ns else "missing"
+        tokens[name] = (f"{_id(value)}:{_id(code)}:{_id(_getattr(value, '__defaults__', None))}"
+                        if name in _user_ns else "missing")
     report = {"nonce": nonce, "digest": _hashlib.sha256(text.encode()).hexdigest(),
               "trace": _sys.gettrace() is not None or _sys.getprofile() is not None
               or _getattr(_threading, "_trace_hook", None) is not None
@@ -350,7 +348,7 @@ def run(kind, token, payload, marker=""):
     except SyntaxError as err:
         raise _sanitised(err) from None
     shadowed = _sorted(n for n in _names(code) if n in _P and n in _user_ns and _user_ns[n] is not _P[n]
-                       and n not in _TRAP_NAMES)
+                       and n not in _TRAP_NAMES and not n.startswith("__"))
     if shadowed:
         _state.events.append(["shadowed", shadowed])
         raise RuntimeError("the test was not run: the submission redefines the built-in name(s) "

@@ -393,6 +393,7 @@ class Runner:
         self.left_running: dict[int, set[int]] = {}   # cell -> pids it started that outlived it
         self.core: set[int] = set()                     # supervisor, init and kernel of this start
         self.known: set[int] = set()
+        self.skip: set[int] = set()                     # cells not to replay (their processes held the CPU)
 
     # ---- kernels ---------------------------------------------------------------------------
 
@@ -508,7 +509,7 @@ class Runner:
         """Re-run earlier surviving cells in a fresh kernel; False if one of them failed now. Cells
         whose processes held the CPU when a later cell timed out are not replayed."""
         for index in list(done):
-            if index in self._skip:
+            if index in self.skip:
                 continue
             if self._remaining() <= 0:
                 self.log.notebook_timed_out = True
@@ -724,11 +725,7 @@ class Runner:
         for cell in culprits:
             self.log.events.append(CellEvent(cell, "replay-skipped", f"its processes were still using the CPU when "
                                                                      f"cell {index} timed out"))
-        self._skip.update(culprits)
-
-    @property
-    def _skip(self) -> set[int]:
-        return self.__dict__.setdefault("_skip_cells", set())
+        self.skip.update(culprits)
 
     async def _watch_disk(self, client) -> None:
         """Where no size-limited file system holds the submission's folders: stop the kernel when

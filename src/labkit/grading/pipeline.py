@@ -482,6 +482,8 @@ class Grader:
         events = json.loads(events_path.read_text()) if events_path.exists() else {}
         if problem and not events.get("worker_error"):
             events["worker_error"] = problem
+        if events.get("checks"):
+            isolation["agent_checks"] = f"{events['checks']} checks, {events.get('check_seconds', 0):.2f} s"
         return nbformat.read(executed_path, as_version=4), events, isolation
 
     def _event_reasons(self, nb, events: dict) -> list[str]:
