@@ -11,8 +11,9 @@ after it starts, before any learner code runs, and keeps the answers on its own 
   threads running learner code, and the test helpers the lab's own cells defined. The
   executor compares each fingerprint with the one taken at kernel start: any deviation is
   tampering (an entry that appears is accepted only when it comes from installed code).
-- ``run(kind, token, payload)`` runs one segment of a test cell: visible segments in the
-  learner's namespace, hidden ones in a copy of it (nothing they define is left behind), both
+- ``run(kind, payload)`` runs one segment of a test cell: visible segments in the learner's
+  namespace, hidden ones in a copy of it (what they define is kept here, for the hidden
+  segments of later tests, never in the learner's namespace), both
   with the builtins as they were at kernel start; a built-in name the test uses that the
   learner's namespace redefines stops the test. A failure is re-raised as a built-in exception
   carrying only its message (the learner's own exception classes never reach the report).
@@ -68,11 +69,12 @@ class _State:
         self.events = []          # what run() refused, with the names involved
         self.audit = {"trace_in_test": 0, "trace": 0, "gc": 0, "ctypes": 0, "audit_hooks": 0}
         self.window = 0           # > 0 while a test segment runs
-        self.hidden = {}          # token -> names the hidden segments of that test defined
+        self.hidden = {}          # names hidden segments defined, for later hidden segments
         self.keep = []            # the baseline's objects, so their ids are never reused
         self.roots = ()
         self.modules = []
         self.prefixes = []
+        self.ns_start = {}        # built-in names the namespace held at kernel start (IPython's own open)
         self.installed = {}       # file name -> whether it lies in the installation (cache)
         self.threads = set()
         self.collecting = False
@@ -165,12 +167,21 @@ def _entry(obj, origin_of=None):
     return token
 
 
+def _fixed(token):
+    """The fingerprint's value for something that is the installation's by definition."""
+    return f"{token}|installed" if _state.detail else f"{token}"
+
+
 def _functionlike(value):
     return _callable(value) or _type(value) in (staticmethod, classmethod, property)
 
 
 def _module_entries(name, module, entries):
-    entries[f"module {name}"] = f"{_id(module)}|installed"
+    if _state.detail:
+        origin = "installed" if _installed(_getattr(module, "__file__", None)) or name in MACHINERY else "learner"
+        entries[f"module {name}"] = f"{_id(module)}|{origin}"
+    else:
+        entries[f"module {name}"] = f"{_id(module)}"
     for key, value in _list(_vars(module).items()):
         if _isinstance(value, _types.ModuleType) or not _functionlike(value):
             continue
@@ -210,7 +221,7 @@ def fingerprint():
             _module_entries(name, module, entries)
     for key, value in _list(_vars(_builtins).items()):
         if key not in _TRAP_NAMES:
-            entries[f"builtins.{key}"] = f"{_id(value)}|installed"
+            entries[f"builtins.{key}"] = _fixed(_id(value))
     entries["builtins.__import__"] = _entry(_builtins.__import__)
     for hook in ("excepthook", "displayhook", "breakpointhook", "unraisablehook"):
         value = _getattr(_sys, hook, None)
@@ -218,11 +229,11 @@ def fingerprint():
     _list_entries("sys.meta_path", _sys.meta_path, entries)
     _list_entries("sys.path_hooks", _sys.path_hooks, entries)
     for name in ("builtins", "sys", "_labkit_grading_agent"):
-        entries[f"sys.modules[{name}]"] = f"{_id(_sys.modules.get(name))}|installed"
+        entries[f"sys.modules[{name}]"] = _fixed(_id(_sys.modules.get(name)))
     shell = _shell
     _instance_entries("shell", shell, entries, _SHELL_PARTS)
-    entries["shell.user_ns"] = f"{_id(shell.user_ns)}|installed"
-    entries["user_ns.__builtins__"] = f"{_id(_user_ns.get('__builtins__'))}|installed"
+    entries["shell.user_ns"] = _fixed(_id(shell.user_ns))
+    entries["user_ns.__builtins__"] = _fixed(_id(_user_ns.get('__builtins__')))
     kernel = _getattr(shell, "kernel", None)
     _instance_entries("kernel", kernel, entries, _KERNEL_PARTS)
     for part in ("compile", "displayhook", "display_pub", "input_transformer_manager", "InteractiveTB", "SyntaxTB"):
@@ -239,11 +250,11 @@ def fingerprint():
         _list_entries(f"transformers.{label}", _getattr(manager, label, None), entries)
     for event, callbacks in _list((_getattr(_getattr(shell, "events", None), "callbacks", None) or {}).items()):
         _list_entries(f"shell.events[{event}]", callbacks, entries)
-    entries["shell.custom_exceptions"] = ",".join(_str(_id(c)) for c in shell.custom_exceptions) + "|installed"
+    entries["shell.custom_exceptions"] = _fixed(",".join(_str(_id(c)) for c in shell.custom_exceptions))
     for key, value in _list(_vars(_sys.modules[__name__]).items()):
         if not key.startswith("__") and key != "_state":
-            entries[f"agent.{key}"] = f"{_id(value)}|installed"
-    entries["agent._state"] = f"{_id(_sys.modules[__name__]._state)}|installed"
+            entries[f"agent.{key}"] = _fixed(_id(value))
+    entries["agent._state"] = _fixed(_id(_sys.modules[__name__]._state))
     return entries
 
 
@@ -261,12 +272,10 @@ def _learner_threads():
     return found
 
 
-def check(nonce, helpers=(), full=False, clean_marker="", drop=""):
+def check(nonce, helpers=(), full=False, clean_marker="", detail=False):
     """The state report the executor compares (a JSON string, one line)."""
     if clean_marker:
         clean(clean_marker)
-    if drop:
-        _state.hidden.pop(drop, None)
     _state.detail = False
     entries = fingerprint()
     text = "\n".join(f"{k}={v}" for k, v in _sorted(entries.items()))
@@ -282,12 +291,14 @@ def check(nonce, helpers=(), full=False, clean_marker="", drop=""):
               or _getattr(_threading, "_profile_hook", None) is not None,
               "threads": _learner_threads(), "audit": _dict(_state.audit), "events": _list(_state.events),
               "helpers": tokens}
-    if full:
+    if full and detail:  # with where each entry comes from
         _state.detail = True
         try:
             report["entries"] = fingerprint()
         finally:
             _state.detail = False
+    elif full:
+        report["entries"] = entries
     return _json.dumps(report)
 
 
@@ -337,7 +348,7 @@ def _sanitised(err):
     return new
 
 
-def run(kind, token, payload, marker=""):
+def run(kind, payload, marker=""):
     """Run one segment of a test cell (see the module docstring); raises what the test raised."""
     if marker:
         clean(marker, keep_last=True)
@@ -347,8 +358,8 @@ def run(kind, token, payload, marker=""):
         code = _compile(_transformer.transform_cell(source), "<labkit test>", "exec", dont_inherit=True)
     except SyntaxError as err:
         raise _sanitised(err) from None
-    shadowed = _sorted(n for n in _names(code) if n in _P and n in _user_ns and _user_ns[n] is not _P[n]
-                       and n not in _TRAP_NAMES and not n.startswith("__"))
+    shadowed = _sorted(n for n in _names(code) if n in _P and n in _user_ns and not n.startswith("__")
+                       and _user_ns[n] is not _state.ns_start.get(n, _P[n]) and n not in _TRAP_NAMES)
     if shadowed:
         _state.events.append(["shadowed", shadowed])
         raise RuntimeError("the test was not run: the submission redefines the built-in name(s) "
@@ -357,7 +368,7 @@ def run(kind, token, payload, marker=""):
         namespace, saved = _user_ns, _user_ns.get("__builtins__")
     else:
         namespace = _dict(_user_ns)
-        namespace.update(_state.hidden.get(token, {}))
+        namespace.update(_state.hidden)
     namespace["__builtins__"] = _P
     _state.window += 1
     try:
@@ -372,7 +383,7 @@ def run(kind, token, payload, marker=""):
         else:
             own = {k: v for k, v in namespace.items() if k != "__builtins__"
                    and (k not in _user_ns or _user_ns[k] is not v)}
-            _state.hidden[token] = own
+            _state.hidden.update(own)
         del namespace, code, source
     if failure is not None:
         raise failure from None
@@ -384,6 +395,7 @@ def start(config):
     _sys.addaudithook(_audit)
     _shell = get_ipython()  # noqa: F821 (IPython's builtin)
     _user_ns = _shell.user_ns
+    _state.ns_start = {k: v for k, v in _user_ns.items() if k in _P}
     from IPython.core.inputtransformer2 import TransformerManager
 
     _transformer = TransformerManager()

@@ -279,10 +279,10 @@ class Guard:
         self.baseline, self.digest = report["entries"], report["digest"]
         self.audit = report["audit"]
 
-    async def _report(self, full: bool = False, clean: str = "", drop: str = "", helpers=(),
-                      timeout: float = 30.0) -> dict:
+    async def _report(self, full: bool = False, clean: str = "", helpers=(),
+                      timeout: float = 30.0, detail: bool = False) -> dict:
         nonce = uuid.uuid4().hex
-        text = await self._request("", self._call("check", nonce, list(helpers), full, clean, drop), timeout)
+        text = await self._request("", self._call("check", nonce, list(helpers), full, clean, detail), timeout)
         report = json.loads(text)
         if report.get("nonce") != nonce:
             raise RuntimeError("the grader's check answered with someone else's report")
@@ -295,21 +295,22 @@ class Guard:
         report = await self._report(helpers=names, timeout=timeout)
         self.helpers.update({n: t for n, t in report["helpers"].items() if t != "missing"})
 
-    async def check(self, clean: str = "", drop: str = "", timeout: float = 30.0) -> tuple[list[str], list[str]]:
+    async def check(self, clean: str = "", timeout: float = 30.0) -> tuple[list[str], list[str]]:
         """(tampering found, review notes); the baseline learns entries that installed code added."""
         started = time.monotonic()
         try:
-            report = await self._report(clean=clean, drop=drop, helpers=list(self.helpers), timeout=timeout)
+            report = await self._report(clean=clean, helpers=list(self.helpers), timeout=timeout)
         except (DeadKernelError, TimeoutError):
             raise
         except (RuntimeError, ValueError, SyntaxError, KeyError) as err:
             return [f"the grader's integrity check failed ({type(err).__name__}: {str(err)[:120]})"], []
         found, notes = [], []
         if report["digest"] != self.digest:
-            full = await self._report(full=True, helpers=list(self.helpers), timeout=timeout)
+            full = await self._report(full=True, helpers=list(self.helpers), timeout=timeout, detail=True)
             found += self._compare(full["entries"])
-            if not found:
-                self.baseline, self.digest = full["entries"], full["digest"]
+            if not found:  # what installed code added since is part of the baseline now
+                self.baseline = {k: v.rsplit("|", 1)[0] for k, v in full["entries"].items()}
+                self.digest = full["digest"]
         if report["trace"]:
             found.append("a trace or profile function (sys.settrace/setprofile) was active")
         audit = report["audit"]
@@ -334,16 +335,18 @@ class Guard:
         self.last_seconds = time.monotonic() - started
         return list(dict.fromkeys(found)), notes
 
-    def _compare(self, entries: dict[str, str]) -> list[str]:
+    def _compare(self, detailed: dict[str, str]) -> list[str]:
+        """What changed since the baseline (tokens only) in ``detailed`` (token|origin per entry)."""
+        entries = {k: v.rsplit("|", 1)[0] for k, v in detailed.items()}
         changed = [k for k, v in self.baseline.items() if entries.get(k) is not None and entries[k] != v]
         removed = [k for k in self.baseline if k not in entries]
-        new_modules = {k.split(" ", 1)[1] for k, v in entries.items() if k.startswith("module ") and k not in
+        new_modules = {k.split(" ", 1)[1] for k, v in detailed.items() if k.startswith("module ") and k not in
                        self.baseline and v.endswith("|installed")}
 
         def belongs_to_new_module(key: str) -> bool:
             return any(key == m or key.startswith(m + ".") for m in new_modules)
 
-        added = [k for k, v in entries.items() if k not in self.baseline and not v.endswith("|installed")
+        added = [k for k, v in detailed.items() if k not in self.baseline and not v.endswith("|installed")
                  and not belongs_to_new_module(k)]
         keys = sorted(set(changed + removed + added))
         specific = [k for k in keys if not any(o != k and o.startswith(k + ".") for o in keys)]
@@ -355,9 +358,9 @@ class Guard:
                                                                    else ""))
         return [f"{category} changed: {', '.join(dict.fromkeys(names[:6]))}" for category, names in grouped.items()]
 
-    def run_code(self, kind: str, token: str, code: str, marker: str) -> str:
+    def run_code(self, kind: str, code: str, marker: str) -> str:
         payload = base64.b64encode(code.encode()).decode()
-        return f"{self._call('run', kind, token, payload, marker)}  # {marker}\n"
+        return f"{self._call('run', kind, payload, marker)}  # {marker}\n"
 
 
 def _category(key: str) -> str:
@@ -608,10 +611,10 @@ class Runner:
         if found:
             return self._tamper(cell, gid, found)
         outputs: list = []
-        token, marker = uuid.uuid4().hex, f"labkit-test-{uuid.uuid4().hex}"
+        marker = f"labkit-test-{uuid.uuid4().hex}"
         outcome, detail, failed_in = "ok", "", ""
         for hidden, code in plan.get("segments") or []:
-            part = nbformat.v4.new_code_cell(guard.run_code("hidden" if hidden else "visible", token, code, marker))
+            part = nbformat.v4.new_code_cell(guard.run_code("hidden" if hidden else "visible", code, marker))
             outcome, detail = await self._request(client, part, index, max(0.5, deadline - time.monotonic()),
                                                   store_history=False)
             outputs += part.outputs
@@ -623,7 +626,7 @@ class Runner:
         cell.metadata["labkit"] = {"failed_in": failed_in} if failed_in else {}
         if outcome in ("timeout", "kernel-died"):
             return outcome, detail
-        found, failure = await self._guarded_check(guard, cell, "after this test", clean=marker, drop=token)
+        found, failure = await self._guarded_check(guard, cell, "after this test", clean=marker)
         if failure:
             return failure
         if found:

@@ -46,7 +46,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = (0x00020000, 0x04000000, 0x10000000,
+                                                                       0x20000000, 0x40000000)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 1, 36, 38, 24, 47
@@ -109,8 +110,8 @@ def _mount(libc, source: str | None, target: str, fstype: str | None, flags: int
 
 
 def _unshare(libc: ctypes.CDLL) -> str:
-    """Enter new mount, network and PID namespaces; returns how (root or user namespace)."""
-    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID
+    """Enter new mount, network, PID and host-name namespaces; returns how (root or user namespace)."""
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWUTS
     if os.geteuid() == 0:
         _check(libc.unshare(flags), "unshare")
         return "root"
@@ -454,6 +455,7 @@ def launch(policy_path: Path, command: list[str], start=_exec_kernel,
             in_pid_ns = True
             _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
             status.update(_new_root(libc, policy))
+            _check(libc.sethostname(b"localhost", 9), "sethostname")  # resolvable without DNS
             try:
                 _loopback_up()
                 status["network"] = "own namespace, loopback only"
