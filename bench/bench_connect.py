@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -12,7 +13,8 @@ FIRST = ("import time; t = time.perf_counter(); import labkit; labkit.connect('b
 
 
 def _first_connect() -> float:
-    out = subprocess.run([sys.executable, "-c", FIRST], capture_output=True, text=True, check=True)
+    env = dict(os.environ, LABKIT_OFFLINE_MODE="embedded")  # shared mode: bench_endpoint
+    out = subprocess.run([sys.executable, "-c", FIRST], capture_output=True, text=True, check=True, env=env)
     return float(out.stdout.strip().splitlines()[-1])
 
 

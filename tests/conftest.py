@@ -8,6 +8,8 @@ import pytest
 
 # Tests never reach a real account, whatever the developer's shell says.
 os.environ["LABKIT_BACKEND"] = "offline"
+# Each test module gets a private, empty backend in the test process (never the user's shared one).
+os.environ["LABKIT_OFFLINE_MODE"] = "embedded"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import labkit

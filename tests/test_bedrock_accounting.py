@@ -131,7 +131,10 @@ def test_throttle_on_the_sandbox_backend_answers_on_the_client_side(bedrock_clie
 
 def test_every_catalogue_model_has_its_prices():
     prices = cat.load()
-    for model in catalog.MODELS:
+    for model in catalog.all_models():
+        if model.is_image:
+            assert prices.bedrock(model.model_id, "images").price_usd > 0, model.model_id
+            continue
         assert prices.bedrock(model.model_id, "input-tokens").price_usd > 0, model.model_id
         if not model.is_embedding:
             assert prices.bedrock(model.model_id, "output-tokens").price_usd > 0, model.model_id
@@ -211,3 +214,23 @@ def test_stand_in_cites_numbered_sources_and_refuses_without_them(bedrock_client
     r = rt.converse(modelId=HAIKU, messages=[{"role": "user", "content": [{"text": off}]}])
     text = r["output"]["message"]["content"][0]["text"]
     assert "cannot find the answer" in text and "[" not in text
+
+
+def test_current_models_and_images_reach_the_bill(bedrock_clients):
+    _, rt = bedrock_clients
+    usage.reset()
+    rt.converse(modelId="global.anthropic.claude-haiku-4-5-20251001-v1:0",
+                messages=[{"role": "user", "content": [{"text": "hi"}]}])
+    rt.invoke_model(modelId="amazon.nova-canvas-v1:0", body=json.dumps({
+        "taskType": "TEXT_IMAGE", "textToImageParams": {"text": "a lighthouse"},
+        "imageGenerationConfig": {"numberOfImages": 2, "width": 320, "height": 320}}))
+    rt.invoke_model(modelId="amazon.titan-embed-image-v1", body=json.dumps({"inputText": "a lighthouse"}))
+    rows, unpriced = price_events(usage.events("bedrock:tokens"))
+    assert unpriced == []
+    prices = cat.load()
+    (images,) = [r for r in rows if r.resource == "amazon.nova-canvas-v1:0"]
+    assert images.quantity == 2 and images.cost == pytest.approx(2 * prices.bedrock("amazon.nova-canvas-v1:0",
+                                                                                       "images").price_usd)
+    haiku = {r.unit: r for r in rows if r.resource == "anthropic.claude-haiku-4-5-20251001-v1:0"}
+    assert haiku["output tokens"].cost > 0 and haiku["input tokens"].quantity > 0
+    assert any(r.resource == "amazon.titan-embed-image-v1" for r in rows)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from labkit.bedrock import embeddings, eventstream, guardrails, responder, tokens, vectors
-from labkit.bedrock.knowledge_bases import chunk_text, translate_filter
+from labkit.bedrock.kb_stores import s3_vectors_filter as translate_filter
+from labkit.bedrock.knowledge_bases import chunk_text
 
 SENTENCES = ["The cat sits on the mat.", "A dog plays in the park.",
              "Machine learning infrastructure on AWS.", "SageMaker trains models on managed instances."]

@@ -41,10 +41,12 @@ def _claude(text, **kw):
 def test_list_and_get_foundation_models(bedrock_clients):
     br, _ = bedrock_clients
     ids = {m["modelId"] for m in br.list_foundation_models()["modelSummaries"]}
-    for needed in (HAIKU, "anthropic.claude-3-sonnet-20240229-v1:0", "anthropic.claude-3-5-haiku-20241022-v1:0",
-                   "anthropic.claude-3-5-sonnet-20240620-v1:0", TITAN, EMBED, COHERE, LLAMA,
+    for needed in (HAIKU, "anthropic.claude-haiku-4-5-20251001-v1:0", "anthropic.claude-sonnet-4-5-20250929-v1:0",
+                   "amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0", "amazon.titan-embed-g1-text-02",
+                   "meta.llama3-1-8b-instruct-v1:0", "stability.stable-diffusion-xl-v1", TITAN, EMBED, COHERE, LLAMA,
                    "meta.llama3-70b-instruct-v1:0"):
         assert needed in ids
+    assert "anthropic.claude-3-sonnet-20240229-v1:0" not in ids, "a model past its end of life is not listed"
     embedders = br.list_foundation_models(byOutputModality="EMBEDDING")["modelSummaries"]
     assert {m["modelId"] for m in embedders} >= {EMBED, COHERE}
     assert all("EMBEDDING" in m["outputModalities"] for m in embedders)
@@ -66,7 +68,8 @@ def test_claude_messages_body_and_metering(bedrock_clients):
     assert body["type"] == "message" and body["role"] == "assistant" and body["model"] == "claude-3-haiku-20240307"
     text = body["content"][0]["text"]
     assert text.startswith("(offline stand-in)") and "90%" in text
-    assert body["labkit"]["offline_stand_in"] is True
+    assert "labkit" not in body, "nothing outside the provider's response shape"
+    assert "stand-in" in resp["ResponseMetadata"]["HTTPHeaders"]["x-labkit-stand-in"]
     assert body["stop_reason"] == "end_turn" and body["stop_sequence"] is None
     headers = resp["ResponseMetadata"]["HTTPHeaders"]
     assert headers["x-amzn-bedrock-output-token-count"] == str(body["usage"]["output_tokens"])
@@ -340,3 +343,27 @@ def test_guardrail_on_invoke_model_and_converse(bedrock_clients, guardrail):
                           guardrailConfig={"guardrailIdentifier": gid, "guardrailVersion": "DRAFT"})
     assert blocked["stopReason"] == "guardrail_intervened"
     assert blocked["output"]["message"]["content"][0]["text"] == "Sorry, I can't help with that."
+
+
+def test_over_the_local_endpoint_the_label_and_token_headers_arrive(lab):
+    """A process without the engines (a CLI, a job, a kernel attached to the shared backend) gets them over HTTP."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent('''
+        import json, boto3
+        rt = boto3.client("bedrock-runtime")
+        r = rt.converse(modelId="us.anthropic.claude-haiku-4-5-20251001-v1:0",
+                        messages=[{"role": "user", "content": [{"text": "hi"}]}])
+        i = rt.invoke_model(modelId="us.amazon.nova-lite-v1:0", body=json.dumps(
+            {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}))
+        print(json.dumps([r["ResponseMetadata"]["HTTPHeaders"], i["ResponseMetadata"]["HTTPHeaders"]]))
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                         env=dict(os.environ))
+    assert out.returncode == 0, out.stderr[-2000:]
+    converse, invoke = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "stand-in" in converse["x-labkit-stand-in"] and "stand-in" in invoke["x-labkit-stand-in"]
+    assert int(invoke["x-amzn-bedrock-input-token-count"]) > 0 and int(invoke["x-amzn-bedrock-output-token-count"]) > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import boto3
 import pytest
@@ -57,9 +58,48 @@ def test_sandbox_refuses_a_pinned_other_account(monkeypatch, capsys):
 
     monkeypatch.setattr("boto3.Session", Session)
     monkeypatch.setenv("LABKIT_SANDBOX_ACCOUNT", "111111111111")
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):  # the region then comes from the shared config
+        monkeypatch.delenv(var, raising=False)
     with pytest.raises(labkit.BackendError, match="pins 111111111111"):
         sandbox.start("00-setup")
     assert "about to use AWS account 999999999999 in eu-west-1" in capsys.readouterr().out
+
+
+def test_sandbox_takes_the_region_from_aws_region(monkeypatch, capsys):
+    """AWS_REGION alone (which boto3 ignores) chooses the sandbox's region, as AWS's CLI and SDKs do."""
+    from labkit import sandbox
+
+    class Sts:
+        def get_caller_identity(self):
+            return {"Account": "999999999999", "Arn": "arn:aws:iam::999999999999:user/me"}
+
+    class Session:
+        region_name = None  # no region in the shared config
+
+        def client(self, name):
+            return Sts()
+
+    monkeypatch.setattr("boto3.Session", Session)
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("LABKIT_SANDBOX_ACCOUNT", "111111111111")
+    with pytest.raises(labkit.BackendError, match="pins 111111111111"):
+        sandbox.start("00-setup")
+    assert "in eu-central-1 as" in capsys.readouterr().out
+    assert os.environ["AWS_DEFAULT_REGION"] == "eu-central-1"
+
+
+def test_sandbox_without_a_region_names_every_way_to_set_one(monkeypatch):
+    from labkit import sandbox
+
+    class Session:
+        region_name = None
+
+    monkeypatch.setattr("boto3.Session", Session)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    with pytest.raises(labkit.BackendError, match="AWS_REGION.*aws configure set region"):
+        sandbox.start("00-setup")
 
 
 def test_sdk_style_regional_sts_client_reaches_offline(lab):
@@ -76,12 +116,17 @@ def test_sagemaker_v3_session_sees_offline_account(lab):
 
 
 def test_unemulated_call_is_refused_not_sent(lab):
-    # moto answers unknown *.amazonaws.com operations with 404 itself; other AWS
-    # domains (here *.api.aws) reach the guard, which refuses to send them.
-    with pytest.raises(NotEmulatedError, match="Nothing was sent to AWS"):
-        boto3.client("qbusiness", region_name="us-east-1").list_applications()
-    with pytest.raises(ClientError, match="Not yet implemented"):
-        boto3.client("braket", region_name="us-east-1").search_devices(filters=[])
+    # A service moto lacks (on *.api.aws or *.amazonaws.com), and an operation it lacks of a
+    # service it has: each is refused with the same message, as a ClientError with code
+    # NotImplemented (501), whether the call was answered in-process or over HTTP.
+    for call in (lambda: boto3.client("qbusiness", region_name="us-east-1").list_applications(),
+                 lambda: boto3.client("braket", region_name="us-east-1").search_devices(filters=[]),
+                 lambda: boto3.client("sagemaker").list_hubs()):
+        with pytest.raises(NotEmulatedError, match="Nothing was sent to AWS") as info:
+            call()
+        assert isinstance(info.value, ClientError)
+        assert info.value.response["Error"]["Code"] == "NotImplemented"
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
 
 
 def test_engine_handler_and_error_shape(lab):

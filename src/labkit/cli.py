@@ -7,6 +7,7 @@
     labkit cleanup                list (and with --yes delete) resources left by labs
     labkit cost                   the price catalogue: show or refresh
     labkit doctor                 what backend, versions and kernel are in use
+    labkit backend                the shared offline backend: status, start, stop, reset
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ COMMANDS = {
     "cleanup": ("labkit.cost.cli", "main_cleanup"),
     "cost": ("labkit.cost.cli", "main_cost"),
     "doctor": ("labkit.doctor", "main"),
+    "backend": ("labkit.offline.shared", "main"),
 }
 
 

@@ -4,6 +4,11 @@ It picks the backend (``offline`` unless ``sandbox`` is chosen explicitly), prep
 and returns a :class:`Lab` that names what the lab may use: region, account, execution
 role and default bucket. Nothing else in a lab knows which backend is behind it: the
 learner's boto3 and SageMaker SDK calls are the ones that run on AWS.
+
+Offline, the kernel attaches to the user's shared backend (started on first use, its state
+kept across notebooks until ``labkit backend reset``), or, with
+``LABKIT_OFFLINE_MODE=embedded`` (grading, tests, ``labkit run``), starts a private, empty
+backend in this process (see :mod:`labkit.offline`).
 """
 
 from __future__ import annotations
@@ -85,7 +90,20 @@ def connect(lab: str | None = None, backend: str | None = None, *, quiet: bool =
     if chosen == OFFLINE:
         from . import offline
 
-        offline.start()
+        try:
+            offline_mode = offline.mode()
+        except ValueError as err:
+            raise BackendError(str(err)) from None
+        if offline_mode == offline.EMBEDDED:
+            offline.start()
+        else:
+            from .offline import shared
+
+            try:
+                state = shared.ensure_running()
+            except shared.BackendStartError as err:
+                raise BackendError(str(err)) from None
+            offline.attach({**state, "config_dir": str(shared.home())})
         result = Lab(name=name, backend=OFFLINE, region=offline.REGION, account_id=offline.ACCOUNT_ID,
                      role_arn=offline.ROLE_ARN, bucket=offline.BUCKET)
     else:

@@ -69,6 +69,15 @@ def check_backend() -> list[Finding]:
             findings.append(Finding(f"engine {module.rsplit('.', 1)[-1]}", state, state == "loaded",
                                     "" if state == "loaded" else "this engine is not part of this version yet"))
         offline.stop()
+        from .offline import shared
+
+        state = shared.read_state()
+        up = state if shared.answering(state) else None
+        findings.append(Finding("shared offline backend", f"running at {up['url']} (pid {up['pid']})" if up else
+                                f"not running (labkit.connect() starts it; state in {shared.home()})", True, ""))
+        cli = Path(sys.executable).parent / "aws"
+        findings.append(Finding("AWS CLI", str(cli) if cli.exists() else "missing", cli.exists(),
+                                f"{sys.executable} -m pip install awscli (the version pinned in pyproject.toml)"))
     else:
         has_creds = any(os.environ.get(v) for v in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID")) or \
             (Path.home() / ".aws").exists()

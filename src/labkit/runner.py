@@ -122,8 +122,10 @@ def execute(lab: str, version: str, out_dir: Path | None = None) -> Execution:
     report_dir.mkdir(exist_ok=True)
     for old in report_dir.glob("*.json"):
         old.unlink()
-    # The offline backend is forced: a runner must never reach a real account.
-    os.environ.update({"LABKIT_BACKEND": "offline", "LABKIT_REPORT_DIR": str(report_dir),
+    # The offline backend is forced: a runner must never reach a real account. Each notebook gets
+    # a private, empty backend in its kernel (embedded), never the user's shared one.
+    os.environ.update({"LABKIT_BACKEND": "offline", "LABKIT_OFFLINE_MODE": "embedded",
+                       "LABKIT_REPORT_DIR": str(report_dir),
                        "LABKIT_LAB": lab, "PYTHONUNBUFFERED": "1"})
     # The kernel draws inline, so executed notebooks keep their figures; this process may not.
     own_backend = os.environ.get("MPLBACKEND")

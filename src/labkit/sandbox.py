@@ -72,11 +72,19 @@ def _tag_creates(lab_name: str):
 def start(lab_name: str, *, quiet: bool = False) -> Lab:
     import boto3
 
+    # The region as AWS's tools resolve it: AWS_REGION, AWS_DEFAULT_REGION, then the shared config.
+    # boto3 reads only AWS_DEFAULT_REGION, so it is set to the chosen region for boto3, the SDK
+    # and every process the lab starts to agree.
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        os.environ["AWS_DEFAULT_REGION"] = region
     session = boto3.Session()
-    region = session.region_name
+    region = region or session.region_name
     if not region:
-        raise BackendError("No AWS region set for the sandbox backend: export AWS_REGION=us-east-1 "
-                           "(or the region of your account's SageMaker quotas) and connect again.")
+        raise BackendError("No AWS region set for the sandbox backend: export AWS_REGION=us-east-1 (or the "
+                           "region of your account's SageMaker quotas), or run `aws configure set region "
+                           "us-east-1`, and connect again.")
+    os.environ.setdefault("AWS_DEFAULT_REGION", region)
     ident = _identity(session)
     account = ident["Account"]
     print(f"labkit sandbox: about to use AWS account {account} in {region} as {ident['Arn']}.")
@@ -87,11 +95,10 @@ def start(lab_name: str, *, quiet: bool = False) -> Lab:
     role = _execution_role(session, account)
     bucket = f"sagemaker-{region}-{account}"
     handler = _tag_creates(lab_name)
-    from botocore.handlers import BUILTIN_HANDLERS
+    from .offline import patches
 
-    for service, ops in TAGGED_CREATES.items():
-        for op in ops:
-            BUILTIN_HANDLERS.append((f"before-parameter-build.{service}.{op}", handler))
+    patches.add_botocore_handlers([(f"before-parameter-build.{service}.{op}", handler)
+                                   for service, ops in TAGGED_CREATES.items() for op in ops])
     boto3.DEFAULT_SESSION = None
     s3 = boto3.client("s3", region_name=region)
     try:

@@ -228,3 +228,44 @@ def embed(texts: list[str], dimension: int = NATIVE_DIMENSION, normalize: bool =
 
 def embed_one(text: str, dimension: int = NATIVE_DIMENSION, normalize: bool = True) -> list[float]:
     return [float(x) for x in embed([text], dimension, normalize)[0]]
+
+
+# --- images --------------------------------------------------------------------------------------
+
+IMAGE_GRID = 16  # the image is read as a 16 x 16 RGB thumbnail
+_IMAGE_SEED = 20261205
+
+
+@lru_cache(maxsize=8)
+def _image_projection(dimension: int, size: int) -> np.ndarray:
+    rng = np.random.default_rng(_IMAGE_SEED + dimension)
+    return rng.standard_normal((dimension, size)) / math.sqrt(dimension)
+
+
+def embed_image(data: bytes, dimension: int) -> np.ndarray:
+    """A unit vector of ``dimension`` describing an image's pixels (not its meaning).
+
+    The offline backend has no multimodal model: an image is read as a 16 x 16 RGB
+    thumbnail (centred) and an 8-bin histogram per channel, and that descriptor is mapped to
+    ``dimension`` by a fixed random projection. Near-identical images get near-identical
+    vectors; nothing relates them to text.
+    """
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            rgb = img.convert("RGB")
+            thumb = np.asarray(rgb.resize((IMAGE_GRID, IMAGE_GRID)), np.float64) / 255.0
+            full = np.asarray(rgb, np.uint8)
+    except Exception as err:  # PIL raises many kinds for bytes that are not an image
+        from .errors import validation
+
+        raise validation(f"The input image could not be decoded ({type(err).__name__}): send a PNG, JPEG, GIF or "
+                         "WebP image, base64-encoded.") from None
+    hist = np.concatenate([np.histogram(full[..., c], bins=8, range=(0, 256))[0] for c in range(3)]).astype(float)
+    hist /= max(hist.sum(), 1.0)
+    descriptor = np.concatenate([(thumb - thumb.mean()).ravel(), hist])
+    vec = _image_projection(dimension, descriptor.size) @ descriptor
+    return (vec / max(float(np.linalg.norm(vec)), 1e-12)).astype(np.float32)

@@ -5,25 +5,24 @@ this module adds what it lacks. Ingestion really happens, synchronously inside
 StartIngestionJob (so the job is ``COMPLETE`` or ``FAILED`` when the call returns):
 
 1. list the data source's S3 objects (``bucketArn``, ``inclusionPrefixes``); read text
-   documents (.txt .md .html .csv .json .xml); a ``<key>.metadata.json`` next to a
-   document supplies its ``metadataAttributes``. Other formats (PDF, Word) cannot be
+   documents (.txt .md .html .csv .json .xml) and PDFs; a ``<key>.metadata.json`` next to a
+   document supplies its ``metadataAttributes``. Other formats (Word, images) cannot be
    parsed offline and count as failed documents, with the reason.
 2. chunk each document: ``FIXED_SIZE`` with ``maxTokens`` and ``overlapPercentage``
    (tokens counted by :mod:`.tokens`), ``NONE`` (one chunk per document); without a
    chunking configuration, Bedrock's default (300 tokens, 20% overlap). ``HIERARCHICAL``
    and ``SEMANTIC`` are not emulated: the job fails and says so.
-3. embed each chunk with the knowledge base's embedding model (:mod:`.embeddings`) and
-   PutVectors into the knowledge base's S3 Vectors index (``storageConfiguration``
-   ``S3_VECTORS``) with the metadata keys Bedrock writes (``AMAZON_BEDROCK_TEXT``,
-   ``AMAZON_BEDROCK_METADATA``, ``x-amz-bedrock-kb-source-uri``,
-   ``x-amz-bedrock-kb-data-source-id``) plus the document's own attributes.
+3. embed each chunk with the knowledge base's embedding model (:mod:`.embeddings`) and write
+   it to the knowledge base's store (:mod:`.kb_stores`): an S3 Vectors index
+   (``storageConfiguration`` ``S3_VECTORS``) or an OpenSearch Serverless index
+   (``OPENSEARCH_SERVERLESS``, with the collection, index and ``fieldMapping`` checked at
+   CreateKnowledgeBase as Bedrock checks them: the index exists, its vector field has the
+   model's dimension, the service role is granted the index by a data access policy).
    Re-ingestion indexes new and changed documents (by ETag) and deletes vanished ones.
-   S3 Vectors allows 2 KB of filterable metadata per vector, so an index for chunks of
-   any size declares ``AMAZON_BEDROCK_TEXT`` and ``AMAZON_BEDROCK_METADATA``
-   non-filterable; a chunk the index refuses fails the job with the reason.
+   PDFs are read with pypdf (their text layer); other binary formats fail with the reason.
 
-Retrieve embeds the query and runs QueryVectors on that index (``score`` is the cosine
-similarity, or ``1/(1+distance)`` for a euclidean index); RetrieveAndGenerate passes the
+Retrieve embeds the query and searches the store (``overrideSearchType`` ``HYBRID`` adds
+BM25 text relevance on OpenSearch); RetrieveAndGenerate passes the
 retrieved chunks as context to the labelled extractive stand-in and cites the chunks
 its answer quotes.
 """
@@ -37,20 +36,17 @@ import re
 import secrets
 import string
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from . import catalog, embeddings, responder, throttling, tokens
+from . import catalog, embeddings, kb_stores, throttling, tokens
+from .chat import ChatRequest
 from .errors import BedrockError, not_found, validation
 
 DEFAULT_MAX_TOKENS = 300
 DEFAULT_OVERLAP = 20
-TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".csv", ".json", ".xml", ".text")
-_KB_FILTER_OPS = {"equals": "$eq", "notEquals": "$ne", "greaterThan": "$gt", "greaterThanOrEquals": "$gte",
-                  "lessThan": "$lt", "lessThanOrEquals": "$lte", "in": "$in", "notIn": "$nin",
-                  "listContains": "$eq"}
+TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".csv", ".json", ".xml", ".text", ".pdf")
 
 
 def _now() -> dt.datetime:
@@ -97,6 +93,8 @@ def chunk_text(text: str, max_tokens: int, overlap_percentage: int) -> list[str]
 
 
 def extract_text(key: str, body: bytes) -> str:
+    if key.lower().endswith(".pdf"):
+        return _pdf_text(body)
     text = body.decode("utf-8", errors="replace")
     if key.lower().endswith((".html", ".htm", ".xml")):
         text = re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.S | re.I)
@@ -105,24 +103,31 @@ def extract_text(key: str, body: bytes) -> str:
     return text.strip()
 
 
-def translate_filter(f: dict[str, Any]) -> dict[str, Any]:
-    """A Knowledge Base ``RetrievalFilter`` as an S3 Vectors metadata filter."""
-    if len(f) != 1:
-        raise validation("A retrieval filter must have exactly one operator at each level.")
-    (op, arg), = f.items()
-    if op in ("andAll", "orAll"):
-        return {"$and" if op == "andAll" else "$or": [translate_filter(x) for x in arg]}
-    if op in _KB_FILTER_OPS:
-        return {arg["key"]: {_KB_FILTER_OPS[op]: arg["value"]}}
-    raise validation(f"The filter operator {op} is not supported for S3 vector stores.")
+def _pdf_text(body: bytes) -> str:
+    """The text of a PDF's pages (pypdf); scanned pages without a text layer give nothing."""
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(body))
+        text = "\n\n".join(page.extract_text() or "" for page in reader.pages)
+    except (PdfReadError, ValueError, KeyError) as err:
+        raise ValueError(f"the PDF could not be read ({err})") from None
+    if not text.strip():
+        raise ValueError("the PDF has no text layer (scanned pages need OCR, which is not emulated offline)")
+    return text.strip()
 
 
 class KnowledgeBases:
-    def __init__(self, account_id: str, region: str, vectors: Any, runtime: Any):
+    def __init__(self, account_id: str, region: str, vectors: Any, runtime: Any,
+                 opensearch: Callable[[], tuple[Any, Any]] | None = None):
         self.account_id = account_id
         self.region = region
         self.vectors = vectors
         self.runtime = runtime
+        self.opensearch = opensearch  # () -> (the Serverless control plane, the index store), when emulated
         self.sources: dict[tuple[str, str], DataSource] = {}
 
     # --- knowledge bases (moto's records) ------------------------------------------------------
@@ -157,11 +162,25 @@ class KnowledgeBases:
             s3v = storage.get("s3VectorsConfiguration") or {}
             if not (s3v.get("indexArn") or (s3v.get("vectorBucketArn") and s3v.get("indexName"))):
                 raise validation("s3VectorsConfiguration needs indexArn, or vectorBucketArn and indexName.")
-            bucket = s3v.get("vectorBucketArn", "").rsplit("/", 1)[-1] or None
-            self.vectors.moto_index(bucket, s3v.get("indexName"), s3v.get("indexArn"))
+        elif storage.get("type") == "OPENSEARCH_SERVERLESS":
+            oss = storage.get("opensearchServerlessConfiguration") or {}
+            mapping = oss.get("fieldMapping") or {}
+            if not (oss.get("collectionArn") and oss.get("vectorIndexName")
+                    and all(mapping.get(k) for k in ("vectorField", "textField", "metadataField"))):
+                raise validation("opensearchServerlessConfiguration needs collectionArn, vectorIndexName and a "
+                                 "fieldMapping with vectorField, textField and metadataField.")
+        else:
+            raise validation(f"Storage type {storage.get('type')} is not emulated offline; use S3_VECTORS or "
+                             "OPENSEARCH_SERVERLESS.")
+        store = self._open_store(storage, p["roleArn"])
+        dims = ((vcfg.get("embeddingModelConfiguration") or {}).get("bedrockEmbeddingModelConfiguration")
+                or {}).get("dimensions") or model.embedding_dimension
+        if store.dimension != dims:
+            raise validation(f"The vector dimension of the index ({store.dimension}) does not match the embedding "
+                             f"model's output dimension ({dims}).")
         if any(kb.name == p["name"] for kb in backend.knowledge_bases.values()):
             raise BedrockError("ConflictException", f"Knowledge base with name {p['name']} already exists.", 409)
-        placeholder = {"type": "RDS"} if storage.get("type") == "S3_VECTORS" else storage
+        placeholder = {"type": "RDS"}
         kb = backend.create_knowledge_base(name=p["name"], role_arn=p["roleArn"], knowledge_base_configuration=config,
                                            storage_configuration=placeholder, client_token=p.get("clientToken"),
                                            description=p.get("description"), tags=None)
@@ -223,22 +242,26 @@ class KnowledgeBases:
         if ds.record["dataDeletionPolicy"] == "DELETE":
             keys = [k for _, ks in ds.documents.values() for k in ks]
             if keys:
-                self._delete_vectors(p["knowledgeBaseId"], keys)
+                self._store(p["knowledgeBaseId"]).delete(keys)
         del self.sources[(p["knowledgeBaseId"], p["dataSourceId"])]
         return {"knowledgeBaseId": p["knowledgeBaseId"], "dataSourceId": p["dataSourceId"], "status": "DELETING"}
 
     # --- the vector store of a knowledge base -------------------------------------------------
-    def _store(self, kb_id: str) -> tuple[dict[str, Any], Any]:
+    def _open_store(self, storage: dict[str, Any], role_arn: str) -> kb_stores.Store:
+        if storage.get("type") == "OPENSEARCH_SERVERLESS":
+            if self.opensearch is None:
+                raise validation("OpenSearch Serverless is not emulated in this backend.")
+            serverless, index_store = self.opensearch()
+            return kb_stores.OpenSearchStore(serverless, index_store, storage["opensearchServerlessConfiguration"],
+                                             role_arn)
+        if storage.get("type") == "S3_VECTORS":
+            return kb_stores.S3VectorsStore(self.vectors, storage.get("s3VectorsConfiguration") or {}, self.region)
+        raise validation(f"Storage type {storage.get('type')} is not emulated offline; use S3_VECTORS or "
+                         "OPENSEARCH_SERVERLESS.")
+
+    def _store(self, kb_id: str) -> kb_stores.Store:
         kb = self.knowledge_base(kb_id)
-        storage = kb.storage_configuration or {}
-        if storage.get("type") != "S3_VECTORS":
-            raise validation(f"Knowledge base {kb_id} uses {storage.get('type')} storage, which is not emulated "
-                             "offline; use S3_VECTORS (an S3 Vectors index).")
-        cfg = storage.get("s3VectorsConfiguration") or {}
-        index_arn = cfg.get("indexArn")
-        bucket = cfg.get("vectorBucketArn", "").rsplit("/", 1)[-1] or None
-        idx = self.vectors.moto_index(bucket, cfg.get("indexName"), index_arn)
-        return cfg, idx
+        return self._open_store(kb.storage_configuration or {}, kb.role_arn)
 
     def _embedding(self, kb_id: str) -> tuple[catalog.FoundationModel, int]:
         kb = self.knowledge_base(kb_id)
@@ -257,17 +280,6 @@ class KnowledgeBases:
         self.runtime.record("bedrock:tokens", model.model_id, model_id=model.model_id,
                             input_tokens=sum(tokens.count(t) for t in texts), output_tokens=0, operation=operation)
         return [[float(x) for x in v] for v in vecs]
-
-    def _s3vectors(self):
-        import boto3
-
-        return boto3.client("s3vectors", region_name=self.region)
-
-    def _delete_vectors(self, kb_id: str, keys: list[str]) -> None:
-        cfg, idx = self._store(kb_id)
-        client = self._s3vectors()
-        for i in range(0, len(keys), 500):
-            client.delete_vectors(indexArn=idx.index_arn, keys=keys[i:i + 500])
 
     # --- ingestion ------------------------------------------------------------------------------
     def start_ingestion_job(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -312,10 +324,10 @@ class KnowledgeBases:
         import boto3
 
         strategy, max_tokens, overlap = self._chunking(ds)
-        cfg, idx = self._store(kb_id)
+        store = self._store(kb_id)
         model, dims = self._embedding(kb_id)
-        if idx.dimension != dims:
-            raise validation(f"The dimension of the vector index ({idx.dimension}) does not match the embedding "
+        if store.dimension != dims:
+            raise validation(f"The dimension of the vector index ({store.dimension}) does not match the embedding "
                              f"model's output dimension ({dims}).")
         s3cfg = ds.record["dataSourceConfiguration"]["s3Configuration"]
         bucket = s3cfg["bucketArn"].split(":::", 1)[-1]
@@ -331,23 +343,12 @@ class KnowledgeBases:
             raise validation(f"The S3 bucket {bucket} of data source {ds.record['dataSourceId']} does not "
                              "exist.") from None
         docs = {k: e for k, e in objects.items() if not k.endswith(".metadata.json") and not k.endswith("/")}
-        client = self._s3vectors()
         seen: set[str] = set()
-        pending: list[dict[str, Any]] = []  # vectors not yet put, across documents (500 a call)
-        done: list[tuple[str, str, list[str], bool]] = []  # documents whose vectors are in ``pending``
-        owner: dict[str, str] = {}  # vector key -> the document it came from
+        pending: list[kb_stores.Chunk] = []  # chunks not yet written, across documents (500 at a time)
+        done: list[tuple[str, str, list[str], bool]] = []  # documents whose chunks are in ``pending``
 
         def flush() -> None:
-            for i in range(0, len(pending), 500):
-                batch = pending[i:i + 500]
-                try:
-                    client.put_vectors(indexArn=idx.index_arn, vectors=batch)
-                except ClientError as err:  # e.g. chunk text over the 2 KB of filterable metadata
-                    message = err.response["Error"]["Message"]
-                    uri = next((owner[v["key"]] for v in batch if v["key"] in message), owner[batch[0]["key"]])
-                    raise validation(f"{uri}: the vector index refused the chunks: {message} (Bedrock writes the "
-                                     "chunk text to AMAZON_BEDROCK_TEXT: make it and AMAZON_BEDROCK_METADATA "
-                                     "non-filterable keys of the index).") from None
+            store.put(pending)
             pending.clear()
             for uri, version, keys, modified in done:
                 ds.documents[uri] = (version, keys)
@@ -376,34 +377,32 @@ class KnowledgeBases:
                 continue
             if not key.lower().endswith(TEXT_SUFFIXES):
                 stats["numberOfDocumentsFailed"] += 1
-                failures.append(f"{uri}: this file type cannot be parsed offline (text formats only: "
+                failures.append(f"{uri}: this file type cannot be parsed offline (text formats and PDF only: "
                                 f"{', '.join(TEXT_SUFFIXES)}).")
                 continue
-            text = extract_text(key, s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            try:
+                text = extract_text(key, s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            except ValueError as err:
+                stats["numberOfDocumentsFailed"] += 1
+                failures.append(f"{uri}: {err}")
+                continue
             chunks = [text] if strategy == "NONE" else chunk_text(text, max_tokens, overlap)
             if previous:
-                for i in range(0, len(previous[1]), 500):
-                    client.delete_vectors(indexArn=idx.index_arn, keys=previous[1][i:i + 500])
+                store.delete(previous[1])
             keys = []
             if chunks:
                 vectors = self._embed(kb_id, chunks, "KnowledgeBaseIngestion")
                 for chunk, vector in zip(chunks, vectors, strict=True):
                     vkey = str(uuid.uuid4())
                     keys.append(vkey)
-                    owner[vkey] = uri
-                    metadata = {**attributes, "AMAZON_BEDROCK_TEXT": chunk,
-                                "AMAZON_BEDROCK_METADATA": json.dumps({"source": uri}),
-                                "x-amz-bedrock-kb-source-uri": uri,
-                                "x-amz-bedrock-kb-data-source-id": ds.record["dataSourceId"]}
-                    pending.append({"key": vkey, "data": {"float32": vector}, "metadata": metadata})
+                    pending.append(kb_stores.Chunk(vkey, vector, chunk, uri, ds.record["dataSourceId"], attributes))
             done.append((uri, version, keys, bool(previous)))
             if len(pending) >= 500:
                 flush()
         flush()
         for uri in [u for u in ds.documents if u not in seen]:
             _, keys = ds.documents.pop(uri)
-            for i in range(0, len(keys), 500):
-                client.delete_vectors(indexArn=idx.index_arn, keys=keys[i:i + 500])
+            store.delete(keys)
             stats["numberOfDocumentsDeleted"] += 1
 
     def get_ingestion_job(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -421,27 +420,12 @@ class KnowledgeBases:
     # --- retrieval ------------------------------------------------------------------------------
     def search(self, kb_id: str, text: str, config: dict[str, Any] | None) -> list[dict[str, Any]]:
         vcfg = (config or {}).get("vectorSearchConfiguration") or {}
-        k = vcfg.get("numberOfResults", 5)
-        cfg, idx = self._store(kb_id)
+        store = self._store(kb_id)
         query = self._embed(kb_id, [text], "Retrieve")[0]
-        params: dict[str, Any] = {"indexArn": idx.index_arn, "topK": min(k, 100),
-                                  "queryVector": {"float32": query}, "returnMetadata": True,
-                                  "returnDistance": True}
-        if vcfg.get("filter"):
-            params["filter"] = translate_filter(vcfg["filter"])
-        hits = self.vectors.query(params)
-        results = []
-        for hit in hits["vectors"]:
-            md = dict(hit.get("metadata") or {})
-            chunk = md.pop("AMAZON_BEDROCK_TEXT", "")
-            md.pop("AMAZON_BEDROCK_METADATA", None)
-            d = hit["distance"]
-            score = 1.0 - d if idx.distance_metric == "cosine" else 1.0 / (1.0 + d)
-            uri = md.get("x-amz-bedrock-kb-source-uri", "")
-            results.append({"content": {"text": chunk, "type": "TEXT"},
-                            "location": {"type": "S3", "s3Location": {"uri": uri}},
-                            "score": score, "metadata": {**md, "x-amz-bedrock-kb-chunk-id": hit["key"]}})
-        return results
+        hits = store.search(query, text, vcfg.get("numberOfResults", 5), vcfg.get("filter"),
+                            vcfg.get("overrideSearchType"))
+        return [{"content": {"text": h.text, "type": "TEXT"}, "location": {"type": "S3", "s3Location": {"uri": h.uri}},
+                 "score": h.score, "metadata": {**h.metadata, kb_stores.CHUNK_KEY: h.key}} for h in hits]
 
     def retrieve(self, p: dict[str, Any]) -> dict[str, Any]:
         throttling.check()
@@ -457,17 +441,15 @@ class KnowledgeBases:
             raise validation(f"RetrieveAndGenerate type {cfg.get('type')} is not emulated offline; use "
                              "KNOWLEDGE_BASE.")
         kcfg = cfg["knowledgeBaseConfiguration"]
-        model = catalog.find(kcfg["modelArn"])
-        if model is None or model.is_embedding:
+        model = self.runtime.resolve(kcfg["modelArn"])
+        if not model.is_text:
             raise validation(f"The model {kcfg['modelArn']} is not a text model the offline backend knows.")
         query = p["input"]["text"]
         results = self.search(kcfg["knowledgeBaseId"], query, kcfg.get("retrievalConfiguration"))
         gcfg = kcfg.get("generationConfiguration") or {}
         icfg = (gcfg.get("inferenceConfig") or {}).get("textInferenceConfig") or {}
-        prompt = responder.Prompt([r["content"]["text"] for r in results], [("user", query)])
-        from .formats import TextRequest
-
-        request = TextRequest(prompt, icfg.get("maxTokens") or 2048, list(icfg.get("stopSequences") or []))
+        request = ChatRequest.of_text(query, icfg.get("maxTokens") or 2048, list(icfg.get("stopSequences") or []),
+                                      system=[r["content"]["text"] for r in results])
         guard = gcfg.get("guardrailConfiguration")
         ref = self.runtime.guardrail(guard["guardrailId"], guard["guardrailVersion"], None) if guard else None
         result = self.runtime.generate(model, request, "RetrieveAndGenerate", ref)

@@ -1,9 +1,11 @@
 """The offline stand-in for Bedrock's text models: a labelled, extractive responder.
 
-No foundation model can run on this machine, so Claude, Titan Text and Llama are all
-answered by this deterministic procedure, and it says so: every answer starts with
-:data:`LABEL`, and each response carries a ``labkit`` note (see ``formats``). On the
-sandbox backend the real model answers.
+No foundation model can run on this machine, so every text model (Claude, Nova, Titan
+Text, Llama, Mistral, Cohere, Jamba, DeepSeek) is answered by this deterministic procedure
+unless a local model is configured (:mod:`labkit.bedrock.generation`), and it says so:
+every answer starts with :data:`LABEL`, and the response header ``x-labkit-stand-in``
+carries :data:`STAND_IN`. On the sandbox backend the real model answers. Tool calls are
+decided by :mod:`labkit.bedrock.tools`.
 
 What it does, given the prompt (system text and conversation turns):
 
@@ -39,14 +41,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import tokens
+from .chat import Generation
 
 LABEL = "(offline stand-in) "
+STAND_IN = "extractive; labkit offline stand-in, not the foundation model"
 NOT_FOUND = "I cannot find the answer in the provided context."
 MIN_SIMILARITY = 0.3
-NOTE = ("Generated offline by labkit's extractive stand-in, not by the foundation model: it quotes "
-        "the prompt's context sentence most similar to the question (all-MiniLM-L6-v2), or says it "
-        "cannot find the answer. Token counts: " + tokens.TOKENIZER_NAME + ".")
-
 _STOPWORD_TEXT = """
 a about above after again against all am an and any are as at be because been before being below
 between both but by can could did do does doing down during each few for from further had has have
@@ -78,17 +78,6 @@ class Prompt:
 
     def text(self) -> str:
         return "\n".join([*self.system, *(t for _, t in self.turns)])
-
-
-@dataclass
-class Generation:
-    text: str
-    input_tokens: int
-    output_tokens: int
-    stop_reason: str  # "end_turn" | "max_tokens" | "stop_sequence"
-    stop_sequence: str | None = None
-    found: bool = False
-    sources: list[str] = field(default_factory=list)  # the context sentences quoted
 
 
 def _clean(text: str) -> str:
@@ -256,24 +245,39 @@ def _answer(question: str, context: list[str]) -> tuple[str, list[str]]:
     return " ".join(picked), picked
 
 
-def respond(prompt: Prompt, max_tokens: int, stop_sequences: list[str] | None = None) -> Generation:
+def answer_from(question: str, context: list[str]) -> tuple[str, list[str]]:
+    """The best one or two ``context`` sentences for ``question`` (and the sentences quoted), or NOT_FOUND."""
+    return _answer(question, context)
+
+
+def finish(text: str, max_tokens: int, stop_sequences: list[str] | None = None) -> tuple[str, int, str, str | None]:
+    """``text`` cut at the first stop sequence after the label, then at ``max_tokens``.
+
+    Returns (text, output tokens, stop reason, the stop sequence met).
+    """
+    stop_reason, stop_seq = "end_turn", None
+    hits = [(text.find(s), s) for s in (stop_sequences or []) if s and text.find(s) >= len(LABEL)]
+    if hits:
+        pos, stop_seq = min(hits)
+        text = text[:pos]
+        stop_reason = "stop_sequence"
+    cut, n_out, was_cut = tokens.truncate(text, max_tokens)
+    if was_cut:
+        text, stop_reason, stop_seq = cut, "max_tokens", None
+    return text, n_out, stop_reason, stop_seq
+
+
+def respond(prompt: Prompt, max_tokens: int, stop_sequences: list[str] | None = None,
+            input_tokens: int | None = None) -> Generation:
     """Answer ``prompt`` extractively within ``max_tokens``, stopping at ``stop_sequences``."""
     question, context, labels = _split(prompt)
     answer, sources = _answer(question, context)
     if sources and any(src in labels for src in sources):
         answer = " ".join(f"{src} [{labels[src]}]" if src in labels else src for src in sources)
-    full = LABEL + answer
-    stop_reason, stop_seq = "end_turn", None
-    hits = [(full.find(s), s) for s in (stop_sequences or []) if s and full.find(s) >= len(LABEL)]
-    if hits:
-        pos, stop_seq = min(hits)
-        full = full[:pos]
-        stop_reason = "stop_sequence"
-    cut, n_out, was_cut = tokens.truncate(full, max_tokens)
-    if was_cut:
-        full, stop_reason, stop_seq = cut, "max_tokens", None
-    return Generation(text=full, input_tokens=tokens.count(prompt.text()), output_tokens=n_out,
-                      stop_reason=stop_reason, stop_sequence=stop_seq, found=bool(sources), sources=sources)
+    text, n_out, stop_reason, stop_seq = finish(LABEL + answer, max_tokens, stop_sequences)
+    n_in = tokens.count(prompt.text()) if input_tokens is None else input_tokens
+    return Generation([text], n_in, n_out, stop_reason, stop_seq, label=STAND_IN, found=bool(sources),
+                      sources=sources)
 
 
 def similarity(a: str, b: str) -> float:

@@ -1,25 +1,37 @@
 """The offline ``bedrock-runtime``: InvokeModel, streaming, Converse, ApplyGuardrail.
 
 Plain Python over the local models; :mod:`labkit.offline.bedrock` speaks the protocol.
-Each call is metered: ``usage.record("bedrock:tokens", model_id, model_id=...,
-input_tokens=..., output_tokens=..., operation=...)`` (embeddings: ``output_tokens=0``), and
+A call names its model by base id, ARN or inference profile (:meth:`catalog.ProfileStore.resolve`
+decides as Bedrock does); the family's body is read (:mod:`.formats`), a generator answers
+(:mod:`.generation`: the stand-in, or a local OpenAI-compatible model), guardrails wrap it,
+and the answer is written back in the family's or Converse's shape. The response headers
+carry Bedrock's own (``x-amzn-bedrock-input-token-count``...) and ``x-labkit-stand-in``,
+which names who answered (AWS's clients ignore headers they do not know).
+
+Each call is metered: ``usage.record("bedrock:tokens", model_id, model_id=..., input_tokens=...,
+output_tokens=..., operation=...)`` (embeddings: ``output_tokens=0``; images: ``images=n``), and
 each guardrail assessment ``usage.record("bedrock:guardrail", guardrail_id, ..., <policy>Units=...)``
-with the text units per policy that the assessment reports (ApplyGuardrail and guarded invocations).
+with the text units per policy that the assessment reports.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from . import catalog, formats, guardrails, responder, throttling
+from . import catalog, converse, formats, generation, guardrails, throttling
 from .catalog import FoundationModel
-from .errors import BedrockError, not_found, validation
+from .chat import ChatRequest, Generation, Message
+from .errors import BedrockError, validation
+from .formats.common import metrics_of
 
 Recorder = Callable[..., Any]
+STAND_IN_HEADER = "x-labkit-stand-in"
+EMBEDDING_LABEL = "all-MiniLM-L6-v2 mapped to the requested size; images: a pixel descriptor (not the provider's model)"
+IMAGE_LABEL = "procedural image drawn from the prompt's hash (labkit offline stand-in, not the provider's model)"
 
 
 @dataclass
@@ -37,7 +49,7 @@ class GuardrailRef:
 class TextResult:
     """A text model's answer, after guardrails."""
 
-    gen: responder.Generation
+    gen: Generation
     model: FoundationModel
     latency_ms: int
     guardrail_action: str | None = None  # "INTERVENED" | "NONE" | None (no guardrail)
@@ -45,25 +57,30 @@ class TextResult:
     output_assessments: list[dict[str, Any]] = field(default_factory=list)
     guardrail_id: str | None = None
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return headers(self.gen.input_tokens, self.gen.output_tokens, self.latency_ms, self.gen.label)
 
-def resolve_model(model_id: str) -> FoundationModel:
-    """The catalogue model for an id; unknown ids fail as Bedrock fails them.
 
-    An id shaped like a foundation model (``provider.name...``) that Bedrock does not
-    have: ResourceNotFoundException; anything else: ValidationException.
-    """
-    model = catalog.find(model_id)
-    if model is None:
-        if re.fullmatch(r"(arn:aws:bedrock:[a-z0-9-]+::foundation-model/)?[a-z0-9-]{1,63}\.[a-z0-9-.:]+", model_id):
-            raise not_found("Could not resolve the foundation model from the provided model identifier.")
-        raise validation("The provided model identifier is invalid.")
-    return model
+@lru_cache(maxsize=256)
+def _priced(model_id: str, usage: str) -> bool:
+    from labkit.cost import catalogue
+
+    try:
+        catalogue.load().bedrock(model_id, usage)
+        return True
+    except Exception:  # no price: the call is still served, and the bill says what is unpriced
+        return False
 
 
 class Runtime:
-    def __init__(self, store: guardrails.GuardrailStore, record: Recorder):
+    def __init__(self, store: guardrails.GuardrailStore, record: Recorder, profiles: catalog.ProfileStore):
         self.store = store
         self.record = record
+        self.profiles = profiles
+
+    def resolve(self, model_id: str) -> FoundationModel:
+        return self.profiles.resolve(model_id)
 
     # --- guardrails ------------------------------------------------------------------------
     def guardrail(self, identifier: str | None, version: str | None, trace: str | None) -> GuardrailRef | None:
@@ -109,26 +126,26 @@ class Runtime:
                         version=version, source=source, operation=operation, **units)
 
     # --- text generation -------------------------------------------------------------------
-    def generate(self, model: FoundationModel, request: formats.TextRequest, operation: str,
+    def generate(self, model: FoundationModel, request: ChatRequest, operation: str,
                  ref: GuardrailRef | None, guard_texts: list[str] | None = None) -> TextResult:
-        """Run the stand-in with the guardrail around it, and meter the tokens."""
+        """Run the generator with the guardrail around it, and meter the tokens."""
         started = time.perf_counter()
         input_assessment = None
         if ref is not None:
-            texts = guard_texts if guard_texts is not None else [request.prompt.text()]
+            texts = guard_texts if guard_texts is not None else [request.text()]
             check = guardrails.evaluate(ref.config, "INPUT", texts, guardrail=ref.guardrail, version=ref.version)
             self.meter_guardrail(ref.guardrail, ref.version, "INPUT", operation, check.usage)
             input_assessment = check.assessment
             if check.action != "NONE" and check.blocked:
-                gen = responder.Generation(text=check.masked_text or "", input_tokens=0, output_tokens=0,
-                                           stop_reason="guardrail_intervened")
+                gen = Generation([check.masked_text or ""], 0, 0, "guardrail_intervened", label="guardrail")
                 return TextResult(gen, model, _ms(started), "INTERVENED", input_assessment, [],
                                   ref.guardrail.guardrail_id)
             if check.action != "NONE":  # anonymized input goes on to the model masked
-                request = formats.TextRequest(
-                    responder.Prompt([], [("user", check.masked_text or "")]), request.max_tokens,
-                    request.stop_sequences)
-        gen = responder.respond(request.prompt, request.max_tokens, request.stop_sequences)
+                request = ChatRequest(request.system, [Message("user", [check.masked_text or ""])],
+                                      request.max_tokens, request.stop_sequences, request.temperature,
+                                      request.top_p, request.tools, request.tool_choice, request.forced_tool,
+                                      request.reasoning, request.native)
+        gen = generation.generator().generate(request)
         self.record("bedrock:tokens", model.model_id, model_id=model.model_id, input_tokens=gen.input_tokens,
                     output_tokens=gen.output_tokens, operation=operation)
         action = None
@@ -141,10 +158,7 @@ class Runtime:
             outputs = [check.assessment]
             if check.action != "NONE":
                 action = "INTERVENED"
-                gen = responder.Generation(text=check.masked_text or "", input_tokens=gen.input_tokens,
-                                           output_tokens=gen.output_tokens,
-                                           stop_reason="guardrail_intervened" if check.blocked else gen.stop_reason,
-                                           stop_sequence=gen.stop_sequence, found=gen.found, sources=gen.sources)
+                gen = gen.with_text(check.masked_text or "", "guardrail_intervened" if check.blocked else None)
             elif input_assessment is not None and any(k.endswith("Policy") for k in input_assessment):
                 action = "INTERVENED"  # input was anonymized
         return TextResult(gen, model, _ms(started), action, input_assessment, outputs,
@@ -152,30 +166,21 @@ class Runtime:
 
     # --- InvokeModel ------------------------------------------------------------------------
     def invoke(self, model_id: str, body: bytes, guardrail: GuardrailRef | None,
-               operation: str = "InvokeModel") -> tuple[Any, dict[str, Any], TextResult | None]:
-        """Returns (the response body as JSON object or chunk list, metadata headers, text result)."""
+               operation: str = "InvokeModel") -> tuple[Any, dict[str, str], TextResult | None]:
+        """Returns (the response body as JSON object or chunk list, response headers, text result)."""
         throttling.check()
-        model = resolve_model(model_id)
+        model = self.resolve(model_id)
         data = formats.parse_body(body)
-        if model.family in formats.EMBED_FAMILIES:
+        if model.family in formats.EMBED or model.family in formats.IMAGE:
             if operation != "InvokeModel":
                 raise validation("The model is unsupported for streaming.")
-            parse, build = formats.EMBED_FAMILIES[model.family]
-            req = parse(data, model)
-            started = time.perf_counter()
-            vectors, n_tokens = formats.embed(req)
-            self.record("bedrock:tokens", model.model_id, model_id=model.model_id, input_tokens=n_tokens,
-                        output_tokens=0, operation=operation)
-            headers = _headers(n_tokens, None, _ms(started))
-            return build(req, vectors, n_tokens, model), headers, None
-        parse_text, build_body, build_chunks = formats.TEXT_FAMILIES[model.family]
-        request = parse_text(data, model)
+            return (*self._embed_or_draw(model, data, operation), None)
+        family = formats.TEXT[model.family]
+        request = family.parse(data, model)
         result = self.generate(model, request, operation, guardrail)
-        metrics = {"inputTokenCount": result.gen.input_tokens, "outputTokenCount": result.gen.output_tokens,
-                   "invocationLatency": result.latency_ms, "firstByteLatency": result.latency_ms}
         gen = result.gen
         if gen.stop_reason == "guardrail_intervened":
-            gen = responder.Generation(gen.text, gen.input_tokens, gen.output_tokens, "end_turn")
+            gen = gen.with_text(gen.text, "end_turn")
         extra: dict[str, Any] = {}
         if result.guardrail_action is not None:
             extra["amazon-bedrock-guardrailAction"] = result.guardrail_action
@@ -184,90 +189,49 @@ class Runtime:
                 if result.output_assessments:
                     trace["outputs"] = [{result.guardrail_id: a} for a in result.output_assessments]
                 extra["amazon-bedrock-trace"] = {"guardrail": trace}
-        headers = _headers(result.gen.input_tokens, result.gen.output_tokens, result.latency_ms)
         if operation == "InvokeModel":
-            return {**build_body(gen, model), **extra}, headers, result
-        chunks = build_chunks(gen, model, metrics)
+            return {**family.body(gen, model, request), **extra}, result.headers, result
+        chunks = family.chunks(gen, model, metrics_of(gen.input_tokens, gen.output_tokens, result.latency_ms),
+                               request)
         if extra:
             chunks[-1].update(extra)
-        return chunks, headers, result
+        return chunks, result.headers, result
+
+    def _embed_or_draw(self, model: FoundationModel, data: dict[str, Any],
+                       operation: str) -> tuple[dict[str, Any], dict[str, str]]:
+        started = time.perf_counter()
+        if model.family in formats.EMBED:
+            family = formats.EMBED[model.family]
+            req = family.parse(data, model)
+            out = formats.embed.embed(req)
+            n_images = len(req.images) if _priced(model.model_id, "images") else 0
+            self.record("bedrock:tokens", model.model_id, model_id=model.model_id, input_tokens=out.input_tokens,
+                        output_tokens=0, images=n_images, operation=operation)
+            return family.body(req, out, model), headers(out.input_tokens, None, _ms(started), EMBEDDING_LABEL)
+        image_family = formats.IMAGE[model.family]
+        ireq = image_family.parse(data, model)
+        ireq.model_id = model.model_id
+        pictures = ireq.draw()
+        self.record("bedrock:tokens", model.model_id, model_id=model.model_id, input_tokens=0, output_tokens=0,
+                    images=len(pictures), operation=operation)
+        return image_family.body(ireq, pictures, model), headers(None, None, _ms(started), IMAGE_LABEL)
 
     # --- Converse ---------------------------------------------------------------------------
-    def converse(self, params: dict[str, Any]) -> TextResult:
+    def converse(self, params: dict[str, Any], stream: bool = False) -> TextResult:
         throttling.check()
-        model = resolve_model(params["modelId"])
-        if model.is_embedding:
-            raise validation("This action doesn't support the model that you provided. Try again with a "
-                             "supported text or chat model.")
-        system, guarded_system = [], []
-        for block in params.get("system") or []:
-            if "text" in block:
-                system.append(block["text"])
-            elif "guardContent" in block:
-                system.append(block["guardContent"]["text"]["text"])
-                guarded_system.append(block["guardContent"]["text"]["text"])
-        if system and model.family == "titan-text":
-            raise validation("This model doesn't support system messages. Try again without system messages "
-                             "or use a model that supports them.")
-        messages = params.get("messages") or []
-        if not messages:
-            raise validation("A conversation must start with a user message. Try again with a conversation that "
-                             "starts with a user message.")
-        turns, guarded = [], list(guarded_system)
-        for i, msg in enumerate(messages):
-            if msg["role"] == "system":
-                raise validation("The role system is not supported in messages. Use the system field instead.")
-            if i == 0 and msg["role"] != "user":
-                raise validation("A conversation must start with a user message. Try again with a conversation "
-                                 "that starts with a user message.")
-            if i and messages[i - 1]["role"] == msg["role"]:
-                raise validation("A conversation must alternate between user and assistant roles. Make sure the "
-                                 "conversation alternates between user and assistant roles and try again.")
-            parts = []
-            for block in msg["content"]:
-                if "text" in block:
-                    parts.append(block["text"])
-                elif "guardContent" in block:
-                    parts.append(block["guardContent"]["text"]["text"])
-                    guarded.append(block["guardContent"]["text"]["text"])
-                elif "document" in block:
-                    src = block["document"].get("source", {})
-                    if "text" in src:
-                        parts.append(src["text"])
-                    elif "bytes" in src:
-                        parts.append(src["bytes"].decode("utf-8", "replace"))
-                elif "toolResult" in block:
-                    parts.extend(c.get("text", "") for c in block["toolResult"].get("content", []))
-            turns.append((msg["role"], "\n".join(p for p in parts if p)))
-        if turns[-1][0] != "user":
-            raise validation("The final message in the conversation must be a user message.")
-        config = params.get("inferenceConfig") or {}
-        max_tokens = config.get("maxTokens", model.max_output_tokens if model.family == "anthropic" else 512)
-        if max_tokens > model.max_output_tokens:
-            raise validation(f"The maximum tokens you requested exceeds the model limit of "
-                             f"{model.max_output_tokens}. Try again with a maximum tokens value that is lower than "
-                             f"{model.max_output_tokens}.")
+        model = self.resolve(params["modelId"])
+        request, guard_texts = converse.request(params, model, stream)
         gcfg = params.get("guardrailConfig")
         ref = None
         if gcfg:
             ref = self.guardrail(gcfg.get("guardrailIdentifier"), gcfg.get("guardrailVersion"),
                                  gcfg.get("trace", "disabled"))
-        request = formats.TextRequest(responder.Prompt(system, turns), max_tokens,
-                                      list(config.get("stopSequences") or []))
-        guard_texts = guarded or [t for _, t in turns if t] + system
-        return self.generate(model, request, params.get("_operation", "Converse"), ref, guard_texts)
+        return self.generate(model, request, "ConverseStream" if stream else "Converse", ref, guard_texts)
 
 
 def converse_response(result: TextResult, trace: bool) -> dict[str, Any]:
     gen = result.gen
-    out: dict[str, Any] = {
-        "output": {"message": {"role": "assistant", "content": [{"text": gen.text}]}},
-        "stopReason": gen.stop_reason,
-        "usage": {"inputTokens": gen.input_tokens, "outputTokens": gen.output_tokens,
-                  "totalTokens": gen.input_tokens + gen.output_tokens},
-        "metrics": {"latencyMs": result.latency_ms},
-        "additionalModelResponseFields": {"labkit": formats.STAND_IN_FIELD},
-    }
+    out = converse.response(gen.content, gen.stop_reason, gen.input_tokens, gen.output_tokens, result.latency_ms)
     if trace and result.guardrail_id:
         out["trace"] = {"guardrail": _converse_trace(result)}
     return out
@@ -284,25 +248,18 @@ def _converse_trace(result: TextResult) -> dict[str, Any]:
 
 def converse_stream_events(result: TextResult, trace: bool) -> list[tuple[str, dict[str, Any]]]:
     gen = result.gen
-    # Text blocks open with their first delta (contentBlockStart is sent for tool use only).
-    events: list[tuple[str, dict[str, Any]]] = [("messageStart", {"role": "assistant"})]
-    for piece in formats._deltas(gen.text):
-        events.append(("contentBlockDelta", {"delta": {"text": piece}, "contentBlockIndex": 0}))
-    events.append(("contentBlockStop", {"contentBlockIndex": 0}))
-    events.append(("messageStop", {"stopReason": gen.stop_reason,
-                                   "additionalModelResponseFields": {"labkit": formats.STAND_IN_FIELD}}))
-    meta: dict[str, Any] = {"usage": {"inputTokens": gen.input_tokens, "outputTokens": gen.output_tokens,
-                                      "totalTokens": gen.input_tokens + gen.output_tokens},
-                            "metrics": {"latencyMs": result.latency_ms}}
+    events = converse.stream_events(gen.content, gen.stop_reason, gen.input_tokens, gen.output_tokens,
+                                    result.latency_ms)
     if trace and result.guardrail_id:
-        meta["trace"] = {"guardrail": _converse_trace(result)}
-    events.append(("metadata", meta))
+        events[-1][1]["trace"] = {"guardrail": _converse_trace(result)}
     return events
 
 
-def _headers(n_in: int, n_out: int | None, latency_ms: int) -> dict[str, str]:
-    h = {"x-amzn-bedrock-invocation-latency": str(latency_ms), "x-amzn-bedrock-input-token-count": str(n_in),
-         "x-labkit-offline-stand-in": "true"}
+def headers(n_in: int | None, n_out: int | None, latency_ms: int, label: str) -> dict[str, str]:
+    """Bedrock's response headers, and who answered (``x-labkit-stand-in``)."""
+    h = {"x-amzn-bedrock-invocation-latency": str(latency_ms), STAND_IN_HEADER: label}
+    if n_in is not None:
+        h["x-amzn-bedrock-input-token-count"] = str(n_in)
     if n_out is not None:
         h["x-amzn-bedrock-output-token-count"] = str(n_out)
     return h
@@ -312,4 +269,4 @@ def _ms(started: float) -> int:
     return max(1, int((time.perf_counter() - started) * 1000))
 
 
-__all__ = ["BedrockError", "Runtime", "converse_response", "converse_stream_events", "resolve_model"]
+__all__ = ["STAND_IN_HEADER", "BedrockError", "Runtime", "converse_response", "converse_stream_events", "headers"]

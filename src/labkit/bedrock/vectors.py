@@ -8,6 +8,7 @@ updated after every PutVectors/DeleteVectors, that answers QueryVectors.
 * ``cosine``: vectors are L2-normalised and searched by inner product; the distance
   returned is ``1 - cosine similarity`` (0 for the same direction, up to 2).
 * ``euclidean``: searched by L2; the distance returned is the Euclidean distance.
+* ``innerproduct`` (OpenSearch's space of that name): raw inner product, distance ``-ip``.
 * Metadata filters use S3 Vectors' operators (``$eq $ne $gt $gte $lt $lte $in $nin
   $exists $and $or``; a bare value means ``$eq``; an array value matches ``$eq`` when
   it contains the value). The filter is evaluated over the records first; a selective
@@ -54,12 +55,14 @@ def _error(code: str, message: str, status: int = 400) -> BedrockError:
 class AnnIndex:
     """One index: rows of vectors, a key per row, an HNSW graph over the live rows."""
 
-    def __init__(self, dimension: int, metric: str):
+    def __init__(self, dimension: int, metric: str, m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION,
+                 ef_search: int = EF_SEARCH):
         import faiss
 
         self._faiss = faiss
         self.dimension = dimension
-        self.metric = metric
+        self.metric = metric  # cosine | euclidean | innerproduct
+        self.m, self.ef_construction, self.ef_search = m, ef_construction, ef_search
         self.keys: list[str] = []
         self.row_of: dict[str, int] = {}
         self.metadata: dict[int, Any] = {}
@@ -72,10 +75,10 @@ class AnnIndex:
 
     def _new_graph(self):
         faiss = self._faiss
-        m = faiss.METRIC_INNER_PRODUCT if self.metric == "cosine" else faiss.METRIC_L2
-        g = faiss.IndexHNSWFlat(self.dimension, HNSW_M, m)
-        g.hnsw.efConstruction = EF_CONSTRUCTION
-        g.hnsw.efSearch = EF_SEARCH
+        m = faiss.METRIC_INNER_PRODUCT if self.metric in ("cosine", "innerproduct") else faiss.METRIC_L2
+        g = faiss.IndexHNSWFlat(self.dimension, self.m, m)
+        g.hnsw.efConstruction = self.ef_construction
+        g.hnsw.efSearch = self.ef_search
         return g
 
     def __len__(self) -> int:
@@ -137,6 +140,8 @@ class AnnIndex:
     def _distances(self, scores: np.ndarray) -> np.ndarray:
         if self.metric == "cosine":
             return 1.0 - scores
+        if self.metric == "innerproduct":
+            return -scores
         return np.sqrt(np.maximum(scores, 0.0))
 
     def search(self, query: np.ndarray, k: int, candidates: list[int] | None = None,
@@ -150,7 +155,7 @@ class AnnIndex:
                 return self._exact(q[0], k, np.asarray(sorted(self.row_of.values()), dtype=np.int64))
             faiss = self._faiss
             params = faiss.SearchParametersHNSW()
-            params.efSearch = max(EF_SEARCH, 2 * k)
+            params.efSearch = max(self.ef_search, 2 * k)
             if candidates is not None:
                 sel = faiss.IDSelectorBatch(np.asarray(candidates, dtype=np.int64))
                 params.sel = sel
@@ -168,6 +173,8 @@ class AnnIndex:
         data = self._data[rows]
         if self.metric == "cosine":
             d = 1.0 - data @ q
+        elif self.metric == "innerproduct":
+            d = -(data @ q)
         else:
             d = np.sqrt(np.maximum(((data - q) ** 2).sum(axis=1), 0.0))
         order = np.argsort(d, kind="stable")[:k]

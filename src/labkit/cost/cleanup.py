@@ -71,13 +71,15 @@ def _lab_of(tags: list[dict[str, str]]) -> str | None:
     return None
 
 
-def _wanted(lab_value: str | None, lab_name: str | None) -> bool:
-    if lab_value is None or lab_value == SHARED:
+def _wanted(lab_value: str | None, lab_name: str | None, untagged: bool = False) -> bool:
+    if lab_value is None:
+        return untagged and lab_name is None
+    if lab_value == SHARED:
         return False
     return lab_name is None or lab_value == lab_name
 
 
-def _sagemaker_leftovers(sm: Any, lab_name: str | None) -> list[Leftover]:
+def _sagemaker_leftovers(sm: Any, lab_name: str | None, untagged: bool = False) -> list[Leftover]:
     found = []
     for kind, op, key, name_key, arn_key, status_key, kwargs, action in _SAGEMAKER_SCANS:
         try:
@@ -93,7 +95,7 @@ def _sagemaker_leftovers(sm: Any, lab_name: str | None) -> list[Leftover]:
             except Exception:
                 continue
             lab_value = _lab_of(tags)
-            if _wanted(lab_value, lab_name):
+            if _wanted(lab_value, lab_name, untagged):
                 found.append(Leftover(kind, summary[name_key], arn, str(lab_value),
                                       str(summary.get(status_key, "")) if status_key else "", action))
     return found
@@ -138,14 +140,19 @@ def _tagged_leftovers(tagging: Any, lab_name: str | None) -> list[Leftover]:
     return found
 
 
-def find_leftovers(lab_name: str | None, *, region: str, session: Any = None) -> list[Leftover]:
-    """Tagged resources of ``lab_name`` (or of every lab when None), in deletion order."""
+def find_leftovers(lab_name: str | None, *, region: str, session: Any = None,
+                   untagged: bool = False) -> list[Leftover]:
+    """Tagged resources of ``lab_name`` (or of every lab when None), in deletion order.
+
+    ``untagged``: with no lab given, also the billed SageMaker resources without a lab tag (the
+    offline backend's account is the learner's own: everything still up is theirs).
+    """
     import boto3
 
     session = session or boto3.Session()
     sm = session.client("sagemaker", region_name=region)
     tagging = session.client("resourcegroupstaggingapi", region_name=region)
-    return _sagemaker_leftovers(sm, lab_name) + _tagged_leftovers(tagging, lab_name)
+    return _sagemaker_leftovers(sm, lab_name, untagged) + _tagged_leftovers(tagging, lab_name)
 
 
 def _empty_and_delete_bucket(s3: Any, bucket: str) -> None:

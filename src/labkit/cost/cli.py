@@ -2,7 +2,8 @@
 
     labkit cleanup [--lab NAME] [--region R] [--yes]
         List what labs left tagged labkit:lab in the account of your credentials (dry run);
-        with --yes stop or delete it.
+        with --yes stop or delete it. Offline (the default backend), what is still running or
+        billed in your shared offline backend.
     labkit cost show [--service sagemaker|ec2|bedrock|storage] [--match TEXT] [--unverified]
         The price catalogue with each price's source and date.
     labkit cost refresh [--only FILE] [--dry-run]
@@ -27,13 +28,27 @@ def main_cleanup(argv: list[str]) -> int:
     parser.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
     parser.add_argument("--yes", action="store_true", help="really stop and delete (default: dry run)")
     args = parser.parse_args(argv)
+    untagged = False
+    if (os.environ.get("LABKIT_BACKEND") or "offline").strip().lower() == "offline":
+        # Offline: this process's backend, else the user's shared one if it runs; all it bills is theirs.
+        from .. import offline
+        from ..offline import shared
+
+        if not offline.connected():
+            state = shared.read_state()
+            if not shared.answering(state):
+                print("labkit cleanup: the offline backend is not running, so nothing is left running. "
+                      "(For a real account: LABKIT_BACKEND=sandbox labkit cleanup.)")
+                return 0
+            offline.attach({**state, "config_dir": str(shared.home())})
+        args.region, untagged = offline.REGION, True
     if not args.region:
         print("labkit cleanup: no region; pass --region or export AWS_REGION.", file=sys.stderr)
         return 2
     from .cleanup import delete_leftovers, find_leftovers
 
     try:
-        leftovers = find_leftovers(args.lab, region=args.region)
+        leftovers = find_leftovers(args.lab, region=args.region, untagged=untagged)
     except Exception as err:
         print(f"labkit cleanup: cannot list resources ({type(err).__name__}: {err}). "
               "Check your AWS credentials (aws sts get-caller-identity).", file=sys.stderr)

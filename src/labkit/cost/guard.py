@@ -346,7 +346,8 @@ def install(lab: Any, *, cap_usd: float | None = None, quotas: QuotaChecker | No
     which is to check on the sandbox backend only (the offline backend has no quota data).
     """
     import boto3
-    from botocore.handlers import BUILTIN_HANDLERS
+
+    from ..offline import patches
 
     sandbox = getattr(lab, "backend", "") == "sandbox" and not os.environ.get("LABKIT_SKIP_QUOTA_CHECK")
     if quotas is None and sandbox:
@@ -358,20 +359,17 @@ def install(lab: Any, *, cap_usd: float | None = None, quotas: QuotaChecker | No
     _active[0] = guard
     for service, operations in GUARDED.items():
         for operation in operations:
-            entry = (f"before-parameter-build.{service}.{operation}", guard.handler)
-            BUILTIN_HANDLERS.append(entry)
-            _registered.append(entry)
+            _registered.append((f"before-parameter-build.{service}.{operation}", guard.handler))
+    patches.add_botocore_handlers(_registered)
     boto3.DEFAULT_SESSION = None  # the next boto3.client() builds a session with the handlers
     return guard
 
 
 def uninstall() -> None:
     """Remove the guard (clients created while it was installed stop consulting it too)."""
-    from botocore.handlers import BUILTIN_HANDLERS
+    from ..offline import patches
 
-    for entry in _registered:
-        if entry in BUILTIN_HANDLERS:
-            BUILTIN_HANDLERS.remove(entry)
+    patches.remove_botocore_handlers(_registered)
     _registered.clear()
     _active[0] = None
 

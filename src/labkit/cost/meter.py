@@ -806,8 +806,9 @@ def lab_events(lab: Any, now: float) -> list[dict[str, Any]]:
     if lab.backend == "offline":
         from ..offline import usage
 
-        # The meter measures S3 itself; recorded s3:storage events would count it twice.
-        events = [e for e in usage.events() if e["kind"] != "s3:storage"]
+        # The meter measures S3 itself; recorded s3:storage events would count it twice. The shared
+        # backend holds every notebook's usage: a lab's bill is what was used since it connected.
+        events = [e for e in usage.events() if e["kind"] != "s3:storage" and e.get("at", 0) >= lab.started_at]
         buckets = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
         return events + s3_storage_events(s3, buckets, since=lab.started_at, now=now)
     sm = boto3.client("sagemaker", region_name=lab.region)

@@ -111,7 +111,8 @@ def kernel_environment(scratch: str) -> dict[str, str]:
     """The kernel's whole environment: offline backend, no credentials, HOME in scratch."""
     env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
     env.setdefault("PATH", "/usr/bin:/bin")
-    env.update({"HOME": scratch, "USER": "learner", "LABKIT_BACKEND": "offline", "MPLBACKEND": "Agg",
+    env.update({"HOME": scratch, "USER": "learner", "LABKIT_BACKEND": "offline", "LABKIT_OFFLINE_MODE": "embedded",
+                "MPLBACKEND": "Agg",
                 "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                 "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "AWS_EC2_METADATA_DISABLED": "true",
                 "JUPYTER_PLATFORM_DIRS": "1", "IPYTHONDIR": f"{scratch}/.ipython",

@@ -1,29 +1,54 @@
-"""The offline backend: an embedded AWS in this Python process.
+"""The offline backend: a local AWS, served on a loopback endpoint.
 
-moto keeps the records of every service (its in-process ``mock_aws``); the engines in
-this package add what moto only records (running jobs, serving endpoints, answering
-Bedrock) through :mod:`labkit.offline.dispatch`. Every botocore client created after
-:func:`start` reaches it, including the SDKs' STS clients with an explicit regional
-``endpoint_url``; a request nothing here answers is refused, never sent to AWS.
+moto keeps the records of every service; the engines in this package add what moto only
+records (running jobs, serving endpoints, answering Bedrock) through
+:mod:`labkit.offline.dispatch`. The backend runs one of two ways (:func:`mode`):
+
+- ``embedded`` (grading, tests, ``labkit run``/``check``; ``LABKIT_OFFLINE_MODE=embedded``):
+  :func:`start` runs a private, empty backend inside this process (moto's in-process mock,
+  the engines) and serves it on a private loopback port (:mod:`.endpoint`), so that the
+  jobs, model servers, ``!aws`` cells and subprocesses this process starts reach it too.
+  This process's own clients are answered in-process.
+- ``shared`` (the default, a learner's kernels): :func:`attach` starts or joins the user's
+  backend process (:mod:`.shared`), whose state lasts across kernels and notebooks until
+  ``labkit backend reset``; this process only configures its clients to reach it.
+
+Either way :func:`configure_clients` points every AWS tool at the endpoint the way AWS's
+tools are configured (``AWS_ENDPOINT_URL``, a shared config file with region and
+``endpoint_url``, credentials, ``NO_PROXY`` for loopback), and :mod:`.patches` adds the few
+changes no setting can make. The caller is an assumed execution role, as in a SageMaker
+Studio space. A request nothing here answers is refused, never sent to AWS.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import os
+import secrets
+import shutil
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from . import dispatch, usage
+from . import dispatch, patches, usage
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 ROLE_NAME = "LabkitSageMakerExecutionRole"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/{ROLE_NAME}"
 BUCKET = f"sagemaker-{REGION}-{ACCOUNT_ID}"
+# A SageMaker Studio space's kernel runs as the execution role, in a session of this name.
+SESSION_NAME = "SageMaker"
+CALLER_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{ROLE_NAME}/{SESSION_NAME}"
+EMBEDDED, SHARED = "embedded", "shared"
+MODES = (EMBEDDED, SHARED)
+MODE_VARIABLE = "LABKIT_OFFLINE_MODE"
 
 # Engine modules register their handlers on import. Each is optional so that the
 # backend stays usable while an engine is being built; a missing one is reported by
@@ -31,11 +56,10 @@ BUCKET = f"sagemaker-{REGION}-{ACCOUNT_ID}"
 ENGINE_MODULES = [
     "labkit.offline.iam",
     "labkit.offline.s3",
-    "labkit.offline.sagemaker_fixes",
-    "labkit.offline.sdk_timing",
     "labkit.offline.training",
     "labkit.offline.hosting",
     "labkit.offline.bedrock",
+    "labkit.offline.aoss",
     "labkit.offline.pricing",
     "labkit.offline.mlops",
     "labkit.offline.athena",
@@ -48,8 +72,16 @@ ENGINE_MODULES = [
     "labkit.offline.metering",
 ]
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _mock = None
+_server: Any = None  # endpoint.Server of an embedded backend
+_last_port = 0  # a restarted backend takes its port again: a warm model-server zygote keeps its environment
+_token = ""
+_credentials: dict[str, str] = {}  # the execution role's session, the same across resets
+_attached: dict[str, Any] | None = None  # the shared backend this kernel is attached to
+_config_dir: Path | None = None
+_started_at = 0.0
+_serving = EMBEDDED  # what this process's own endpoint is: embedded, or the shared backend
 loaded_engines: dict[str, str] = {}
 _reset_hooks: list[Callable[[], None]] = []
 
@@ -103,11 +135,26 @@ SageMaker:
 """
 
 
+def mode() -> str:
+    """``shared`` (default) or ``embedded``, from ``$LABKIT_OFFLINE_MODE``."""
+    chosen = (os.environ.get(MODE_VARIABLE) or SHARED).strip().lower()
+    if chosen not in MODES:
+        raise ValueError(f"{MODE_VARIABLE}={chosen!r}: choose {' or '.join(MODES)}.")
+    return chosen
+
+
+_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+
+
 def _set_environment() -> None:
     """Fake credentials and a fixed region, so no real profile is ever used."""
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL",
-                "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN",
+                "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", *_ENDPOINT_VARIABLES):
         os.environ.pop(var, None)
+    for var in list(os.environ):
+        if var.startswith("AWS_ENDPOINT_URL_"):  # a service-specific endpoint would bypass ours
+            os.environ.pop(var)
     os.environ.update({
         "AWS_ACCESS_KEY_ID": "labkit-offline",
         "AWS_SECRET_ACCESS_KEY": "labkit-offline",
@@ -122,14 +169,55 @@ def _set_environment() -> None:
     os.environ["SAGEMAKER_ADMIN_CONFIG_OVERRIDE"] = str(config)
 
 
+def configure_clients(url: str, credentials: dict[str, str], config_dir: Path) -> None:
+    """Point every AWS tool this process starts at the endpoint ``url``, as AWS's tools are configured.
+
+    ``AWS_ENDPOINT_URL`` (boto3, the SDK, the CLI), a shared config file with the region
+    and ``endpoint_url`` (``aws configure get region`` answers), a credentials file and
+    the same credentials in the environment, and ``NO_PROXY`` for loopback, so a proxy
+    set for the machine never sees (or refuses) a call to the local endpoint.
+    """
+    config_dir.mkdir(parents=True, exist_ok=True)
+    config, creds = config_dir / "aws-config", config_dir / "aws-credentials"
+    config.write_text(f"[default]\nregion = {REGION}\noutput = json\nendpoint_url = {url}\n")
+    creds.write_text("[default]\n" f"aws_access_key_id = {credentials['AccessKeyId']}\n"
+                     f"aws_secret_access_key = {credentials['SecretAccessKey']}\n"
+                     f"aws_session_token = {credentials['SessionToken']}\n")
+    for path in (config, creds):
+        path.chmod(0o600)
+    os.environ.update({
+        "AWS_ENDPOINT_URL": url,
+        "AWS_CONFIG_FILE": str(config),
+        "AWS_SHARED_CREDENTIALS_FILE": str(creds),
+        "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": credentials["SessionToken"],
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    })
+    tools = str(Path(sys.executable).parent)  # the course's `aws` CLI, for `!aws` cells and terminals
+    if (Path(tools) / "aws").exists() and tools not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([tools, os.environ.get("PATH", "")])
+    for var in ("NO_PROXY", "no_proxy"):
+        hosts = [h for h in os.environ.get(var, "").split(",") if h.strip()]
+        os.environ[var] = ",".join(hosts + [h for h in ("127.0.0.1", "localhost", "::1") if h not in hosts])
+    from . import (
+        opensearch_client,  # opensearch-py ignores AWS_ENDPOINT_URL: its collection hosts are routed here
+    )
+
+    opensearch_client.install()
+
+
 def subprocess_environment() -> dict[str, str]:
     """Environment for processes the engines start (training scripts, model servers).
 
-    They get the same fake credentials and an endpoint that goes nowhere, so a stray
-    boto3 call in a learner's script fails fast instead of reaching AWS.
+    The same configuration as this process's clients: the local endpoint, its region and
+    the execution role's credentials, so a learner's boto3 call reaches this backend.
     """
     env = dict(os.environ)
-    env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
+    url = endpoint_url()
+    if url:
+        env["AWS_ENDPOINT_URL"] = url
     return env
 
 
@@ -157,17 +245,47 @@ def _seed() -> None:
     iam.put_role_policy(RoleName=ROLE_NAME, PolicyName="labkit-execution",
                         PolicyDocument=json.dumps(ROLE_POLICY))
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    _assume_execution_role()
 
 
-def start() -> None:
-    """Start the embedded AWS once per process, fresh; later calls reset it."""
-    global _mock
+def _assume_execution_role() -> None:
+    """The caller is the execution role's session, as in Studio; the same keys across resets."""
+    global _credentials
+    from moto.iam.models import iam_backends
+    from moto.sts.models import sts_backends
+
+    role = sts_backends[ACCOUNT_ID]["aws"].assume_role(
+        region_name=REGION, role_session_name=SESSION_NAME, role_arn=ROLE_ARN, policy="", duration=43200,
+        external_id="")
+    if not _credentials:
+        _credentials = {"AccessKeyId": role.access_key_id, "SecretAccessKey": role.secret_access_key,
+                        "SessionToken": role.session_token}
+        return
+    keys = iam_backends[ACCOUNT_ID]["aws"].access_keys
+    key = keys.pop(role.access_key_id)
+    key.access_key_id, key.secret_access_key = _credentials["AccessKeyId"], _credentials["SecretAccessKey"]
+    keys[key.access_key_id] = key
+    role.access_key = key
+    role.access_key_id, role.secret_access_key = key.access_key_id, key.secret_access_key
+    role.session_token = _credentials["SessionToken"]
+
+
+def start(*, port: int = 0, config_dir: Path | None = None,
+          on_stop: Callable[[], None] | None = None) -> None:
+    """Run the backend in this process, fresh, served on loopback ``port``; later calls reset it.
+
+    ``config_dir`` holds the AWS config and credentials files (default: a private
+    temporary folder); ``on_stop`` lets the control API stop the process (shared backend).
+    """
+    global _mock, _server, _token, _config_dir, _started_at, _serving, _last_port
     with _lock:
+        if _attached is not None:
+            detach()
         _set_environment()
-        dispatch.install()
-        if _mock is None:
-            from moto import mock_aws
+        from moto import mock_aws  # before the patches: they wrap the stubber moto registers on import
 
+        patches.install()
+        if _mock is None:
             _mock = mock_aws(config={"core": {"mock_credentials": False, "reset_boto3_session": True}})
             _mock.start()
         else:
@@ -180,18 +298,114 @@ def start() -> None:
 
         boto3.DEFAULT_SESSION = None
         _seed()
+        if _server is None:
+            from . import endpoint
+
+            _token = secrets.token_urlsafe(24)
+            _serving = SHARED if on_stop is not None else EMBEDDED
+            app = endpoint.Endpoint(_token, on_stop=on_stop)
+            try:
+                _server = endpoint.Server(app, port=port or _last_port).start()
+            except OSError:  # the old port was taken meanwhile
+                _server = endpoint.Server(app, port=port).start()
+            _last_port = _server.port
+        if _config_dir is None:
+            _config_dir = config_dir or Path(tempfile.mkdtemp(prefix="labkit-aws-"))
+            if config_dir is None:
+                atexit.register(shutil.rmtree, _config_dir, True)
+        configure_clients(_server.url, _credentials, _config_dir)
+        boto3.DEFAULT_SESSION = None
+        _started_at = time.time()
+
+
+def reset() -> None:
+    """Empty the account again (jobs and servers stopped, records and meter cleared)."""
+    with _lock:
+        if _mock is None:
+            raise RuntimeError("the offline backend does not run in this process")
+        start()
 
 
 def stop() -> None:
-    """Stop the embedded AWS (tests use this; a lab's kernel simply exits)."""
-    global _mock
+    """Stop the backend (tests, ``labkit backend stop``; a lab's kernel simply exits)."""
+    global _mock, _server
     with _lock:
+        if _attached is not None:
+            detach()
         _run_reset_hooks()
         dispatch.disable()
+        if _server is not None:
+            _server.stop()
+            _server = None
         if _mock is not None:
             _mock.stop()
             _mock = None
+        from . import endpoint
+
+        endpoint.forget_clients()
+        patches.uninstall()
+        for var in _ENDPOINT_VARIABLES:
+            os.environ.pop(var, None)
+
+
+def attach(state: dict[str, Any]) -> None:
+    """Use the shared backend described by ``state`` (url, token) from this process.
+
+    No engine runs here: this process's clients reach the backend over loopback, and
+    the patches' guard refuses any request for another address.
+    """
+    global _attached
+    from . import endpoint
+
+    with _lock:
+        if _mock is not None:
+            raise RuntimeError("this process runs an embedded offline backend; it cannot also attach to one")
+        info = endpoint.control(state["url"], state["token"], "status")
+        _set_environment()
+        patches.install()
+        configure_clients(state["url"], info["credentials"], Path(state["config_dir"]))
+        _attached = {**state, **info}
+        import boto3
+
+        boto3.DEFAULT_SESSION = None
+
+
+def detach() -> None:
+    global _attached
+    with _lock:
+        _attached = None
+        patches.uninstall()
+        for var in _ENDPOINT_VARIABLES:
+            os.environ.pop(var, None)
 
 
 def running() -> bool:
+    """Whether the engines run in this process (embedded backend, or the shared backend's own process)."""
     return _mock is not None
+
+
+def connected() -> bool:
+    """Whether this process uses the offline backend, in-process or attached."""
+    return _mock is not None or _attached is not None
+
+
+def attachment() -> dict[str, Any] | None:
+    """The shared backend this process is attached to (url, token, pid...), if any."""
+    return _attached
+
+
+def endpoint_url() -> str | None:
+    """The local endpoint this process's clients use."""
+    if _server is not None:
+        return _server.url
+    if _attached is not None:
+        return str(_attached["url"])
+    return None
+
+
+def status() -> dict[str, Any]:
+    """What the control API reports: who, where, since when, the caller's session."""
+    return {"pid": os.getpid(), "url": endpoint_url(), "mode": SHARED if _attached else _serving,
+            "started_at": _started_at, "account": ACCOUNT_ID, "region": REGION, "role_arn": ROLE_ARN,
+            "caller_arn": CALLER_ARN, "bucket": BUCKET, "credentials": dict(_credentials),
+            "engines": dict(loaded_engines)}

@@ -1,12 +1,14 @@
 """Offline Bedrock: the protocol layer over :mod:`labkit.bedrock`'s local models.
 
-Registers dispatch handlers for ``bedrock`` (foundation models, guardrails),
-``bedrock-runtime`` (InvokeModel, InvokeModelWithResponseStream, Converse,
+Registers dispatch handlers for ``bedrock`` (foundation models, inference profiles,
+guardrails), ``bedrock-runtime`` (InvokeModel, InvokeModelWithResponseStream, Converse,
 ConverseStream, ApplyGuardrail), ``s3vectors`` (QueryVectors on a real index; moto keeps
-buckets, indexes and vector records), ``bedrock-agent`` (data sources and ingestion jobs;
-moto keeps knowledge bases) and ``bedrock-agent-runtime`` (Retrieve,
-RetrieveAndGenerate). Behaviour lives in :mod:`labkit.bedrock`; this module only maps
-parameters to it and its results (and :class:`BedrockError`) to AWS's responses.
+buckets, indexes and vector records), ``bedrock-agent`` (agents, action groups, aliases and
+versions in place of moto's; data sources and ingestion jobs; moto keeps knowledge bases)
+and ``bedrock-agent-runtime`` (InvokeAgent, Retrieve, RetrieveAndGenerate). Behaviour lives
+in :mod:`labkit.bedrock`; this module only maps parameters to it and its results (and
+:class:`BedrockError`) to AWS's responses. Who answered is the ``x-labkit-stand-in`` response
+header; response bodies hold nothing AWS would not send.
 """
 
 from __future__ import annotations
@@ -20,19 +22,29 @@ from typing import Any
 from labkit.bedrock import catalog, eventstream, throttling, validation
 from labkit.bedrock import knowledge_bases as kb
 from labkit.bedrock import vectors as vec
+from labkit.bedrock.agents import Agents
 from labkit.bedrock.errors import BedrockError, not_found
 from labkit.bedrock.guardrails import GuardrailStore
-from labkit.bedrock.runtime import Runtime, converse_response, converse_stream_events
+from labkit.bedrock.runtime import STAND_IN_HEADER, Runtime, converse_response, converse_stream_events
 
 from . import ACCOUNT_ID, REGION, dispatch, on_reset, usage
+
+
+def _opensearch() -> tuple[Any, Any]:
+    """OpenSearch Serverless's control plane and indexes (:mod:`labkit.offline.aoss`), for knowledge bases."""
+    from .aoss.http import current
+
+    return current.serverless, current.store
 
 
 class _State:
     def __init__(self) -> None:
         self.guardrails = GuardrailStore(ACCOUNT_ID, REGION)
-        self.runtime = Runtime(self.guardrails, usage.record)
+        self.profiles = catalog.ProfileStore(ACCOUNT_ID, REGION)
+        self.runtime = Runtime(self.guardrails, usage.record, self.profiles)
         self.vectors = vec.VectorStore(usage.record)
-        self.kb = kb.KnowledgeBases(ACCOUNT_ID, REGION, self.vectors, self.runtime)
+        self.kb = kb.KnowledgeBases(ACCOUNT_ID, REGION, self.vectors, self.runtime, _opensearch)
+        self.agents = Agents(ACCOUNT_ID, REGION, self.runtime, self.kb)
 
 
 state = _State()
@@ -97,10 +109,53 @@ def list_foundation_models(p: dict[str, Any]) -> dict[str, Any]:
 
 @_op("bedrock", "GetFoundationModel")
 def get_foundation_model(p: dict[str, Any]) -> dict[str, Any]:
-    model = catalog.find(p["modelIdentifier"])
-    if model is None:
-        raise not_found(f"The model {p['modelIdentifier']} could not be found.")
+    ident = p["modelIdentifier"]
+    model = catalog.model(ident.rsplit("/", 1)[-1]) if "foundation-model/" in ident or "/" not in ident else None
+    if model is None or model.end_of_life():
+        raise not_found(f"The model {ident} could not be found.")
     return {"modelDetails": model.summary()}
+
+
+@_op("bedrock", "GetFoundationModelAvailability")
+def get_foundation_model_availability(p: dict[str, Any]) -> dict[str, Any]:
+    model = catalog.model(p["modelId"])
+    if model is None or model.end_of_life():
+        raise not_found(f"The model {p['modelId']} could not be found.")
+    return {"modelId": model.model_id, "agreementAvailability": {"status": "AVAILABLE"},
+            "authorizationStatus": "AUTHORIZED", "entitlementAvailability": "AVAILABLE",
+            "regionAvailability": "AVAILABLE"}
+
+
+# --- bedrock: inference profiles -------------------------------------------------------------
+
+
+@_op("bedrock", "ListInferenceProfiles")
+def list_inference_profiles(p: dict[str, Any]) -> dict[str, Any]:
+    profiles = [x.describe() for x in state.profiles.list(p.get("typeEquals"))]
+    start = int(p.get("nextToken") or 0)
+    size = p.get("maxResults") or 1000
+    out: dict[str, Any] = {"inferenceProfileSummaries": profiles[start:start + size]}
+    if start + size < len(profiles):
+        out["nextToken"] = str(start + size)
+    return out
+
+
+@_op("bedrock", "GetInferenceProfile")
+def get_inference_profile(p: dict[str, Any]) -> dict[str, Any]:
+    return state.profiles.get(p["inferenceProfileIdentifier"]).describe()
+
+
+@_op("bedrock", "CreateInferenceProfile")
+def create_inference_profile(p: dict[str, Any]) -> dict[str, Any]:
+    profile = state.profiles.create(p["inferenceProfileName"], p["modelSource"]["copyFrom"], p.get("description"),
+                                    p.get("tags"))
+    return {"inferenceProfileArn": profile.arn, "status": "ACTIVE", "_status": 201}
+
+
+@_op("bedrock", "DeleteInferenceProfile")
+def delete_inference_profile(p: dict[str, Any]) -> dict[str, Any]:
+    state.profiles.delete(p["inferenceProfileIdentifier"])
+    return {}
 
 
 # --- bedrock: guardrails ---------------------------------------------------------------------
@@ -153,7 +208,8 @@ def invoke_model(p: dict[str, Any]) -> dict[str, Any]:
     body, headers, _ = state.runtime.invoke(p["modelId"], _body_bytes(p), ref)
     data = json.dumps(body).encode()
     return {"body": dispatch.streaming_body(data), "contentType": "application/json",
-            "ResponseMetadata": _metadata({**headers, "content-type": "application/json"})}
+            "ResponseMetadata": _metadata({**headers, "content-type": "application/json",
+                                           "content-length": str(len(data))})}
 
 
 @_op("bedrock-runtime", "InvokeModelWithResponseStream")
@@ -174,15 +230,17 @@ def _trace_on(p: dict[str, Any]) -> bool:
 @_op("bedrock-runtime", "Converse")
 def converse(p: dict[str, Any]) -> dict[str, Any]:
     result = state.runtime.converse(p)
-    return converse_response(result, _trace_on(p))
+    return {**converse_response(result, _trace_on(p)), "ResponseMetadata": _metadata(
+        {"content-type": "application/json", STAND_IN_HEADER: result.gen.label})}
 
 
 @_op("bedrock-runtime", "ConverseStream")
 def converse_stream(p: dict[str, Any]) -> dict[str, Any]:
-    result = state.runtime.converse({**p, "_operation": "ConverseStream"})
+    result = state.runtime.converse(p, stream=True)
     events = converse_stream_events(result, _trace_on(p))
     messages = (eventstream.event(name, payload) for name, payload in events)
-    return eventstream.parse_stream_response("bedrock-runtime", "ConverseStream", messages, {})
+    return eventstream.parse_stream_response("bedrock-runtime", "ConverseStream", messages,
+                                             {STAND_IN_HEADER: result.gen.label})
 
 
 @_op("bedrock-runtime", "ApplyGuardrail")
@@ -244,6 +302,40 @@ for _name, _method in (("CreateKnowledgeBase", "create_knowledge_base"), ("Creat
                        ("StartIngestionJob", "start_ingestion_job"), ("GetIngestionJob", "get_ingestion_job"),
                        ("ListIngestionJobs", "list_ingestion_jobs")):
     _op("bedrock-agent", _name)(lambda p, _method=_method: getattr(state.kb, _method)(p))
+
+
+# --- bedrock-agent: agents, action groups, aliases (moto's agents are replaced) --------------------
+
+for _name, _method in (("CreateAgent", "create_agent"), ("GetAgent", "get_agent"), ("ListAgents", "list_agents"),
+                       ("UpdateAgent", "update_agent"), ("DeleteAgent", "delete_agent"),
+                       ("PrepareAgent", "prepare_agent"), ("ListAgentVersions", "list_agent_versions"),
+                       ("GetAgentVersion", "get_agent_version"), ("DeleteAgentVersion", "delete_agent_version"),
+                       ("CreateAgentActionGroup", "create_action_group"), ("GetAgentActionGroup", "get_action_group"),
+                       ("ListAgentActionGroups", "list_action_groups"),
+                       ("UpdateAgentActionGroup", "update_action_group"),
+                       ("DeleteAgentActionGroup", "delete_action_group"),
+                       ("AssociateAgentKnowledgeBase", "associate_knowledge_base"),
+                       ("GetAgentKnowledgeBase", "get_knowledge_base"),
+                       ("ListAgentKnowledgeBases", "list_knowledge_bases"),
+                       ("DisassociateAgentKnowledgeBase", "disassociate_knowledge_base"),
+                       ("CreateAgentAlias", "create_alias"), ("GetAgentAlias", "get_alias"),
+                       ("ListAgentAliases", "list_aliases"), ("UpdateAgentAlias", "update_alias"),
+                       ("DeleteAgentAlias", "delete_alias")):
+    _op("bedrock-agent", _name)(lambda p, _method=_method: getattr(state.agents, _method)(p))
+
+
+def _agent_event(name: str, payload: dict[str, Any]) -> bytes:
+    if name == "chunk":
+        payload = {**payload, "bytes": base64.b64encode(payload["bytes"]).decode()}
+    return eventstream.event(name, payload)
+
+
+@_op("bedrock-agent-runtime", "InvokeAgent")
+def invoke_agent(p: dict[str, Any]) -> dict[str, Any]:
+    events, session_id = state.agents.invoke(p)
+    messages = (_agent_event(name, payload) for name, payload in events)
+    return eventstream.parse_stream_response("bedrock-agent-runtime", "InvokeAgent", messages, {
+        "x-amzn-bedrock-agent-content-type": "application/json", "x-amz-bedrock-agent-session-id": session_id})
 
 
 @_op("bedrock-agent-runtime", "Retrieve")

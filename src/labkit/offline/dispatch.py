@@ -1,8 +1,8 @@
-"""Route botocore calls to the offline engines.
+"""Route AWS calls to the offline engines.
 
-moto answers most control-plane calls through its HTTP stubber. Where a call must
-*do* something moto does not (run a training job, serve an endpoint, answer Bedrock),
-or where moto lacks the operation altogether, an engine registers a handler here:
+moto answers most control-plane calls. Where a call must *do* something moto does not
+(run a training job, serve an endpoint, answer Bedrock), or where moto lacks the
+operation altogether, an engine registers a handler here:
 
     @dispatch.operation("sagemaker-runtime", "InvokeEndpoint")
     def invoke_endpoint(params: dict) -> dict: ...
@@ -10,31 +10,46 @@ or where moto lacks the operation altogether, an engine registers a handler here
 A handler receives the call's parameters exactly as the boto3 client got them (already
 validated by botocore against the service model) and returns the response as botocore
 would have parsed it from AWS (datetimes, ``StreamingBody`` for payloads), or raises
-:class:`AWSError` with AWS's error code. ``after`` hooks may patch a response that moto
-produced (for example to drop empty structures AWS never returns).
+:class:`AWSError` with AWS's error code. ``validate`` hooks check a request before moto
+records it; ``after`` hooks may patch a response that moto produced (for example to drop
+empty structures AWS never returns).
 
-A last ``before-send`` guard refuses any request that neither an engine nor moto
-answered, so nothing ever reaches a real AWS endpoint from the offline backend.
+The same registrations answer both ways a call arrives: in-process, through botocore
+event handlers (installed by :mod:`labkit.offline.patches`), and over HTTP, through the
+local endpoint (:mod:`labkit.offline.endpoint`), which runs each such request through the
+same in-process path. Engines never see which. Two more kinds of registration:
+
+- :func:`data_plane`: a WSGI app for requests that are not botocore APIs (an OpenSearch
+  collection's REST calls), served under ``/<prefix>/`` on the endpoint;
+- :func:`backend_function`: a function a kernel may call that must run where the engines
+  run (a test harness switch such as simulating a spot interruption, the meter's usage).
+
+What neither an engine nor moto answers is refused (:class:`NotEmulatedError`), never sent to AWS.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import io
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
-from botocore.handlers import BUILTIN_HANDLERS
+from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 AfterHook = Callable[[dict[str, Any], dict[str, Any]], None]
-
 Validator = Callable[[dict[str, Any]], None]
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 _handlers: dict[tuple[str, str], Handler] = {}
 _validators: dict[tuple[str, str], list[Validator]] = {}
 _after: dict[tuple[str, str], list[AfterHook]] = {}
+_data_planes: dict[str, WSGIApp] = {}
+_backend_functions: dict[str, Callable[..., Any]] = {}
 _enabled = False
 
 
@@ -54,8 +69,28 @@ class AWSError(Exception):
         self.extra = extra
 
 
-class NotEmulatedError(RuntimeError):
-    """A request reached the offline backend that no engine and no moto model answers."""
+NOT_EMULATED_CODE, NOT_EMULATED_STATUS = "NotImplemented", 501
+
+
+def refusal(service: str, operation: str, detail: str = "") -> str:
+    """The message of every refused call: what was asked, that nothing left, what to do."""
+    detail = f" ({detail})" if detail else ""
+    return (f"The offline backend does not emulate {service}.{operation}{detail}. Nothing was sent to AWS. "
+            "Use the sandbox backend (LABKIT_BACKEND=sandbox) for this call, or open an issue "
+            "if a lab needs it offline.")
+
+
+class NotEmulatedError(ClientError):
+    """A request reached the offline backend that no engine and no moto model answers.
+
+    A ``ClientError`` with code ``NotImplemented`` (HTTP 501), so code that handles AWS
+    errors sees the same thing whether the call was answered in-process or over HTTP.
+    """
+
+    def __init__(self, service: str, operation: str, detail: str = "", *, message: str = ""):
+        response = {"Error": {"Code": NOT_EMULATED_CODE, "Message": message or refusal(service, operation, detail)},
+                    "ResponseMetadata": _response_metadata(NOT_EMULATED_STATUS)}
+        super().__init__(response, operation)
 
 
 def operation(service: str, name: str) -> Callable[[Handler], Handler]:
@@ -100,6 +135,65 @@ def handled(service: str, name: str) -> bool:
     return (service, name) in _handlers
 
 
+def answers(service: str, name: str) -> bool:
+    """Whether an engine takes part in the call (handler, validator or after hook)."""
+    key = (service, name)
+    return key in _handlers or key in _validators or key in _after
+
+
+def data_plane(prefix: str) -> Callable[[WSGIApp], WSGIApp]:
+    """Register a WSGI app for the endpoint's requests whose path starts with ``/<prefix>/``.
+
+    For data planes that are not botocore APIs (an OpenSearch Serverless collection's
+    REST calls): the app gets the request as it arrived, full path included.
+    """
+
+    def register(app: WSGIApp) -> WSGIApp:
+        _data_planes[prefix.strip("/")] = app
+        return app
+
+    return register
+
+
+def data_plane_for(path: str) -> WSGIApp | None:
+    """The data-plane app whose prefix starts ``path``, if any."""
+    first = path.lstrip("/").split("/", 1)[0]
+    return _data_planes.get(first) if path.startswith(f"/{first}/") else None
+
+
+def backend_function(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Make ``fn`` run where the engines run, whichever process calls it.
+
+    In a process whose engines run here (the embedded backend, the shared backend's
+    own process) ``fn`` is called directly. In a kernel attached to the shared backend
+    the call goes to the backend through the endpoint's control API. Arguments must be
+    JSON; the result comes back as JSON (a dataclass as a dict).
+    """
+    name = f"{fn.__module__}.{fn.__qualname__}"
+    _backend_functions[name] = fn
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from . import endpoint, running
+
+        if running():
+            return fn(*args, **kwargs)
+        return endpoint.call_backend_function(name, list(args), kwargs)
+
+    return call
+
+
+def run_backend_function(name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Run a registered backend function here (the control API calls this); JSON-ready result."""
+    if name not in _backend_functions:
+        raise KeyError(f"no backend function {name!r}")
+    result = _backend_functions[name](*args, **kwargs)
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        result = dataclasses.asdict(result)
+    json.dumps(result)  # fail here, with the function's name, rather than in the server
+    return result
+
+
 def enable() -> None:
     global _enabled
     _enabled = True
@@ -128,15 +222,18 @@ def _http(status: int, url: str) -> AWSResponse:
     return AWSResponse(url, status, {}, io.BytesIO(b""))
 
 
-# --- botocore event handlers -------------------------------------------------------
+# --- botocore event handlers (installed by labkit.offline.patches) -----------------
 
 
-def _remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+def remember_params(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+    """``before-parameter-build``: keep the call's parameters and service for later handlers."""
+    context["labkit_service"] = model.service_model.service_name
     if _enabled:
         context["labkit_params"] = params
 
 
-def _answer(model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any):
+def answer(model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any):
+    """``before-call``: an engine's answer (or a validator's error) short-circuits the request."""
     if not _enabled:
         return None
     key = (model.service_model.service_name, model.name)
@@ -166,7 +263,8 @@ def _answer(model: Any, params: dict[str, Any], context: dict[str, Any], **_: An
     return _http(status, url), parsed
 
 
-def _adjust(http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+def adjust(http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+    """``after-call``: the engines' after hooks adjust what moto answered."""
     if not _enabled:
         return
     hooks = _after.get((model.service_model.service_name, model.name))
@@ -174,51 +272,3 @@ def _adjust(http_response: Any, parsed: dict[str, Any], model: Any, context: dic
         params = dict(context.get("labkit_params") or {})
         for hook in hooks:
             hook(params, parsed)
-
-
-def _guarded_stubber(stubber: Any) -> Callable[..., Any]:
-    """Wrap moto's ``before-send`` stubber: what moto does not answer is refused.
-
-    botocore calls every ``before-send`` handler and takes the first answer, so the
-    guard must sit around moto's stubber rather than beside it.
-    """
-
-    def before_send(event_name: str, request: Any, **kwargs: Any) -> Any:
-        response = stubber(event_name=event_name, request=request, **kwargs)
-        if response is not None or not _enabled:
-            return response
-        url = getattr(request, "url", "")
-        if url.startswith(("http://127.0.0.1", "http://localhost")):
-            return None
-        parts = event_name.split(".")
-        service = parts[1] if len(parts) > 2 else "?"
-        raise NotEmulatedError(
-            f"The offline backend does not emulate {service}.{parts[-1]} "
-            f"(request to {url.split('?')[0]}). Nothing was sent to AWS. "
-            "Use the sandbox backend (LABKIT_BACKEND=sandbox) for this call, or open an issue "
-            "if a lab needs it offline."
-        )
-
-    return before_send
-
-
-_installed = False
-
-
-def install() -> None:
-    """Add the handlers to every botocore session created from now on (idempotent).
-
-    moto's stubber is replaced by a guarded wrapper around it.
-    """
-    global _installed
-    if _installed:
-        return
-    from moto.core.models import botocore_stubber
-
-    for i, entry in enumerate(BUILTIN_HANDLERS):
-        if entry[0] == "before-send" and entry[1] is botocore_stubber:
-            BUILTIN_HANDLERS[i] = ("before-send", _guarded_stubber(botocore_stubber))
-    BUILTIN_HANDLERS.append(("before-parameter-build", _remember_params))
-    BUILTIN_HANDLERS.append(("before-call", _answer))
-    BUILTIN_HANDLERS.append(("after-call", _adjust))
-    _installed = True

@@ -17,6 +17,8 @@ import threading
 import time
 from typing import Any
 
+from . import dispatch
+
 _lock = threading.Lock()
 _events: list[dict[str, Any]] = []
 
@@ -29,7 +31,9 @@ def record(kind: str, resource: str, **fields: Any) -> dict[str, Any]:
     return event
 
 
+@dispatch.backend_function
 def events(kind: str | None = None) -> list[dict[str, Any]]:
+    """The recorded events (of ``kind``), read where the engines run (the shared backend too)."""
     with _lock:
         return [dict(e) for e in _events if kind is None or e["kind"] == kind]
 

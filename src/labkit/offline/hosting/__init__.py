@@ -8,7 +8,7 @@ Each endpoint variant is a model server subprocess (:mod:`.server`) that runs th
 sagemaker-inference toolkit's handler contract over the learner's ``inference.py``; on
 Linux a warm zygote forks them in milliseconds (:mod:`.process`), and every one of them
 dies with the Python process that asked for it, however that process ends. The SDKs'
-fixed polling sleeps are shortened while the backend runs (:mod:`labkit.offline.sdk_timing`), so
+fixed polling sleeps are shortened while the backend runs (:mod:`labkit.offline.patches`), so
 ``ModelBuilder.deploy``, ``Endpoint.wait_for_status`` and the boto3 waiters return as
 soon as the endpoint changes state.
 
@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import atexit
 
-from .. import on_reset, sdk_timing
+from .. import on_reset, patches
 from . import autoscaling, process, transform
 from .api import engine
 from .autoscaling import desired_instance_count, simulate_target_tracking
 from .process import stop_all
 
-sdk_timing.on_import("sagemaker.serve", process.warm_up)
+patches.on_import("sagemaker.serve", process.warm_up)
 
 
 def wait_for_endpoint(name: str, timeout: float = 60.0) -> str:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import botocore.waiter
-
 from .. import ACCOUNT_ID, REGION, dispatch
 from ..dispatch import AWSError
 from . import async_, process, transform
@@ -254,24 +252,3 @@ def invoke_endpoint_async(params: dict[str, Any]) -> dict[str, Any]:
 
 dispatch.operation("sagemaker", "CreateTransformJob")(transform.create_transform_job)
 dispatch.operation("sagemaker", "StopTransformJob")(transform.stop_transform_job)
-
-
-# --- waiters: the offline backend changes state in milliseconds, so poll accordingly ----------
-
-# ObjectExists: an asynchronous endpoint's answer appears in S3 as soon as it is computed.
-FAST_WAITERS = {"EndpointInService", "EndpointDeleted", "TransformJobCompletedOrStopped", "ObjectExists"}
-_original_wait = botocore.waiter.Waiter.wait
-
-
-def _fast_wait(self: botocore.waiter.Waiter, **kwargs: Any) -> None:
-    if dispatch._enabled and self.name in FAST_WAITERS:
-        config = dict(kwargs.get("WaiterConfig") or {})
-        if "Delay" not in config:
-            total = self.config.delay * config.get("MaxAttempts", self.config.max_attempts)
-            config["Delay"] = 0.05
-            config["MaxAttempts"] = int(total / 0.05)
-        kwargs["WaiterConfig"] = config
-    return _original_wait(self, **kwargs)
-
-
-botocore.waiter.Waiter.wait = _fast_wait

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, on_reset, usage
+from .. import ACCOUNT_ID, REGION, dispatch, on_reset, usage
 from . import images, storage
 from .environment import Channel, HostEnvironment
 from .metrics import MetricCollector, xgboost_definitions
@@ -94,6 +94,7 @@ class SpotInterruption:
 _interruptions: list[SpotInterruption] = []
 
 
+@dispatch.backend_function
 def simulate_spot_interruption(job_name: str | None = None, *, after_seconds: float | None = None,
                                after_checkpoints: int | None = None) -> SpotInterruption:
     """Make the next managed-spot training job (or ``job_name``) lose its instance once.

@@ -153,7 +153,7 @@ class ProcessingRun:
             words = [remap_text(w, env.root) for w in words_of]
             stream = storage.LogStream(storage.LOG_GROUP_PROCESSING, f"{self.name}/{env.current_host}-{int(time.time())}")
             extra = {"SM_CURRENT_HOST": env.current_host, "SM_HOSTS": json.dumps(env.hosts)}
-            self.processes.append(HostProcess([argv0(words[0]), *words[1:]], env.root,
+            self.processes.append(HostProcess([argv0(words[0], env.root), *words[1:]], env.root,
                                               process_environment(env, extra, sm_variables=False), stream.write))
         return self._watch()
 

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import subprocess_environment
-from . import storage
+from ..patches import rewrite_sdk_drivers
+from . import dependencies, storage
 from .environment import CONTAINER_ROOT, HostEnvironment, to_cmd_args
 from .images import Image
 
@@ -44,36 +45,19 @@ def remap_text(text: str, root: Path) -> str:
     return text.replace(CONTAINER_ROOT, str(root))
 
 
-# SDK v3's environment.py names the rendezvous host as the container's /etc/hosts does.
-_SDK_MASTER_ADDR = re.compile(r"""^(SM_MASTER_ADDR\s*=\s*)["']algo-1["']""", re.M)
-_SDK_MASTER_PORT = re.compile(r"^(SM_MASTER_PORT\s*=\s*)\d+", re.M)
+def argv0(word: str, root: Path) -> str:
+    """The program a container command names: a Python name runs the host's own Python."""
+    return dependencies.python(root) if word in PYTHON_NAMES else word
 
 
-def rewrite_container_paths(folder: Path, root: Path, master: tuple[str, int] | None = None) -> None:
-    """Point the SDK's own driver files at this host's root instead of ``/opt/ml``.
-
-    SDK v3 ships its container drivers (``sm_train.sh``, ``environment.py``...) in the
-    ``sm_drivers`` channel with ``/opt/ml`` written into them; they are the SDK's files,
-    not the learner's, so the offline container remaps them as a chroot would. With
-    ``master`` (address, port), the drivers' rendezvous host ``algo-1:7777``, which the
-    container's ``/etc/hosts`` resolves on AWS, becomes the job's own address and port.
-    """
-    for path in folder.rglob("*"):
-        if path.is_file() and path.suffix in (".sh", ".py", ".json", ""):
-            try:
-                text = path.read_text()
-            except UnicodeDecodeError:
-                continue
-            new = remap_text(text, root)
-            if master is not None:
-                new = _SDK_MASTER_ADDR.sub(lambda m: f'{m.group(1)}"{master[0]}"', new)
-                new = _SDK_MASTER_PORT.sub(lambda m: f"{m.group(1)}{master[1]}", new)
-            if new != text:
-                path.write_text(new)
-
-
-def argv0(word: str) -> str:
-    return sys.executable if word in PYTHON_NAMES else word
+def install_requirements(env: HostEnvironment, source_dir: Path) -> None:
+    """``requirements.txt`` of the source directory, into the host's own environment (as the containers do)."""
+    requirements = source_dir / dependencies.REQUIREMENTS
+    if requirements.is_file():
+        try:
+            dependencies.install(requirements, env.root, process_environment(env))
+        except dependencies.DependencyError as err:
+            raise JobSetupError(str(err)) from None
 
 
 def training_command(env: HostEnvironment, image: Image, spec: dict) -> tuple[list[str], Path]:
@@ -81,10 +65,11 @@ def training_command(env: HostEnvironment, image: Image, spec: dict) -> tuple[li
     entrypoint = spec.get("ContainerEntrypoint")
     if entrypoint:
         if (env.data_dir / SDK_DRIVER_CHANNEL).is_dir():
-            rewrite_container_paths(env.data_dir / SDK_DRIVER_CHANNEL, env.root,
-                                    master=(env.master_addr, env.master_port))
+            rewrite_sdk_drivers(env.data_dir / SDK_DRIVER_CHANNEL, env.root,
+                                master=(env.master_addr, env.master_port))
+        install_requirements(env, env.data_dir / "code")  # SDK v3's SourceCode channel
         words = [remap_text(w, env.root) for w in [*entrypoint, *spec.get("ContainerArguments", [])]]
-        return [argv0(words[0]), *words[1:]], env.root
+        return [argv0(words[0], env.root), *words[1:]], env.root
     program = env.program
     if program:
         submit = env.framework_params.get("sagemaker_submit_directory")
@@ -98,9 +83,10 @@ def training_command(env: HostEnvironment, image: Image, spec: dict) -> tuple[li
             raise JobSetupError(
                 f"AlgorithmError: ExecuteUserScriptError: entry point {program!r} was not found in the source "
                 f"directory ({submit or 'none given'}). Check sagemaker_program/entry_point and source_dir.")
-        return [sys.executable, program, *to_cmd_args(env.user_hyperparameters)], env.code_dir
+        install_requirements(env, env.code_dir)
+        return [dependencies.python(env.root), program, *to_cmd_args(env.user_hyperparameters)], env.code_dir
     if image.algorithm == "xgboost":
-        return [sys.executable, "-m", "labkit.offline.training.algorithms.xgboost"], env.root
+        return [dependencies.python(env.root), "-m", "labkit.offline.training.algorithms.xgboost"], env.root
     raise JobSetupError(
         f"ClientError: image {image.uri} is a {image.framework} framework image, which runs a script: give the "
         "entry point (hyperparameters sagemaker_program and sagemaker_submit_directory, SDK v3 "
@@ -117,6 +103,8 @@ def process_environment(env: HostEnvironment, extra: dict[str, str] | None = Non
     out.update(extra or {})
     out["PATH"] = python_first_path()
     out["PYTHONUNBUFFERED"] = "1"
+    # The host's own environment (its requirements, any pip install it runs) before the course's.
+    out = dependencies.environment(env.root, out)
     out["PYTHONPATH"] = os.pathsep.join(p for p in (str(CONTAINER_SHIM), str(env.code_dir),
                                                     out.get("PYTHONPATH", "")) if p)
     out["LABKIT_CONTAINER_ROOT"] = str(env.root)

@@ -1,0 +1,491 @@
+"""Every change the offline backend makes to another library's behaviour, in one place.
+
+Nothing else in labkit patches botocore, moto or the SageMaker SDK: each patch is
+listed here, :func:`install` applies them all (idempotent) and :func:`uninstall` undoes
+them. Each one is a no-op unless the offline backend is in use by this process, so a
+patched library behaves as written on the sandbox backend. What they are, and why:
+
+botocore event handlers (every session created after :func:`install`):
+    - ``before-parameter-build``, ``before-call``, ``after-call``: the engines' handlers,
+      validators and after hooks (:mod:`labkit.offline.dispatch`), in a process whose
+      engines run here;
+    - ``before-send``: moto's stubber, wrapped. A request addressed to this process's own
+      local endpoint is answered in-process by moto (the URL is mapped back to the
+      service's AWS address moto recognises), an operation moto lacks is refused with
+      :class:`~labkit.offline.dispatch.NotEmulatedError`, and, in a kernel attached to the
+      shared backend, any request for a non-loopback address is refused: nothing reaches AWS.
+botocore waiters: ``Waiter.wait`` polls a few endpoint and transform waiters every 50 ms
+    instead of every 15-30 s (same total budget): offline a state changes in milliseconds.
+SageMaker SDK modules (patched when imported, through an import hook):
+    - polling sleeps capped to :data:`POLL_S` (``TrainingJob.wait(poll=5)``,
+      ``Endpoint.wait_for_status``, ``ModelBuilder.deploy``'s 30 s polls, v2's
+      ``Session.wait_for_endpoint``, v2 ``fit(logs=...)``, v3 ``PipelineExecution.wait``);
+    - v3's config schema checked once (it re-validated a constant schema on every lookup,
+      0.2-0.4 s each);
+    - ``sts_regional_endpoint``: both SDK generations build their STS client with an
+      explicit regional ``endpoint_url``, which overrides ``AWS_ENDPOINT_URL``; offline it
+      answers the local endpoint.
+moto's answers: empty structures AWS leaves out (``VpcConfig: {}``...) are dropped from
+    SageMaker describes, because SDK v3's pydantic resources reject them.
+The SDK's container driver files: :func:`rewrite_sdk_drivers` points the ``/opt/ml`` paths
+    in SDK v3's ``sm_drivers`` channel at the job's host folder, as a chroot would.
+The sandbox backend's handlers (the ``labkit:lab`` tag, the spending guard) are added and
+    removed through :func:`add_botocore_handlers` / :func:`remove_botocore_handlers`.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import re
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import dispatch
+from .dispatch import NotEmulatedError
+
+POLL_S = 0.05
+PIPELINE_POLL_S = 0.25
+# Modules whose ``time.sleep`` calls are status polls (v3 resources, session helper, transformer; v2 session).
+POLLING_MODULES = ("sagemaker.core.resources", "sagemaker.core.helper.session_helper",
+                   "sagemaker.core.transformer", "sagemaker.session")
+# Modules that define ``sts_regional_endpoint`` (v3, v2).
+STS_ENDPOINT_MODULES = ("sagemaker.core.helper.session_helper", "sagemaker.core.common_utils",
+                        "sagemaker.session", "sagemaker.utils")
+# ObjectExists: an asynchronous endpoint's answer appears in S3 as soon as it is computed.
+FAST_WAITERS = {"EndpointInService", "EndpointDeleted", "TransformJobCompletedOrStopped", "ObjectExists"}
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+_lock = threading.RLock()
+_installed = False
+_originals: list[tuple[Any, str, Any]] = []  # (object, attribute, original value), in the order set
+_on_import: dict[str, list[Callable[[], None]]] = {}
+
+
+def _connected() -> bool:
+    from . import connected
+
+    return connected()
+
+
+def _set(obj: Any, attr: str, value: Any) -> None:
+    """Replace ``obj.attr``, remembering the original for :func:`uninstall` (once)."""
+    if not any(o is obj and a == attr for o, a, _ in _originals):
+        _originals.append((obj, attr, getattr(obj, attr, None)))
+    setattr(obj, attr, value)
+
+
+# --- botocore: the engines' handlers and the guard around every request ------------------
+
+
+def is_loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
+
+
+def _operation(event_name: str) -> tuple[str, str]:
+    parts = event_name.split(".")
+    return (parts[1] if len(parts) > 2 else "?"), parts[-1]
+
+
+def _moto_stubber() -> Any:
+    """moto's stubber, if moto is imported (a kernel attached to the shared backend never imports it)."""
+    models = sys.modules.get("moto.core.models")
+    return getattr(models, "botocore_stubber", None)
+
+
+def before_send(event_name: str, request: Any, **kwargs: Any) -> Any:
+    """botocore's ``before-send``: answer in-process (engines here), or guard (attached kernel).
+
+    botocore calls every ``before-send`` handler and takes the first answer, so this
+    replaces moto's stubber in the handler list rather than sitting beside it.
+    """
+    from . import endpoint, endpoint_url, running
+
+    stubber = _moto_stubber()
+    context = getattr(request, "context", None) or {}
+    service = context.get("labkit_service") or _operation(event_name)[0]
+    operation = _operation(event_name)[1]
+    url = getattr(request, "url", "")
+    if not running():
+        if _connected() and not is_loopback(url):
+            raise NotEmulatedError(service, operation, message=(
+                f"{service}.{operation} was addressed to {urlsplit(url).hostname}, not to the offline backend "
+                f"({endpoint_url()}), and was refused: nothing was sent to AWS. Create the client without an "
+                "explicit endpoint_url (AWS_ENDPOINT_URL points it here), or use the sandbox backend "
+                "(LABKIT_BACKEND=sandbox) to reach AWS."))
+        return stubber(event_name=event_name, request=request, **kwargs) if stubber else None
+    own = endpoint_url()
+    if own and (url == own or url.startswith(own + "/") or url.startswith(own + "?")):
+        aws_url = endpoint.aws_url(service, url, request.headers)
+        if aws_url is None:
+            raise NotEmulatedError(service, operation)
+        request.url = url = aws_url
+    try:
+        response = stubber(event_name=event_name, request=request, **kwargs)
+    except NotImplementedError as err:  # moto knows the service but not this operation
+        raise NotEmulatedError(service, operation, str(err) or "moto lacks it") from None
+    if response is not None:
+        if response.status_code == 404 and response.raw.getvalue() == b"Not yet implemented":
+            raise NotEmulatedError(service, operation)
+        return response
+    if is_loopback(url):
+        return None  # a local server of the learner's or of an engine
+    raise NotEmulatedError(service, operation, f"request to {url.split('?')[0]}")
+
+
+def _handlers() -> list[tuple[str, Callable[..., Any]]]:
+    return [("before-parameter-build", dispatch.remember_params), ("before-call", dispatch.answer),
+            ("after-call", dispatch.adjust)]
+
+
+def _install_botocore_handlers() -> None:
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    stubber = _moto_stubber()
+    replaced = False
+    for i, entry in enumerate(BUILTIN_HANDLERS):
+        if stubber is not None and entry[0] == "before-send" and entry[1] is stubber:
+            BUILTIN_HANDLERS[i] = ("before-send", before_send)
+            replaced = True
+    if not replaced and ("before-send", before_send) not in BUILTIN_HANDLERS:
+        BUILTIN_HANDLERS.append(("before-send", before_send))
+    for entry in _handlers():
+        if entry not in BUILTIN_HANDLERS:
+            BUILTIN_HANDLERS.append(entry)
+
+
+def _uninstall_botocore_handlers() -> None:
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    stubber = _moto_stubber()
+    for i, entry in enumerate(BUILTIN_HANDLERS):
+        if entry == ("before-send", before_send):
+            BUILTIN_HANDLERS[i] = ("before-send", stubber)
+    while ("before-send", None) in BUILTIN_HANDLERS:
+        BUILTIN_HANDLERS.remove(("before-send", None))
+    for entry in _handlers():
+        while entry in BUILTIN_HANDLERS:
+            BUILTIN_HANDLERS.remove(entry)
+
+
+def add_botocore_handlers(entries: list[tuple[str, Callable[..., Any]]]) -> None:
+    """Register ``(event, handler)`` pairs for every botocore session created from now on.
+
+    The sandbox backend's tagging and spending guard register through here, so this module
+    stays the one place that changes botocore's handler list.
+    """
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    for entry in entries:
+        if entry not in BUILTIN_HANDLERS:
+            BUILTIN_HANDLERS.append(entry)
+
+
+def remove_botocore_handlers(entries: list[tuple[str, Callable[..., Any]]]) -> None:
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    for entry in entries:
+        while entry in BUILTIN_HANDLERS:
+            BUILTIN_HANDLERS.remove(entry)
+
+
+def _install_fast_waiters() -> None:
+    import botocore.waiter
+
+    original = botocore.waiter.Waiter.wait
+    if getattr(original, "_labkit_prompt", False):
+        return
+
+    def wait(self: botocore.waiter.Waiter, **kwargs: Any) -> None:
+        if _connected() and self.name in FAST_WAITERS:
+            config = dict(kwargs.get("WaiterConfig") or {})
+            if "Delay" not in config:
+                total = self.config.delay * config.get("MaxAttempts", self.config.max_attempts)
+                config["Delay"] = POLL_S
+                config["MaxAttempts"] = int(total / POLL_S)
+            kwargs["WaiterConfig"] = config
+        return original(self, **kwargs)
+
+    wait._labkit_prompt = True  # type: ignore[attr-defined]
+    wait.__doc__ = original.__doc__
+    _set(botocore.waiter.Waiter, "wait", wait)
+
+
+# --- moto's answers ------------------------------------------------------------------------
+
+_EMPTY_WHEN_UNSET = ("VpcConfig", "DataCaptureConfig", "AsyncInferenceConfig", "ExplainerConfig",
+                     "ShadowProductionVariants", "DebugHookConfig", "TensorBoardOutputConfig",
+                     "ProfilerConfig", "CheckpointConfig", "ExperimentConfig", "RetryStrategy",
+                     "InferenceExecutionConfig")
+
+
+def drop_empty(parsed: dict[str, Any], keys: tuple[str, ...] = _EMPTY_WHEN_UNSET) -> None:
+    """Remove the structures moto returns empty where AWS leaves them out."""
+    for key in keys:
+        if key in parsed and parsed[key] in ({}, [], None):
+            del parsed[key]
+
+
+for _op in ("DescribeTrainingJob", "DescribeModel", "DescribeEndpointConfig", "DescribeEndpoint",
+            "DescribeProcessingJob", "DescribeTransformJob"):
+    dispatch.after("sagemaker", _op)(lambda params, parsed: drop_empty(parsed))
+
+
+# --- the SageMaker SDK -----------------------------------------------------------------------
+
+
+class PromptTime(types.ModuleType):
+    """The ``time`` module as a polling SDK module sees it: the same, but ``sleep`` is capped offline."""
+
+    def __init__(self) -> None:
+        super().__init__("time", time.__doc__)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(min(seconds, POLL_S) if _connected() else seconds)
+
+
+_prompt_time = PromptTime()
+
+
+def _patch_polling(module: types.ModuleType) -> None:
+    if getattr(module, "time", None) is time:
+        _set(module, "time", _prompt_time)
+
+
+def _wrap(module: types.ModuleType, name: str, make: Callable[[Any], Callable[..., Any]]) -> None:
+    """Replace function ``module.name`` by ``make(original)`` once."""
+    fn = getattr(module, name, None)
+    if fn is None or getattr(fn, "_labkit_prompt", False):
+        return
+    new = make(fn)
+    new._labkit_prompt = True  # type: ignore[attr-defined]
+    new.__doc__, new.__wrapped__ = fn.__doc__, fn  # type: ignore[attr-defined]
+    _set(module, name, new)
+
+
+def _patch_deployment_progress(module: types.ModuleType) -> None:
+    def make(fn: Any) -> Callable[..., Any]:
+        def prompt(sagemaker_client: Any, endpoint_name: str, paginator: Any, paginator_config: Any, poll: float,
+                   *args: Any, **kwargs: Any) -> Any:
+            if _connected():
+                poll = min(poll, POLL_S)
+            return fn(sagemaker_client, endpoint_name, paginator, paginator_config, poll, *args, **kwargs)
+
+        return prompt
+
+    _wrap(module, "_live_logging_deploy_done_with_progress", make)
+
+
+def _patch_v2_logs(module: types.ModuleType) -> None:
+    """v2 ``fit(logs=...)``: wait for the job to end (polling Describe), then show its whole log."""
+
+    def make(fn: Any) -> Callable[..., Any]:
+        def prompt(sagemaker_session: Any, job_name: str, wait: bool = False, *args: Any, **kwargs: Any) -> Any:
+            if _connected() and wait:
+                client = sagemaker_session.sagemaker_client
+                while client.describe_training_job(TrainingJobName=job_name)["TrainingJobStatus"] in (
+                        "InProgress", "Stopping"):
+                    time.sleep(POLL_S)
+            return fn(sagemaker_session, job_name, wait, *args, **kwargs)
+
+        return prompt
+
+    _wrap(module, "_logs_for_job", make)
+
+
+def _patch_sts_endpoint(module: types.ModuleType) -> None:
+    def make(fn: Any) -> Callable[..., Any]:
+        def sts_regional_endpoint(region: str) -> str:
+            from . import endpoint_url
+
+            url = endpoint_url() if _connected() else None
+            return url or fn(region)
+
+        return sts_regional_endpoint
+
+    _wrap(module, "sts_regional_endpoint", make)
+
+
+def _patch_config_manager(module: types.ModuleType) -> None:
+    cls = getattr(module, "SageMakerConfig", None)
+    original = getattr(cls, "validate_sagemaker_config", None)
+    if original is None or getattr(original, "_labkit_prompt", False):
+        return
+    checked: dict[int, Any] = {}
+
+    def validate_sagemaker_config(sagemaker_config: dict | None = None) -> None:
+        import jsonschema
+
+        schema = module.SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA
+        validator = checked.get(id(schema))
+        if validator is None:
+            original(sagemaker_config)  # the full check, schema included
+            checked[id(schema)] = jsonschema.validators.validator_for(schema)(schema)
+            return
+        error = jsonschema.exceptions.best_match(validator.iter_errors(sagemaker_config))
+        if error is not None:
+            raise error
+
+    validate_sagemaker_config._labkit_prompt = True  # type: ignore[attr-defined]
+    validate_sagemaker_config.__doc__ = original.__doc__
+    _set(cls, "validate_sagemaker_config", staticmethod(validate_sagemaker_config))
+
+
+def _patch_pipeline_wait(module: types.ModuleType) -> None:
+    """v3 ``PipelineExecution.wait(delay=30)`` (a botocore waiter): the same budget, polled often."""
+    cls = getattr(module, "PipelineExecution", None)
+    wait = getattr(cls, "wait", None)
+    if wait is None or getattr(wait, "_labkit_prompt", False):
+        return
+
+    def prompt(self: Any, delay: int = 30, max_attempts: int = 60, _wait: Any = wait) -> Any:
+        if not _connected():
+            return _wait(self, delay=delay, max_attempts=max_attempts)
+        budget = delay * max_attempts
+        short = min(delay, PIPELINE_POLL_S)
+        return _wait(self, delay=short, max_attempts=max(max_attempts, int(budget / short)))
+
+    prompt._labkit_prompt = True  # type: ignore[attr-defined]
+    prompt.__doc__ = wait.__doc__
+    _set(cls, "wait", prompt)
+
+
+_SDK_PATCHES: dict[str, list[Callable[[types.ModuleType], None]]] = {}
+for _name in POLLING_MODULES:
+    _SDK_PATCHES.setdefault(_name, []).append(_patch_polling)
+for _name in STS_ENDPOINT_MODULES:
+    _SDK_PATCHES.setdefault(_name, []).append(_patch_sts_endpoint)
+_SDK_PATCHES["sagemaker.session"].append(_patch_v2_logs)
+_SDK_PATCHES["sagemaker.serve.deployment_progress"] = [_patch_deployment_progress]
+_SDK_PATCHES["sagemaker.core.config.config_manager"] = [_patch_config_manager]
+_SDK_PATCHES["sagemaker.mlops.workflow.pipeline"] = [_patch_pipeline_wait]
+
+
+def _patch_module(name: str, module: types.ModuleType) -> None:
+    with _lock:
+        for fn in _SDK_PATCHES[name]:
+            fn(module)
+
+
+def on_import(name: str, fn: Callable[[], None]) -> None:
+    """Call ``fn`` (offline only) when module ``name`` begins to import (hosting warms its zygote)."""
+    _on_import.setdefault(name, []).append(fn)
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    """Runs the real loader, then the module's patches; anything else goes to the real loader."""
+
+    def __init__(self, name: str, loader: Any) -> None:
+        self._name, self._loader = name, loader
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._loader, attr)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self._loader.exec_module(module)
+        _patch_module(self._name, module)
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """Finds the watched SDK modules as the other finders do, with a patching loader."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname in _on_import and _connected():
+            from . import running
+
+            if running():
+                for fn in _on_import[fullname]:
+                    fn()
+        if fullname not in _SDK_PATCHES:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _PatchingLoader(fullname, spec.loader)
+                return spec
+        return None
+
+
+_finder = _Finder()
+
+
+# --- the SDK's container driver files (per job, not a library in memory) -----------------------
+
+CONTAINER_ROOT = "/opt/ml"
+# SDK v3's environment.py names the rendezvous host as the container's /etc/hosts does.
+_SDK_MASTER_ADDR = re.compile(r"""^(SM_MASTER_ADDR\s*=\s*)["']algo-1["']""", re.M)
+_SDK_MASTER_PORT = re.compile(r"^(SM_MASTER_PORT\s*=\s*)\d+", re.M)
+
+
+def rewrite_sdk_drivers(folder: Path, root: Path, master: tuple[str, int] | None = None) -> None:
+    """Point the SDK's own driver files at this host's root instead of ``/opt/ml``.
+
+    SDK v3 ships its container drivers (``sm_train.sh``, ``environment.py``...) in the
+    ``sm_drivers`` channel with ``/opt/ml`` written into them; they are the SDK's files,
+    not the learner's, so the offline container remaps them as a chroot would. With
+    ``master`` (address, port), the drivers' rendezvous host ``algo-1:7777``, which the
+    container's ``/etc/hosts`` resolves on AWS, becomes the job's own address and port.
+    """
+    for path in folder.rglob("*"):
+        if path.is_file() and path.suffix in (".sh", ".py", ".json", ""):
+            try:
+                text = path.read_text()
+            except UnicodeDecodeError:
+                continue
+            new = text.replace(CONTAINER_ROOT, str(root))
+            if master is not None:
+                new = _SDK_MASTER_ADDR.sub(lambda m: f'{m.group(1)}"{master[0]}"', new)
+                new = _SDK_MASTER_PORT.sub(lambda m: f"{m.group(1)}{master[1]}", new)
+            if new != text:
+                path.write_text(new)
+
+
+# --- install / uninstall -----------------------------------------------------------------------
+
+
+def install() -> None:
+    """Apply every patch (idempotent): botocore handlers, waiters, SDK modules now and on import."""
+    global _installed
+    with _lock:
+        _install_botocore_handlers()
+        _install_fast_waiters()
+        for name in _SDK_PATCHES:
+            module = sys.modules.get(name)
+            if module is not None:
+                _patch_module(name, module)
+        if _finder not in sys.meta_path:
+            sys.meta_path.insert(0, _finder)
+        _installed = True
+
+
+def uninstall() -> None:
+    """Undo every patch: the libraries behave as written again (sessions made later)."""
+    global _installed
+    with _lock:
+        if _finder in sys.meta_path:
+            sys.meta_path.remove(_finder)
+        _uninstall_botocore_handlers()
+        for obj, attr, original in reversed(_originals):
+            setattr(obj, attr, original)
+        _originals.clear()
+        _installed = False
+
+
+def installed() -> bool:
+    return _installed

@@ -1,0 +1,280 @@
+"""The local AWS endpoint: what processes a lab starts reach, over HTTP, and what they get.
+
+The test process runs an embedded backend (``labkit.connect`` with
+``LABKIT_OFFLINE_MODE=embedded``, as in grading), served on a private loopback port. Its own
+clients are answered in-process; the AWS CLI, subprocesses and jobs go through the endpoint.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import textwrap
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+
+import labkit
+from labkit.offline import dispatch, endpoint, patches
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "training"))
+import jobkit  # noqa: E402
+
+AWS = str(Path(sys.executable).parent / "aws")
+
+
+def aws(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """The AWS CLI (awscli from PyPI, in the course environment) as a ``!aws`` cell runs it."""
+    out = subprocess.run([AWS, *args], capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def over_http(code: str) -> dict:
+    """Run ``code`` in a fresh Python (its boto3 reaches the backend only through the endpoint)."""
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=180,
+                         env=dict(os.environ))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_every_aws_tool_is_configured_for_the_endpoint(lab):
+    url = os.environ["AWS_ENDPOINT_URL"]
+    assert url.startswith("http://127.0.0.1:") and url == labkit.offline.endpoint_url()
+    config = Path(os.environ["AWS_CONFIG_FILE"]).read_text()
+    assert f"endpoint_url = {url}" in config and "region = us-east-1" in config
+    assert "127.0.0.1" in os.environ["NO_PROXY"].split(",")
+    assert labkit.offline.subprocess_environment()["AWS_ENDPOINT_URL"] == url
+
+
+def test_aws_cli_lists_the_labs_bucket(lab):
+    boto3.client("s3").put_object(Bucket=lab.bucket, Key="cli/hello.txt", Body=b"hello")
+    assert lab.bucket in aws("s3", "ls").stdout
+    assert "hello.txt" in aws("s3", "ls", f"s3://{lab.bucket}/cli/").stdout
+    copied = subprocess.run([AWS, "s3", "cp", "-", f"s3://{lab.bucket}/cli/from-cli.txt"], input="written by the CLI",
+                            capture_output=True, text=True, timeout=120)
+    assert copied.returncode == 0, copied.stderr
+    body = boto3.client("s3").get_object(Bucket=lab.bucket, Key="cli/from-cli.txt")["Body"].read()
+    assert body == b"written by the CLI"
+
+
+def test_caller_is_the_execution_role_as_in_studio(lab):
+    arn = f"arn:aws:sts::123456789012:assumed-role/{lab.role_arn.rsplit('/', 1)[1]}/SageMaker"
+    assert boto3.client("sts").get_caller_identity()["Arn"] == arn
+    assert json.loads(aws("sts", "get-caller-identity").stdout)["Arn"] == arn
+    assert aws("configure", "get", "region").stdout.strip() == "us-east-1"
+    from sagemaker.core.helper.session_helper import get_execution_role
+
+    assert get_execution_role() == lab.role_arn
+
+
+def test_identity_survives_a_reset(lab):
+    before = os.environ["AWS_ACCESS_KEY_ID"]
+    again = labkit.connect("tests", quiet=True)
+    assert os.environ["AWS_ACCESS_KEY_ID"] == before
+    assert boto3.client("sts").get_caller_identity()["Arn"].endswith(f"{again.role_arn.rsplit('/', 1)[1]}/SageMaker")
+
+
+def test_engines_answer_over_http_with_awss_wire_format(lab):
+    """Handlers, validators, moto and after hooks, parsed and serialized per protocol, over HTTP."""
+    got = over_http('''
+        import json, boto3
+        from botocore.exceptions import ClientError
+        out = {}
+        br = boto3.client("bedrock-runtime")
+        messages = [{"role": "user", "content": [{"text": "Context: Paris is the capital of France. "
+                                                          "Question: what is the capital of France?"}]}]
+        reply = br.converse(modelId="anthropic.claude-3-haiku-20240307-v1:0", messages=messages)
+        out["converse"] = reply["output"]["message"]["content"][0]["text"]
+        stream = br.converse_stream(modelId="anthropic.claude-3-haiku-20240307-v1:0", messages=messages)
+        out["stream"] = [next(iter(e)) for e in stream["stream"]]
+        try:
+            br.invoke_model(modelId="no-such-model", body=b"{}")
+        except ClientError as err:
+            out["invalid_model"] = [err.response["Error"]["Code"], err.response["ResponseMetadata"]["HTTPStatusCode"]]
+        try:  # a validator (S3, rest-xml): AWS's code
+            boto3.client("s3").put_bucket_lifecycle_configuration(Bucket="sagemaker-us-east-1-123456789012",
+                LifecycleConfiguration={"Rules": [{"ID": "a", "Status": "Enabled", "Filter": {"Prefix": "m/"},
+                    "Transitions": [{"Days": 10, "StorageClass": "STANDARD_IA"}]}]})
+        except ClientError as err:
+            out["lifecycle"] = err.response["Error"]["Code"]
+        products = boto3.client("pricing", region_name="us-east-1").describe_services(ServiceCode="AmazonSageMaker")
+        out["pricing"] = products["Services"][0]["ServiceCode"]
+        decision = boto3.client("iam").simulate_custom_policy(PolicyInputList=[json.dumps({"Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]})],
+            ActionNames=["s3:GetObject", "s3:PutObject"])
+        out["iam"] = [r["EvalDecision"] for r in decision["EvaluationResults"]]
+        try:
+            boto3.client("sagemaker").list_hubs()
+        except ClientError as err:
+            out["refused"] = [err.response["Error"]["Code"], err.response["Error"]["Message"]]
+        print(json.dumps(out))
+    ''')
+    assert got["converse"].startswith("(offline stand-in)") and "Paris" in got["converse"]
+    assert got["stream"][0] == "messageStart" and got["stream"][-1] == "metadata"
+    assert got["invalid_model"] == ["ValidationException", 400]
+    assert got["lifecycle"] == "InvalidArgument"
+    assert got["pricing"] == "AmazonSageMaker"
+    assert got["iam"] == ["allowed", "implicitDeny"]
+    assert got["refused"][0] == "NotImplemented" and "Nothing was sent to AWS" in got["refused"][1]
+
+
+def test_cli_refuses_what_is_not_emulated(lab):
+    out = aws("qbusiness", "list-applications", check=False)
+    assert out.returncode != 0
+    assert "(NotImplemented)" in out.stderr and "Nothing was sent to AWS" in out.stderr
+
+
+def test_training_job_script_calls_s3_itself(lab, tmp_path):
+    s3, sm = boto3.client("s3"), boto3.client("sagemaker")
+    script = tmp_path / "train_s3.py"
+    script.write_text(textwrap.dedent('''
+        import os, boto3
+        s3 = boto3.client("s3")
+        body = s3.get_object(Bucket=os.environ["BUCKET"], Key="selfcall/input.txt")["Body"].read()
+        s3.put_object(Bucket=os.environ["BUCKET"], Key="selfcall/output.txt", Body=body.upper())
+        open(os.path.join(os.environ["SM_MODEL_DIR"], "done"), "w").write("ok")
+    '''))
+    s3.put_object(Bucket=lab.bucket, Key="selfcall/input.txt", Body=b"from the notebook")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(script, arcname=script.name)
+    s3.put_object(Bucket=lab.bucket, Key="selfcall/sourcedir.tar.gz", Body=buffer.getvalue())
+    code = f"s3://{lab.bucket}/selfcall/sourcedir.tar.gz"
+    sm.create_training_job(**jobkit.script_request(lab, "self-s3", script.name, code,
+                                                   Environment={"BUCKET": lab.bucket}))
+    job = jobkit.wait(sm, "self-s3", timeout=120)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert s3.get_object(Bucket=lab.bucket, Key="selfcall/output.txt")["Body"].read() == b"FROM THE NOTEBOOK"
+
+
+def _wheel(folder: Path, name: str, version: str) -> Path:
+    """A minimal pure-Python wheel, made here (no download): ``import <name>`` gives its version."""
+    dist = f"{name}-{version}.dist-info"
+    files = {f"{name}/__init__.py": f"__version__ = {version!r}\n",
+             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: labkit-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{dist}/RECORD,,")
+    target = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(target, "w") as whl:
+        for path, text in files.items():
+            whl.writestr(path, text)
+        whl.writestr(f"{dist}/RECORD", "\n".join(record) + "\n")
+    return target
+
+
+def _requirements_job(lab, tmp_path: Path, name: str, requirements: str) -> dict:
+    s3, sm = boto3.client("s3"), boto3.client("sagemaker")
+    buffer = io.BytesIO()
+    script = "import labkitdemo, sklearn, sys; print('labkitdemo', labkitdemo.__version__, sys.prefix)\n"
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for arcname, text in (("train.py", script), ("requirements.txt", requirements)):
+            info = tarfile.TarInfo(arcname)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    s3.put_object(Bucket=lab.bucket, Key=f"{name}/sourcedir.tar.gz", Body=buffer.getvalue())
+    sm.create_training_job(**jobkit.script_request(lab, name, "train.py", f"s3://{lab.bucket}/{name}/sourcedir.tar.gz"))
+    return jobkit.wait(sm, name, timeout=180)
+
+
+def test_requirements_install_into_the_jobs_own_environment(lab, tmp_path, monkeypatch):
+    cache = tmp_path / "wheels"
+    cache.mkdir()
+    monkeypatch.setenv("LABKIT_WHEEL_CACHE", str(cache))
+    missing = _requirements_job(lab, tmp_path, "reqs-missing", "labkitdemo==0.2\nscikit-learn\n")
+    assert missing["TrainingJobStatus"] == "Failed"
+    reason = missing["FailureReason"]
+    assert "requirements.txt could not be installed offline" in reason and "labkitdemo==0.2" in reason
+    assert str(cache) in reason and "pip download" in reason
+    _wheel(cache, "labkitdemo", "0.2")
+    job = _requirements_job(lab, tmp_path, "reqs-cached", "labkitdemo==0.2\nscikit-learn\n")
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    logs = jobkit.log_messages(boto3.client("logs"), "reqs-cached")
+    printed = [m for messages in logs.values() for m in messages if m.startswith("labkitdemo")]
+    assert printed and printed[0].split()[1] == "0.2" and "/deps" in printed[0]
+    course = subprocess.run([sys.executable, "-c", "import labkitdemo"], capture_output=True, text=True)
+    assert course.returncode != 0, "the course environment must not get a job's requirements"
+
+
+def test_model_trainer_without_a_role_uses_the_execution_role(lab, tmp_path):
+    import numpy as np
+    from sagemaker.train import ModelTrainer
+    from sagemaker.train.configs import Compute, InputData, SourceCode
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(int)
+    body = "\n".join(",".join(map(str, [label, *row])) for label, row in zip(y, X, strict=True))
+    boto3.client("s3").put_object(Bucket=lab.bucket, Key="norole/train/train.csv", Body=body.encode())
+    (tmp_path / "train_sklearn.py").write_text((jobkit.HERE / "train_sklearn.py").read_text())
+    trainer = ModelTrainer(training_image=jobkit.SKLEARN_IMAGE, base_job_name="no-role",
+                           source_code=SourceCode(source_dir=str(tmp_path), entry_script="train_sklearn.py"),
+                           compute=Compute(instance_type="ml.m5.large", instance_count=1))
+    assert trainer.role == lab.role_arn
+    trainer.train(input_data_config=[InputData(channel_name="train", data_source=f"s3://{lab.bucket}/norole/train")],
+                  wait=True, logs=False)
+    assert trainer._latest_training_job.training_job_status == "Completed"
+
+
+def test_data_plane_gets_its_prefix_with_the_full_path(lab):
+    seen = []
+
+    @dispatch.data_plane("_labkit_test")
+    def app(environ, start_response):
+        seen.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'{"ok": true}']
+
+    try:
+        url = f"{labkit.offline.endpoint_url()}/_labkit_test/index/_search"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(urllib.request.Request(url, data=b"{}", method="POST"), timeout=30) as resp:
+            assert json.loads(resp.read()) == {"ok": True}
+        assert seen == ["/_labkit_test/index/_search"]
+    finally:
+        dispatch._data_planes.pop("_labkit_test")
+
+
+def test_control_api_needs_the_token_and_runs_backend_functions(lab):
+    url = labkit.offline.endpoint_url()
+    with pytest.raises(RuntimeError, match="403"):
+        endpoint.control(url, "wrong-token", "status")
+    status = endpoint.control(url, labkit.offline._token, "status")
+    assert status["pid"] == os.getpid() and status["caller_arn"].endswith("/SageMaker")
+    from labkit.offline import usage
+
+    usage.record("sagemaker:training", "http-meter", instance_type="ml.m5.large", instance_count=1, seconds=1,
+                 spot=False)
+    name = "labkit.offline.usage.events"
+    got = endpoint.control(url, labkit.offline._token, f"call/{name}", {"args": ["sagemaker:training"]})
+    assert any(e["resource"] == "http-meter" for e in got["result"])
+
+
+def test_patches_install_and_uninstall(lab):
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    assert ("before-send", patches.before_send) in BUILTIN_HANDLERS
+    labkit.offline.stop()
+    try:
+        assert ("before-send", patches.before_send) not in BUILTIN_HANDLERS
+        assert not any(entry[1] is dispatch.answer for entry in BUILTIN_HANDLERS)
+        import botocore.waiter
+
+        assert not getattr(botocore.waiter.Waiter.wait, "_labkit_prompt", False)
+        assert "AWS_ENDPOINT_URL" not in os.environ
+    finally:
+        labkit.connect("tests", quiet=True)
+    assert ("before-send", patches.before_send) in BUILTIN_HANDLERS

@@ -1,0 +1,252 @@
+"""The shared backend, as a learner meets it: notebooks in sequence, and nothing leaves the machine.
+
+Two notebooks run one after the other in fresh kernels (papermill), in shared mode, with a
+private ``LABKIT_HOME`` (state file, port chosen by the OS). The first is lab-like: ``!aws``
+cells, a training job whose script calls S3 itself, a model server whose code reads S3.
+The second uses what the first created (objects, the finished job, the endpoint still up),
+which ``labkit cleanup`` then finds and removes.
+Both run with ``HTTP_PROXY``/``HTTPS_PROXY`` set to a local proxy that refuses and logs every
+connection: it must see none. Stopping the backend ends it and its model server.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labkit.offline import shared
+
+pytestmark = pytest.mark.notebooks
+
+INFERENCE = '''
+import json, os, boto3
+
+def model_fn(model_dir):
+    # The model server reaches the local endpoint as a container reaches S3.
+    s3 = boto3.client("s3")
+    body = s3.get_object(Bucket=os.environ["BUCKET"], Key="shared/weights.json")["Body"].read()
+    return json.loads(body)
+
+def input_fn(body, content_type):
+    return json.loads(body)
+
+def predict_fn(data, model):
+    return [model["scale"] * x for x in data["values"]]
+'''
+
+TRAIN = '''
+import os, boto3
+s3 = boto3.client("s3")
+text = s3.get_object(Bucket=os.environ["BUCKET"], Key="shared/notes.txt")["Body"].read().decode()
+s3.put_object(Bucket=os.environ["BUCKET"], Key="shared/from-job.txt", Body=text.upper().encode())
+open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w").write(text)
+print("job wrote shared/from-job.txt")
+'''
+
+FIRST = [
+    "import labkit\nlab = labkit.connect('shared-first')",
+    "!aws s3 ls\n!aws sts get-caller-identity --query Arn --output text",
+    "!echo 'notes from the first notebook' > notes.txt\n!aws s3 cp notes.txt s3://{lab.bucket}/shared/notes.txt",
+    f"open('train.py', 'w').write({TRAIN!r})\nopen('inference.py', 'w').write({INFERENCE!r})",
+    """import boto3, io, json, tarfile
+s3, sm = boto3.client("s3"), boto3.client("sagemaker")
+
+def upload_tar(key, files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for arcname, path in files.items():
+            tar.add(path, arcname=arcname)
+    s3.put_object(Bucket=lab.bucket, Key=key, Body=buf.getvalue())
+    return f"s3://{lab.bucket}/{key}"
+
+code = upload_tar("shared/sourcedir.tar.gz", {"train.py": "train.py"})
+image = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+sm.create_training_job(
+    TrainingJobName="shared-job", RoleArn=lab.role_arn,
+    AlgorithmSpecification={"TrainingImage": image, "TrainingInputMode": "File"},
+    HyperParameters={"sagemaker_program": '"train.py"', "sagemaker_submit_directory": json.dumps(code)},
+    OutputDataConfig={"S3OutputPath": f"s3://{lab.bucket}/shared/output"},
+    ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+    StoppingCondition={"MaxRuntimeInSeconds": 300}, Environment={"BUCKET": lab.bucket})
+sm.get_waiter("training_job_completed_or_stopped").wait(TrainingJobName="shared-job",
+                                                        WaiterConfig={"Delay": 1, "MaxAttempts": 240})
+job = sm.describe_training_job(TrainingJobName="shared-job")
+assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+print(s3.get_object(Bucket=lab.bucket, Key="shared/from-job.txt")["Body"].read().decode())""",
+    """s3.put_object(Bucket=lab.bucket, Key="shared/weights.json", Body=json.dumps({"scale": 3}).encode())
+model = upload_tar("shared/model.tar.gz", {"code/inference.py": "inference.py"})
+sm.create_model(ModelName="shared-model", ExecutionRoleArn=lab.role_arn,
+                PrimaryContainer={"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+                                  "ModelDataUrl": model,
+                                  "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "BUCKET": lab.bucket}})
+sm.create_endpoint_config(EndpointConfigName="shared-endpoint", ProductionVariants=[{
+    "VariantName": "AllTraffic", "ModelName": "shared-model", "InstanceType": "ml.m5.large",
+    "InitialInstanceCount": 1}])
+sm.create_endpoint(EndpointName="shared-endpoint", EndpointConfigName="shared-endpoint")
+sm.get_waiter("endpoint_in_service").wait(EndpointName="shared-endpoint")
+reply = boto3.client("sagemaker-runtime").invoke_endpoint(
+    EndpointName="shared-endpoint", ContentType="application/json", Body=json.dumps({"values": [1, 2]}))
+assert json.loads(reply["Body"].read()) == [3, 6]""",
+]
+
+SECOND = [
+    "import labkit, boto3, json\nlab = labkit.connect('shared-second')",
+    """s3, sm = boto3.client("s3"), boto3.client("sagemaker")
+assert sm.describe_training_job(TrainingJobName="shared-job")["TrainingJobStatus"] == "Completed"
+body = s3.get_object(Bucket=lab.bucket, Key="shared/from-job.txt")["Body"].read().decode()
+assert body.strip() == "NOTES FROM THE FIRST NOTEBOOK", body
+assert sm.describe_endpoint(EndpointName="shared-endpoint")["EndpointStatus"] == "InService"
+reply = boto3.client("sagemaker-runtime").invoke_endpoint(
+    EndpointName="shared-endpoint", ContentType="application/json", Body=json.dumps({"values": [5]}))
+assert json.loads(reply["Body"].read()) == [15]""",
+    "!aws s3 ls s3://{lab.bucket}/shared/",
+    """bill = lab.bill(show=False)  # the endpoint is left running: `labkit cleanup` finds it
+print("second notebook's bill:", round(bill.total, 6))""",
+]
+
+
+class RefusingProxy:
+    """An HTTP(S) proxy on loopback that refuses every connection and logs what was asked."""
+
+    def __init__(self) -> None:
+        self.attempts: list[str] = []
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    first = conn.recv(4096).split(b"\r\n", 1)[0].decode("latin-1")
+                except OSError:
+                    first = "(nothing read)"
+                self.attempts.append(first)
+                conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _notebook(cells: list[str], path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def _outputs(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return "\n".join(o.get("text", "") or json.dumps(o.get("data", {})) for c in nb.cells for o in c.get("outputs", []))
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def test_two_notebooks_share_one_backend_and_nothing_leaves_the_machine(tmp_path, monkeypatch):
+    import papermill
+
+    home = tmp_path / "labkit-home"
+    proxy = RefusingProxy()
+    # The kernels see what a learner's would: shared mode, a proxy for the machine, no endpoint yet.
+    monkeypatch.setenv("LABKIT_HOME", str(home))
+    monkeypatch.setenv("LABKIT_OFFLINE_MODE", "shared")
+    monkeypatch.setenv("LABKIT_WHEEL_CACHE", str(tmp_path / "wheels"))
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(var, proxy.url)
+    for var in ("NO_PROXY", "no_proxy", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+                "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    work = tmp_path / "work"
+    work.mkdir()
+    family: set[int] = set()
+    try:
+        for name, cells in (("first", FIRST), ("second", SECOND)):
+            source = _notebook(cells, work / f"{name}.ipynb")
+            out = work / f"{name}-out.ipynb"
+            papermill.execute_notebook(str(source), str(out), cwd=str(work), kernel_name="python3",
+                                       progress_bar=False, execution_timeout=600)
+            text = _outputs(out)
+            if name == "first":
+                assert "sagemaker-us-east-1-123456789012" in text  # `!aws s3 ls` lists the lab's bucket
+                assert "assumed-role/LabkitSageMakerExecutionRole/SageMaker" in text
+                assert "NOTES FROM THE FIRST NOTEBOOK" in text
+            else:
+                assert "from-job.txt" in text and "notes.txt" in text
+        state = shared.read_state()
+        assert state is not None and shared.answering(state)
+        family = {int(state["pid"]), *_descendants(int(state["pid"]))}
+        assert len(family) >= 2, "the endpoint's model server should be a child of the backend process"
+        labkit_cli = [str(Path(sys.executable).parent / "labkit")]
+        listed = subprocess.run([*labkit_cli, "cleanup"], capture_output=True, text=True, timeout=120)
+        assert "endpoint" in listed.stdout and "shared-endpoint" in listed.stdout and "Dry run" in listed.stdout
+        removed = subprocess.run([*labkit_cli, "cleanup", "--yes"], capture_output=True, text=True, timeout=120)
+        assert "removed endpoint shared-endpoint" in removed.stdout, removed.stdout + removed.stderr
+        status = subprocess.run([*labkit_cli, "backend", "status"], capture_output=True, text=True, timeout=120)
+        assert f"pid {state['pid']}" in status.stdout and "endpoints: 0" in status.stdout, status.stdout
+        assert proxy.attempts == [], f"connections that tried to leave the machine: {proxy.attempts}"
+    finally:
+        state = shared.read_state()
+        family |= {int(state["pid"]), *_descendants(int(state["pid"]))} if state else set()
+        stopped = shared.stop()
+        proxy.close()
+    assert stopped and not shared.read_state()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _alive(family):
+        time.sleep(0.2)
+    assert not _alive(family), f"processes left after `labkit backend stop`: {_alive(family)}"
+
+
+def _alive(pids: set[int]) -> list[int]:
+    """Those of ``pids`` still running (a zombie has ended)."""
+    out = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.append(pid)
+    return out
+
+
+def test_two_kernels_starting_at_once_get_one_backend(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
+    code = "from labkit.offline import shared; print(shared.ensure_running()['pid'])"
+    try:
+        procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        pids = {p.communicate(timeout=300)[0].strip() for p in procs}
+        assert len(pids) == 1 and pids != {""}
+    finally:
+        assert shared.stop()
