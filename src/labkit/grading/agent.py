@@ -69,12 +69,13 @@ class _State:
         self.events = []          # what run() refused, with the names involved
         self.audit = {"trace_in_test": 0, "trace": 0, "gc": 0, "ctypes": 0, "audit_hooks": 0}
         self.window = 0           # > 0 while a test segment runs
-        self.hidden = {}          # names hidden segments defined, for later hidden segments
+        self.hidden = {}          # name -> (what a hidden segment bound, what the learner's namespace held then)
         self.keep = []            # the baseline's objects, so their ids are never reused
         self.roots = ()
         self.modules = []
         self.prefixes = []
         self.ns_start = {}        # built-in names the namespace held at kernel start (IPython's own open)
+        self.scratch = ""         # the learner's folder: modules there are the learner's own answers
         self.installed = {}       # file name -> whether it lies in the installation (cache)
         self.threads = set()
         self.collecting = False
@@ -82,6 +83,7 @@ class _State:
 
 
 _state = _State()
+_MISSING = object()
 _shell = None
 _user_ns = None
 _transformer = None
@@ -116,6 +118,14 @@ def _installed(filename):
         known = _state.installed[filename] = any(real == root or real.startswith(root.rstrip("/") + "/")
                                                  for root in _state.roots)
     return known
+
+
+def _learners_file(module):
+    filename = _getattr(module, "__file__", None)
+    if not filename or not _state.scratch:
+        return False
+    real = _os.path.realpath(filename)
+    return real.startswith(_state.scratch.rstrip("/") + "/") and not _installed(filename)
 
 
 def _function(obj):
@@ -213,12 +223,14 @@ def fingerprint():
     """{what: token|origin} for everything listed in the module docstring."""
     entries = {}
     names = _list(_state.modules)
+    ours = []
     for prefix in _state.prefixes:
-        names += _sorted(m for m in _list(_sys.modules) if m == prefix or m.startswith(prefix + "."))
-    for name in dict.fromkeys(names):
+        ours += _sorted(m for m in _list(_sys.modules) if m == prefix or m.startswith(prefix + "."))
+    for name in dict.fromkeys(names + ours):
         module = _sys.modules.get(name)
-        if module is not None:
-            _module_entries(name, module, entries)
+        if module is None or (name not in MACHINERY and name not in ours and _learners_file(module)):
+            continue  # a module the lab has the learner write (%%writefile) is an answer, not machinery
+        _module_entries(name, module, entries)
     for key, value in _list(_vars(_builtins).items()):
         if key not in _TRAP_NAMES:
             entries[f"builtins.{key}"] = _fixed(_id(value))
@@ -368,7 +380,11 @@ def run(kind, payload, marker=""):
         namespace, saved = _user_ns, _user_ns.get("__builtins__")
     else:
         namespace = _dict(_user_ns)
-        namespace.update(_state.hidden)
+        for name, (value, then) in _list(_state.hidden.items()):
+            if _user_ns.get(name, _MISSING) is then:
+                namespace[name] = value
+            else:  # the notebook bound the name since: its value is the current one, as in one namespace
+                del _state.hidden[name]
     namespace["__builtins__"] = _P
     _state.window += 1
     try:
@@ -381,9 +397,9 @@ def run(kind, payload, marker=""):
         if kind == "visible":
             namespace["__builtins__"] = saved
         else:
-            own = {k: v for k, v in namespace.items() if k != "__builtins__"
-                   and (k not in _user_ns or _user_ns[k] is not v)}
-            _state.hidden.update(own)
+            for k, v in namespace.items():
+                if k != "__builtins__" and _user_ns.get(k, _MISSING) is not v:
+                    _state.hidden[k] = (v, _user_ns.get(k, _MISSING))
         del namespace, code, source
     if failure is not None:
         raise failure from None
@@ -400,6 +416,7 @@ def start(config):
 
     _transformer = TransformerManager()
     _state.roots = _tuple(config.get("roots", ()))
+    _state.scratch = _os.path.realpath(_os.getcwd())
     _state.threads = {_id(t) for t in _threading.enumerate()}
     path = _list(_sys.path)
     here = {"", ".", _os.getcwd()}
