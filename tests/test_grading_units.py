@@ -313,3 +313,72 @@ def test_disk_usage_reads_sizes_without_following_or_opening(tmp_path):
     used = execute._disk_usage(tmp_path, 10**9)
     assert 400_000 <= used < 1_000_000
     assert execute._disk_usage(tmp_path, 10**9, max_entries=3) > 10**9
+
+
+# ---- the agent, in a shell of its own (a subprocess, so IPython's singletons stay out of pytest) -----
+
+AGENT_SCENARIOS = r'''
+import builtins, json, os, sys, types, linecache
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+shell.kernel = None
+builtins.get_ipython = lambda: shell
+agent = types.ModuleType("_labkit_grading_agent")
+sys.modules[agent.__name__] = agent
+exec(compile(open(sys.argv[1]).read(), "<labkit grading agent>", "exec"), agent.__dict__)
+agent.start({"roots": json.loads(sys.argv[2]), "preload": [], "modules": [], "module_prefixes": []})
+out = {}
+ns = shell.user_ns
+b64 = lambda s: __import__("base64").b64encode(s.encode()).decode()
+def run(kind, code):
+    try:
+        agent.run(kind, b64(code))
+        return "ok"
+    except BaseException as err:
+        return f"{type(err).__name__}: {err}"
+baseline = json.loads(agent.check("n", full=True))["digest"]
+out["visible_binds"] = [run("visible", "seen = 1"), ns.get("seen")]
+out["hidden_binds"] = [run("hidden", "SECRET = [2, 5]\nq = 'hidden q'"), "SECRET" in ns, "q" in ns]
+out["later_hidden_sees_it"] = run("hidden", "assert SECRET == [2, 5]")
+ns["q"] = "the notebook's q"
+out["rebound_wins"] = run("hidden", "assert q == \"the notebook's q\", q")
+ns["isinstance"] = lambda *a: True
+out["shadowed"] = run("visible", "assert isinstance(1, str)")
+del ns["isinstance"]
+ns["Leak"] = type("SecretNameXYZ", (ValueError,), {})
+out["custom_exception"] = run("visible", "raise Leak('from the learner')")
+out["builtins_patched_do_not_help"] = run("visible", "import builtins\nbuiltins.len = lambda x: 3\nassert len([]) == 3")
+builtins.len = agent._P["len"]
+out["unchanged"] = json.loads(agent.check("n"))["digest"] == baseline
+real = InteractiveShell.run_cell
+InteractiveShell.run_cell = lambda self, *a, **k: real(self, *a, **k)
+out["patched"] = json.loads(agent.check("n"))["digest"] != baseline
+InteractiveShell.run_cell = real
+out["restored"] = json.loads(agent.check("n"))["digest"] == baseline
+linecache.cache["/tmp/x/cell.py"] = (1, None, ["agent.run('hidden', 'xyz')  # marker-123\n"], "/tmp/x/cell.py")
+agent.clean("marker-123")
+out["cleaned"] = "/tmp/x/cell.py" not in linecache.cache
+print("RESULT", json.dumps(out))
+'''
+
+
+def test_the_agent_runs_tests_in_a_clean_context_and_notices_changes(tmp_path):
+    import subprocess
+
+    from labkit.grading import agent
+    from labkit.grading.pipeline import install_roots
+
+    script = tmp_path / "scenarios.py"
+    script.write_text(AGENT_SCENARIOS)
+    done = subprocess.run([sys.executable, str(script), agent.__file__, json.dumps(install_roots())],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "IPYTHONDIR": str(tmp_path / "ipython")})
+    assert "RESULT" in done.stdout, done.stderr[-3000:]
+    out = json.loads(done.stdout.split("RESULT", 1)[1])
+    assert out["visible_binds"] == ["ok", 1]
+    assert out["hidden_binds"] == ["ok", False, False]  # never in the learner's namespace
+    assert out["later_hidden_sees_it"] == "ok" and out["rebound_wins"] == "ok"
+    assert out["shadowed"].startswith("RuntimeError: the test was not run")
+    assert out["custom_exception"] == "ValueError: from the learner"
+    assert out["builtins_patched_do_not_help"].startswith("AssertionError")
+    assert out["unchanged"] and out["patched"] and out["restored"] and out["cleaned"]
