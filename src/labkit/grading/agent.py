@@ -29,7 +29,6 @@ check, or that edits the interpreter's memory through ``ctypes``; the audit hook
 import base64 as _base64
 import builtins as _builtins
 import dis as _dis
-import hashlib as _hashlib
 import json as _json
 import linecache as _linecache
 import os as _os
@@ -40,7 +39,7 @@ import types as _types
 _P = dict(_builtins.__dict__)  # the builtins as they are now, before any learner code
 _exec, _compile, _id, _type, _isinstance, _getattr = exec, compile, id, type, isinstance, getattr
 _str, _repr, _sorted, _list, _dict, _set, _tuple, _len = str, repr, sorted, list, dict, set, tuple, len
-_BaseException, _vars, _callable, _hasattr = BaseException, vars, callable, hasattr
+_BaseException, _vars, _callable, _hasattr, _hash = BaseException, vars, callable, hasattr, hash
 _BUILTIN_EXCEPTIONS = frozenset(v for v in _P.values() if _isinstance(v, type) and issubclass(v, BaseException))
 _TRAP_NAMES = {"_", "__", "___", "exit", "quit", "get_ipython", "display", "__IPYTHON__", "__IPYTHON__active",
                "__builtins__", "__import__"}
@@ -67,7 +66,7 @@ class _State:
 
     def __init__(self):
         self.events = []          # what run() refused, with the names involved
-        self.audit = {"trace_in_test": 0, "trace": 0, "gc": 0, "ctypes": 0, "audit_hooks": 0}
+        self.audit = {"trace_in_test": 0, "trace": 0, "gc": 0, "ctypes": 0, "audit_hooks": 0, "code": 0}
         self.window = 0           # > 0 while a test segment runs
         self.hidden = {}          # name -> (what a hidden segment bound, what the learner's namespace held then)
         self.keep = []            # the baseline's objects, so their ids are never reused
@@ -79,7 +78,7 @@ class _State:
         self.installed = {}       # file name -> whether it lies in the installation (cache)
         self.threads = set()
         self.collecting = False
-        self.detail = False       # whether fingerprint() says where each entry comes from
+        self.mode = "quick"       # what fingerprint() records per entry: quick | full | detail
 
 
 _state = _State()
@@ -90,11 +89,16 @@ _transformer = None
 
 
 _WATCHED = frozenset({"sys.settrace", "sys.setprofile", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
-                      "ctypes.dlsym", "ctypes.string_at", "ctypes.cdata", "ctypes.addressof", "sys.addaudithook"})
+                      "ctypes.dlsym", "ctypes.string_at", "ctypes.cdata", "ctypes.addressof", "sys.addaudithook",
+                      "object.__setattr__"})
 
 
 def _audit(event, args):
     if event not in _WATCHED:
+        return
+    if event == "object.__setattr__":
+        if _len(args) > 1 and args[1] == "__code__":  # a function's code replaced in place
+            _state.audit["code"] += 1
         return
     if event in ("sys.settrace", "sys.setprofile"):
         _state.audit["trace"] += 1
@@ -170,16 +174,21 @@ def _token(obj):
 
 
 def _entry(obj, origin_of=None):
-    """The fingerprint's value for ``obj``: its token, and with ``_state.detail`` where it comes from."""
+    """The fingerprint's value for ``obj``: its identity only (the quick digest of every check), its
+    token (ids of the object, its function and code), or the token and where it comes from."""
+    if _state.mode == "quick":
+        return _id(obj)
     token = _token(obj)
-    if _state.detail:
+    if _state.mode == "detail":
         return f"{token}|{_origin(obj if origin_of is None else origin_of)}"
     return token
 
 
 def _fixed(token):
     """The fingerprint's value for something that is the installation's by definition."""
-    return f"{token}|installed" if _state.detail else f"{token}"
+    if _state.mode == "quick":
+        return token
+    return f"{token}|installed" if _state.mode == "detail" else f"{token}"
 
 
 def _functionlike(value):
@@ -187,11 +196,11 @@ def _functionlike(value):
 
 
 def _module_entries(name, module, entries):
-    if _state.detail:
+    if _state.mode == "detail":
         origin = "installed" if _installed(_getattr(module, "__file__", None)) or name in MACHINERY else "learner"
         entries[f"module {name}"] = f"{_id(module)}|{origin}"
     else:
-        entries[f"module {name}"] = f"{_id(module)}"
+        entries[f"module {name}"] = _fixed(_id(module))
     for key, value in _list(_vars(module).items()):
         if _isinstance(value, _types.ModuleType) or not _functionlike(value):
             continue
@@ -288,29 +297,26 @@ def check(nonce, helpers=(), full=False, clean_marker="", detail=False):
     """The state report the executor compares (a JSON string, one line)."""
     if clean_marker:
         clean(clean_marker)
-    _state.detail = False
-    entries = fingerprint()
-    text = "\n".join(f"{k}={v}" for k, v in _sorted(entries.items()))
+    _state.mode = "quick"  # a code object replaced in place is caught by the audit hook instead
+    digest = _hash(_tuple(fingerprint().items()))
     tokens = {}
     for name in helpers:
         value = _user_ns.get(name, None)
         code = _getattr(value, "__code__", None)
         tokens[name] = (f"{_id(value)}:{_id(code)}:{_id(_getattr(value, '__defaults__', None))}"
                         if name in _user_ns else "missing")
-    report = {"nonce": nonce, "digest": _hashlib.sha256(text.encode()).hexdigest(),
+    report = {"nonce": nonce, "digest": _str(digest),
               "trace": _sys.gettrace() is not None or _sys.getprofile() is not None
               or _getattr(_threading, "_trace_hook", None) is not None
               or _getattr(_threading, "_profile_hook", None) is not None,
               "threads": _learner_threads(), "audit": _dict(_state.audit), "events": _list(_state.events),
               "helpers": tokens}
-    if full and detail:  # with where each entry comes from
-        _state.detail = True
+    if full:  # every entry, with where it comes from when asked
+        _state.mode = "detail" if detail else "full"
         try:
             report["entries"] = fingerprint()
         finally:
-            _state.detail = False
-    elif full:
-        report["entries"] = entries
+            _state.mode = "quick"
     return _json.dumps(report)
 
 
@@ -431,8 +437,8 @@ def start(config):
         _sys.path[:] = path
     _state.modules = _list(dict.fromkeys(m for m in MACHINERY + _list(config.get("modules", ())) if m))
     _state.prefixes = _list(config.get("module_prefixes", ()))
-    _state.collecting = True
+    _state.collecting, _state.mode = True, "full"
     try:
         fingerprint()
     finally:
-        _state.collecting = False
+        _state.collecting, _state.mode = False, "quick"

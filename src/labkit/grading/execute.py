@@ -316,6 +316,8 @@ class Guard:
         audit = report["audit"]
         if audit.get("trace_in_test", 0) > self.audit.get("trace_in_test", 0):
             found.append("a trace or profile function was set while a test ran")
+        if audit.get("code", 0) > self.audit.get("code", 0):
+            found.append("a function's code was replaced in place (__code__)")
         if any(audit.get(k, 0) < self.audit.get(k, 0) for k in audit):
             found.append("the grader's records inside the kernel were reset")
         for key, what in (("gc", "walked the interpreter's objects (gc.get_objects/get_referrers)"),
