@@ -168,10 +168,7 @@ def _cmdline(pid: str) -> bytes:
 
 def test_lab04_solution_keeps_full_marks_while_planting_links(lab04):
     result = lab04["results"]["solution_planting"]
-    # A test that only wrote to stderr (botocore's INFO logging) fails by nbgrader's rule, which another
-    # change relaxes; any other failure here is the grader's.
-    failed = [(t.grade_id, t.message) for t in result.tests if t.status != "passed" and not t.message.startswith("Stderr")]
-    assert failed == [] and result.max_score == 22, (result.reasons, failed)
+    assert result.total == result.max_score == 22, (result.reasons, [(t.grade_id, t.message) for t in result.tests])
     assert not result.review
     assert lab04["changed"] == [] and sorted(os.listdir(lab04["victims"])) == ["victim.txt"]
     assert lab04["alive"] == []

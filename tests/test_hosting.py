@@ -142,8 +142,15 @@ def test_delete_endpoint_stops_the_server(sm, rt, sklearn_endpoint):
     assert process is not None and process.proc.poll() is None
     sm.delete_endpoint(EndpointName="sk")
     assert process.proc.poll() is not None
-    with pytest.raises(botocore.exceptions.ClientError):
+    assert sm.describe_endpoint(EndpointName="sk")["EndpointStatus"] == "Deleting"  # for a short while, as on AWS
+    assert "sk" in [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
+    with pytest.raises(botocore.exceptions.ClientError, match="Cannot create already existing endpoint"):
+        sm.create_endpoint(EndpointName="sk", EndpointConfigName="sk-v2")
+    sm.get_waiter("endpoint_deleted").wait(EndpointName="sk")
+    with pytest.raises(botocore.exceptions.ClientError) as gone:
         sm.describe_endpoint(EndpointName="sk")
+    assert gone.value.response["Error"]["Code"] == "ValidationException"
+    assert "Could not find endpoint" in gone.value.response["Error"]["Message"]
     with pytest.raises(botocore.exceptions.ClientError) as info:
         rt.invoke_endpoint(EndpointName="sk", Body="1,2,3", ContentType="text/csv")
     assert info.value.response["Error"]["Code"] == "ValidationError"
@@ -160,12 +167,25 @@ def test_failing_model_fn_fails_the_endpoint(lab, sm):
     described = sm.describe_endpoint(EndpointName="broken")
     assert described["EndpointStatus"] == "Failed"
     assert "did not pass the ping health check" in described["FailureReason"]
-    assert "weights.bin" in described["FailureReason"]
+    # The root cause from the model server's log: the learner's exception and the line that raised it.
+    assert "RuntimeError: model_fn could not find weights.bin" in described["FailureReason"]
+    assert 'File "/opt/ml/model/code/inference.py", line 5, in model_fn' in described["FailureReason"]
     sm.delete_endpoint(EndpointName="broken")
 
 
-def test_missing_model_data_fails_with_download_message(lab, sm):
-    hm.create_model(lab, "nodata", f"s3://{lab.bucket}/hosting/none/model.tar.gz")
+def test_missing_model_data_is_refused_by_create_model(lab, sm):
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        hm.create_model(lab, "nodata", f"s3://{lab.bucket}/hosting/none/model.tar.gz")
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    assert info.value.response["Error"]["Message"] == (
+        f"Could not find model data at s3://{lab.bucket}/hosting/none/model.tar.gz.")
+
+
+def test_model_data_deleted_after_create_model_fails_the_endpoint(lab, sm, s3):
+    _, tarball = hm.sklearn_model()
+    url = hm.upload(lab.bucket, "hosting/gone/model.tar.gz", tarball)
+    hm.create_model(lab, "nodata", url)
+    s3.delete_object(Bucket=lab.bucket, Key="hosting/gone/model.tar.gz")
     hm.deploy(lab, "nodata", [hm.variant("nodata")], wait=False)
     assert hosting.wait_for_endpoint("nodata") == "Failed"
     assert "Failed to download model data" in sm.describe_endpoint(EndpointName="nodata")["FailureReason"]
@@ -181,7 +201,8 @@ def test_xgboost_container_defaults_serve_xgboost_model(lab, rt):
     x, _ = hm.data(4, seed=5)
     body = "\n".join(",".join(str(v) for v in row) for row in x)
     response = rt.invoke_endpoint(EndpointName="xgb", Body=body, ContentType="text/csv", Accept="text/csv")
-    got = [float(v) for v in response["Body"].read().decode().split(",")]
+    assert response["ContentType"] == "text/csv; charset=utf-8"  # Flask's, in the container
+    got = [float(v) for v in response["Body"].read().decode().split()]  # one prediction per line
     assert np.allclose(got, booster.predict(xgb.DMatrix(x)), atol=1e-6)
     boto3.client("sagemaker").delete_endpoint(EndpointName="xgb")
 
@@ -211,3 +232,28 @@ def test_reset_stops_every_model_server(lab):
     labkit.connect("tests", backend="offline", quiet=True)
     assert process.proc.poll() is not None
     assert hosting.engine.endpoints == {}
+
+
+def test_list_models_filters_sorts_and_pages_as_aws(lab, sm):
+    _, tarball = hm.sklearn_model()
+    url = hm.upload(lab.bucket, "hosting/listing/model.tar.gz", tarball)
+    before = sm.list_models()["Models"]
+    for name in ("listing-b", "listing-a", "other-team-listing"):
+        hm.create_model(lab, name, url)
+        time.sleep(0.01)
+    mine = sm.list_models(NameContains="listing-")["Models"]
+    assert [m["ModelName"] for m in mine] == ["listing-a", "listing-b"]  # newest first by default
+    by_name = sm.list_models(NameContains="listing", SortBy="Name", SortOrder="Ascending")["Models"]
+    assert [m["ModelName"] for m in by_name] == ["listing-a", "listing-b", "other-team-listing"]
+    first = sm.list_models(NameContains="listing", SortBy="Name", SortOrder="Ascending", MaxResults=2)
+    second = sm.list_models(NameContains="listing", SortBy="Name", SortOrder="Ascending", MaxResults=2,
+                            NextToken=first["NextToken"])
+    assert [m["ModelName"] for m in first["Models"] + second["Models"]] == [m["ModelName"] for m in by_name]
+    assert "NextToken" not in second
+    pages = sm.get_paginator("list_models").paginate(NameContains="listing", PaginationConfig={"PageSize": 1})
+    assert sorted(m["ModelName"] for p in pages for m in p["Models"]) == sorted(m["ModelName"] for m in by_name)
+    after = sm.list_models(CreationTimeAfter=mine[0]["CreationTime"])["Models"]
+    assert [m["ModelName"] for m in after] == ["other-team-listing", "listing-a"]
+    assert len(sm.list_models()["Models"]) == len(before) + 3
+    for name in ("listing-b", "listing-a", "other-team-listing"):
+        sm.delete_model(ModelName=name)

@@ -107,3 +107,26 @@ def test_endpoints_outlive_their_zygote_and_the_next_gets_a_new_one(lab):
     assert len(second) == 1 and second != first
     for name in ("zyg-1", "zyg-2"):
         boto3.client("sagemaker").delete_endpoint(EndpointName=name)
+
+
+def test_deleted_endpoint_is_deleting_then_gone_for_the_sdks_waits(lab):
+    """DeleteEndpoint leaves the endpoint Deleting for a moment (as AWS does, for longer), so "wait until it
+    is gone" is a real wait; the SDKs' waits still end promptly."""
+    import boto3
+    from sagemaker.core.resources import Endpoint
+
+    sys.path.insert(0, str(FIXTURES))
+    import models as hm
+
+    url = hm.upload(lab.bucket, "lifetime/del/model.tar.gz", hm.sklearn_model()[1])
+    hm.create_model(lab, "del", url, env={"SAGEMAKER_PROGRAM": "inference.py"})
+    hm.deploy(lab, "del", [hm.variant("del")])
+    endpoint = Endpoint.get(endpoint_name="del")
+    endpoint.delete()
+    assert Endpoint.get(endpoint_name="del").endpoint_status == "Deleting"
+    started = time.monotonic()
+    endpoint.wait_for_delete(poll=5, timeout=60)
+    assert time.monotonic() - started < 5
+    sm = boto3.client("sagemaker")
+    assert "del" not in [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
+    sm.get_waiter("endpoint_deleted").wait(EndpointName="del")  # already gone: returns at once

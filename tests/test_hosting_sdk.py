@@ -127,3 +127,61 @@ def test_sdk_config_is_still_validated():
         SageMakerConfig.validate_sagemaker_config(good)
         with pytest.raises(jsonschema.ValidationError, match="yes"):
             SageMakerConfig().validate_sagemaker_config(bad)
+
+
+def test_model_builder_deploys_an_inference_spec(lab, tmp_path):
+    """SDK v3's TorchServe path: the SDK's own inference.py opens /opt/ml/model/code/serve.pkl in the server."""
+    import torch
+    from sagemaker.serve.builder.schema_builder import SchemaBuilder
+    from sagemaker.serve.model_builder import ModelBuilder
+    from sagemaker.serve.spec.inference_spec import InferenceSpec
+    from sagemaker.serve.utils.types import ModelServer
+
+    net, _ = hm.torchscript_model()
+    torch.jit.save(net, str(tmp_path / "model.pth"))
+
+    class Spec(InferenceSpec):
+        def load(self, model_dir):
+            return torch.jit.load(f"{model_dir}/model.pth", map_location="cpu")
+
+        def invoke(self, input_object, model):
+            with torch.no_grad():
+                return model(torch.tensor(input_object, dtype=torch.float32)).tolist()
+
+    # image_uri given: the SDK cannot auto-detect a DLC for this torch; dependencies not captured: the SDK
+    # runs that step in a subprocess with an emptied environment, where no region is found offline (issue 16).
+    builder = ModelBuilder(inference_spec=Spec(), model_path=str(tmp_path), model_server=ModelServer.TORCHSERVE,
+                           schema_builder=SchemaBuilder([[0.1, 0.2, 0.3]], [[0.5]]), role_arn=lab.role_arn,
+                           image_uri=hm.PYTORCH_IMAGE, instance_type="ml.m5.large", dependencies={"auto": False})
+    builder.build(model_name="spec-model")
+    endpoint = builder.deploy(endpoint_name="spec")
+    body = endpoint.invoke(body=json.dumps([[0.2, 0.9, 0.4]]), content_type="application/json").body.read()
+    with torch.no_grad():
+        expected = net(torch.tensor([[0.2, 0.9, 0.4]])).tolist()
+    assert json.loads(body)[0] == pytest.approx(expected[0], abs=1e-5)
+    endpoint.delete()
+
+
+def test_sdk_v2_config_is_still_validated_with_the_schema_checked_once():
+    """SDK v2's module function (sagemaker.config.config), patched by the same rule as v3's method."""
+    import types
+
+    import jsonschema
+
+    from labkit.offline import patches
+
+    module = types.ModuleType("sagemaker.config.config")
+    module.SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA = {"type": "object", "properties": {"SchemaVersion": {"enum": ["1.0"]}}}
+    full_checks = []
+
+    def validate_sagemaker_config(sagemaker_config=None):  # v2's: jsonschema.validate re-checks the schema
+        full_checks.append(sagemaker_config)
+        jsonschema.validate(sagemaker_config, module.SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA)
+
+    module.validate_sagemaker_config = validate_sagemaker_config
+    patches._patch_module("sagemaker.config.config", module)
+    for _ in range(3):
+        module.validate_sagemaker_config({"SchemaVersion": "1.0"})
+        with pytest.raises(jsonschema.ValidationError, match="2.0"):
+            module.validate_sagemaker_config({"SchemaVersion": "2.0"})
+    assert len(full_checks) == 1, "the schema itself is checked once"

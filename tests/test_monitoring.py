@@ -84,6 +84,26 @@ def test_percentile_and_less_than(lab):
     assert low["StateValue"] == "ALARM"
 
 
+def test_statistics_and_percentiles_are_read_back(lab):
+    dims = [{"Name": "ModelName", "Value": "stats"}]
+    cw = boto3.client("cloudwatch")
+    now = datetime.now(UTC)
+    cw.put_metric_data(Namespace=NS, MetricData=[{"MetricName": "Lat", "Dimensions": dims, "Unit": "Milliseconds",
+                                                  "Values": [float(v) for v in range(1, 101)], "Timestamp": now}])
+    window = {"Namespace": NS, "MetricName": "Lat", "StartTime": now - timedelta(minutes=5),
+              "EndTime": now + timedelta(minutes=1), "Period": 60}
+    (point,) = cw.get_metric_statistics(**window, Dimensions=dims, Statistics=["Average", "Maximum"],
+                                        ExtendedStatistics=["p90", "p99.9"])["Datapoints"]
+    assert point["Average"] == 50.5 and point["Maximum"] == 100 and point["Unit"] == "Milliseconds"
+    assert 89 < point["ExtendedStatistics"]["p90"] < 91 and point["ExtendedStatistics"]["p99.9"] > 99
+    assert cw.get_metric_statistics(**window, Statistics=["Average"])["Datapoints"] == []  # other dimensions
+    assert cw.get_metric_statistics(**window, Dimensions=dims, Statistics=["Sum"], Unit="Seconds")["Datapoints"] == []
+    for bad, code in (({}, "InvalidParameterCombination"), ({"ExtendedStatistics": ["median"]}, "InvalidParameterValue")):
+        with pytest.raises(ClientError) as err:
+            cw.get_metric_statistics(**window, Dimensions=dims, **bad)
+        assert err.value.response["Error"]["Code"] == code
+
+
 @pytest.mark.parametrize("kw, code", [
     ({"Period": 45}, "InvalidParameterValue"),
     ({"Statistic": None}, "InvalidParameterCombination"),

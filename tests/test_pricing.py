@@ -278,6 +278,29 @@ def test_spot_history_over_days_changes_filters_and_pages(ec2):
     assert len(current) == len(offline_pricing.ALL_ZONES)  # no StartTime: the price in effect now
 
 
+def test_spot_history_pages_as_aws_does_a_thousand_records_by_default(ec2):
+    now = datetime.now(UTC)
+    request = {"InstanceTypes": ["p4d.24xlarge", "p5.48xlarge", "g5.xlarge", "g5.12xlarge", "g4dn.xlarge",
+                                 "trn1.32xlarge", "inf2.xlarge", "m5.large"],
+               "ProductDescriptions": ["Linux/UNIX"], "StartTime": now - timedelta(days=7), "EndTime": now}
+    first = ec2.describe_spot_price_history(**request)
+    assert len(first["SpotPriceHistory"]) == 1000 and first["NextToken"]
+    pages = list(ec2.get_paginator("describe_spot_price_history").paginate(**request))
+    records = [r for page in pages for r in page["SpotPriceHistory"]]
+    assert len(pages) >= 2 and len(records) > 1000 and pages[-1]["NextToken"] == ""
+    assert len({(r["InstanceType"], r["AvailabilityZone"], r["Timestamp"]) for r in records}) == len(records)
+    oldest_on_first_page = min(r["Timestamp"] for r in first["SpotPriceHistory"])
+    assert oldest_on_first_page > now - timedelta(days=6), "the first page holds only the newest records"
+    small = ec2.describe_spot_price_history(**request, MaxResults=5)
+    assert len(small["SpotPriceHistory"]) == 5
+    again = ec2.describe_spot_price_history(**request, MaxResults=5, NextToken=small["NextToken"])
+    assert again["SpotPriceHistory"] == records[5:10]
+    for bad, code in (({"MaxResults": 1001}, "InvalidParameterValue"), ({"NextToken": "nope!"}, "InvalidPaginationToken")):
+        with pytest.raises(ClientError) as err:
+            ec2.describe_spot_price_history(**request, **bad)
+        assert err.value.response["Error"]["Code"] == code
+
+
 def test_spot_history_rejects_what_aws_rejects(ec2):
     with pytest.raises(ClientError) as err:
         ec2.describe_spot_price_history(InstanceTypes=["ml.p3.2xlarge"])

@@ -28,8 +28,9 @@ LABS = REPO / "labs"
 
 
 def lab_names() -> list[str]:
-    """Every lab with a source notebook, in course order."""
-    return sorted(p.name for p in SOLUTIONS.iterdir() if (p / f"{p.name}.ipynb").exists())
+    """Every lab with a source notebook, in course order (in a learner copy: every learner lab)."""
+    folder = SOLUTIONS if SOLUTIONS.is_dir() else LABS
+    return sorted(p.name for p in folder.iterdir() if (p / f"{p.name}.ipynb").exists())
 
 
 def strip_outputs(path: Path) -> bool:

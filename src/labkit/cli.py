@@ -3,6 +3,7 @@
     labkit run [LAB ...]          execute lab solutions offline; pass/fail, time, cost
     labkit check [LAB ...]        execute solutions and learner versions (what CI runs)
     labkit generate [LAB ...]     regenerate labs/ from solutions/ (nbgrader)
+    labkit release [--out DIR]    build the learner copy: labs, lectures, data, package; no answers
     labkit grade LAB FOLDER       grade a folder of submissions
     labkit cleanup                list (and with --yes delete) resources left by labs
     labkit cost                   the price catalogue: show or refresh
@@ -21,6 +22,7 @@ COMMANDS = {
     "run": ("labkit.runner", "main_run"),
     "check": ("labkit.runner", "main_check"),
     "generate": ("labkit.authoring", "main"),
+    "release": ("labkit.release", "main"),
     "grade": ("labkit.grading.cli", "main"),
     "cleanup": ("labkit.cost.cli", "main_cleanup"),
     "cost": ("labkit.cost.cli", "main_cost"),

@@ -1,16 +1,28 @@
-"""Check an ML system design against its scenario's constraints, and say what is missing.
+"""Check an ML system design against its scenario's constraints, and judge it with an answer key.
 
 A design is answered in a fixed structure (:class:`Design`): which serving pattern, which
-instances for training, processing and inference, and which components (named by the
-keys of the scenario's ``required`` list in ``data/interview/scenarios.json``). The checker
-computes what the design implies, with prices from the course catalogue
-(:mod:`labkit.cost`, ``data/pricing/``) and the planning figures the scenario states as
-assumptions (a model's throughput per instance, a job's GB per vCPU-hour), then compares
-with the constraints: latency, throughput, time window, availability and cost. Every
-finding says what was computed and, when it fails, what to change. Nothing is compared with
-a model answer's text.
+instances for training, processing and inference (or which foundation model and how many
+retrieved chunks, :class:`GenAI`), and which components, named from the vocabulary of
+``data/interview/scenarios.json``. Two judges:
 
-``practice()`` draws scenarios at random and times the answer.
+- :func:`check` (what a learner runs): computes what the design implies, with prices from the
+  course catalogue (:mod:`labkit.cost`, ``data/pricing/``) and the planning figures the scenario
+  states as assumptions (a model's throughput per instance, a job's GB per vCPU-hour), and
+  compares them with the constraints: latency, throughput, time window, availability, cost.
+  Component names are checked against the vocabulary only: which ones a scenario needs is the
+  answer key's business.
+- :func:`judge` (what the grader runs): the same findings plus the answer key's: the components
+  the scenario needs (each with why), the ones that contradict it, and a budget: a design that
+  lists far more than the scenario needs (a kitchen sink) or buys far more than the constraints
+  need (over-provisioned) fails the budget, even when it meets every constraint.
+
+The answer keys of the graded scenarios are instructor-only (``autograder/interview-key.json``,
+not in the learner copy that ``labkit release`` builds); the keys of the practice-only scenarios
+ship with the scenarios (``data/interview/practice-key.json``), so practice mode gives full
+feedback. Hidden tests import this module afresh and judge with the key written into them, so a
+learner who redefines ``check`` in the notebook changes nothing that grades.
+
+``practice()`` draws scenarios at random, optionally for one exam, and times the answer.
 """
 
 from __future__ import annotations
@@ -21,11 +33,13 @@ import random
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from ..cost import catalogue as cat
 
 SERVING = ("realtime", "serverless", "async", "batch", "multi-model", "edge", "none")
+PARTS = ("constraint", "component", "budget")
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,14 @@ class Compute:
     instance_type: str
     count: int = 1
     spot: bool = False
+
+
+@dataclass(frozen=True)
+class GenAI:
+    """A generative-AI answer path: which Bedrock model, and how many chunks retrieval adds to each prompt."""
+
+    model_id: str
+    chunks: int = 0
 
 
 @dataclass
@@ -48,6 +70,7 @@ class Design:
     processing: Compute | None = None
     components: set[str] = field(default_factory=set)
     multi_az: bool = False
+    genai: GenAI | None = None
     notes: str = ""
 
 
@@ -56,15 +79,35 @@ class Finding:
     check: str
     ok: bool
     detail: str
+    part: str = "constraint"
 
 
 @dataclass
 class Verdict:
-    """The checker's findings for one design."""
+    """The findings for one design: constraints (numbers), and with a key, components and budget."""
 
     scenario: str
     findings: list[Finding]
     figures: dict[str, float] = field(default_factory=dict)
+    keyed: bool = False
+
+    def _ok(self, part: str) -> bool:
+        return all(f.ok for f in self.findings if f.part == part)
+
+    @property
+    def constraints_met(self) -> bool:
+        """Every computed constraint holds (latency, throughput, window, availability, cost)."""
+        return any(f.part == "constraint" for f in self.findings) and self._ok("constraint")
+
+    @property
+    def components_met(self) -> bool:
+        """Every component the key requires is named (True when judged without a key)."""
+        return self._ok("component")
+
+    @property
+    def within_budget(self) -> bool:
+        """Neither over-provisioned nor a kitchen sink, nothing contradicting the scenario."""
+        return self._ok("budget")
 
     @property
     def passed(self) -> bool:
@@ -76,7 +119,10 @@ class Verdict:
         return [f.detail for f in self.findings if not f.ok]
 
     def __str__(self) -> str:
-        lines = [f"{self.scenario}: {'meets its constraints' if self.passed else 'does not meet its constraints'}"]
+        head = "meets its constraints" if self.passed else "does not meet its constraints"
+        if not self.keyed:
+            head += " (components not judged: the answer key is the grader's)"
+        lines = [f"{self.scenario}: {head}"]
         lines += [f"  {'ok  ' if f.ok else 'FAIL'} {f.check}: {f.detail}" for f in self.findings]
         return "\n".join(lines)
 
@@ -88,7 +134,7 @@ class Verdict:
 
 @lru_cache(maxsize=1)
 def scenarios() -> dict[str, Any]:
-    """The scenario file, ``data/interview/scenarios.json``."""
+    """The scenario file, ``data/interview/scenarios.json`` (what a learner sees: no answer key)."""
     from .. import data_path
 
     return json.loads(data_path("interview", "scenarios.json").read_text())
@@ -102,15 +148,35 @@ def scenario(name: str) -> dict[str, Any]:
     raise KeyError(f"No scenario {name!r}: the scenarios are {known}.")
 
 
+def vocabulary() -> dict[str, str]:
+    """Every component name a design may use, with what it is (not which scenario needs it)."""
+    return dict(scenarios()["vocabulary"])
+
+
+def _instructor_key_path() -> Path:
+    from ..authoring import REPO
+
+    return REPO / "autograder" / "interview-key.json"
+
+
+@lru_cache(maxsize=1)
+def _practice_keys() -> dict[str, Any]:
+    from .. import data_path
+
+    return json.loads(data_path("interview", "practice-key.json").read_text())["keys"]
+
+
+def load_key(name: str) -> dict[str, Any] | None:
+    """The answer key of one scenario: the practice key, else the instructor's (None in a learner copy)."""
+    if name in _practice_keys():
+        return _practice_keys()[name]
+    path = _instructor_key_path()
+    if path.exists():
+        return json.loads(path.read_text())["keys"].get(name)
+    return None
+
+
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _components(design: Design, spec: dict[str, Any]) -> list[Finding]:
-    out = []
-    for key, why in spec["required"].items():
-        ok = key in design.components
-        out.append(Finding(f"component {key}", ok, "present" if ok else f"missing: {why}"))
-    return out
 
 
 def _hourly(compute: Compute, usage: str) -> float:
@@ -157,12 +223,13 @@ def _llm(design: Design, spec: dict[str, Any], v: Verdict) -> None:
     n_accel = specs["accelerators"] * compute.count
     state_tb = c["parameters"] * a["bytes_per_parameter"] * a["memory_headroom"] / 1e12
     memory_tb = n_accel * root["gpu_memory_gib"][accel] * 2**30 / 1e12
-    v.figures.update(state_tb=state_tb, accelerator_memory_tb=memory_tb)
-    v.findings.append(Finding("memory", memory_tb >= state_tb and "sharding" in design.components,
+    sharded = "sharding" in design.components
+    v.figures.update(state_tb=state_tb, accelerator_memory_tb=memory_tb, accelerators=n_accel)
+    v.findings.append(Finding("memory", memory_tb >= state_tb and sharded,
                               f"model and optimiser states {state_tb:.2f} TB (with headroom) vs {memory_tb:.2f} TB of "
                               f"accelerator memory on {n_accel} x {accel}"
-                              + ("" if "sharding" in design.components else "; without sharding each accelerator "
-                                 "must hold all of it, which none can")))
+                              + ("" if sharded else "; unless the states are split across accelerators, each one "
+                                 "must hold all of them, which none can")))
     flops = a["flops_per_token_per_parameter"] * c["parameters"] * c["tokens"]
     rate = n_accel * root["peak_bf16_tflops_per_accelerator"][accel] * 1e12 * a["mfu"]
     days = flops / rate / 86400
@@ -272,7 +339,7 @@ def _tenants(design: Design, spec: dict[str, Any], v: Verdict) -> None:
             extra = (f": one endpoint per tenant costs at least {c['models']} x ml.t3.medium = "
                      f"${c['models'] * price * a['hours_per_month']:,.0f} per month")
         v.findings.append(Finding("serving", False, f"{design.serving!r} for {c['models']} tenant models{extra}; "
-                                  "use a multi-model endpoint"))
+                                  "one fleet must serve them all"))
         return
     compute, missing = _need(design, "inference", "the multi-model endpoint")
     v.findings += missing
@@ -308,15 +375,57 @@ def _edge(design: Design, spec: dict[str, Any], v: Verdict) -> None:
               else a["frames_per_day"] * a["frame_kb"] / 1024)
     v.figures.update(upload_mb_per_camera_day=upload)
     v.findings.append(Finding("bandwidth", upload <= c["upload_mb_per_camera_day"], f"{upload:,.1f} MB per camera per "
-                              f"day (limit {c['upload_mb_per_camera_day']} MB)"))
+                              f"day (limit {c['upload_mb_per_camera_day']} MB)"
+                              + ("" if upload <= c["upload_mb_per_camera_day"] else
+                                 ": what leaves the device must be much less than every frame")))
+
+
+def _rag(design: Design, spec: dict[str, Any], v: Verdict) -> None:
+    c, a = spec["constraints"], spec["assumptions"]
+    if not isinstance(design.genai, GenAI):
+        v.findings.append(Finding("genai", False, "missing: give genai=GenAI(model_id=..., chunks=...)"))
+        return
+    model, k = design.genai.model_id, design.genai.chunks
+    if model not in a["time_to_first_token_ms"]:
+        v.findings.append(Finding("model figure", False, f"no planning figure for {model}: choose one of "
+                                  f"{', '.join(sorted(a['time_to_first_token_ms']))}"))
+        return
+    recall = a["recall_at_k"].get(str(k), 0.0) if k <= max(map(int, a["recall_at_k"])) else \
+        a["recall_at_k"][str(max(map(int, a["recall_at_k"])))]
+    catalogue = cat.load()
+    tokens_in = a["prompt_tokens"] + k * a["chunk_tokens"]
+    per_question = (tokens_in / 1000 * catalogue.bedrock(model, "input-tokens").price_usd
+                    + a["output_tokens"] / 1000 * catalogue.bedrock(model, "output-tokens").price_usd)
+    cost = per_question * c["questions_per_month"]
+    latency = (a["retrieval_ms"] + a["time_to_first_token_ms"][model]
+               + a["output_tokens"] / a["output_tokens_per_second"][model] * 1000)
+    v.figures.update(recall=recall, cost_usd_month=cost, p95_latency_ms=latency, input_tokens=tokens_in)
+    v.findings.append(Finding("retrieval", recall >= c["min_recall"], f"recall@{k} {recall:.2f} on the evaluation "
+                              f"set (needed {c['min_recall']})" + ("" if recall >= c["min_recall"] else
+                                                                   ": retrieve more chunks")))
+    v.findings.append(Finding("latency", latency <= c["p95_latency_ms"], f"{a['retrieval_ms']} ms retrieval + "
+                              f"{a['time_to_first_token_ms'][model]} ms to the first token + {a['output_tokens']} "
+                              f"tokens at {a['output_tokens_per_second'][model]}/s = {latency:,.0f} ms "
+                              f"(p95 target {c['p95_latency_ms']} ms)"))
+    v.findings.append(Finding("cost", cost <= c["budget_usd_month"], f"{tokens_in} input + {a['output_tokens']} output "
+                              f"tokens x {c['questions_per_month']:,} questions = ${cost:,.0f} per month "
+                              f"(budget ${c['budget_usd_month']:,})"))
 
 
 NUMERIC = {"llm-100b": _llm, "text-10tb": _text, "fraud-realtime": _fraud, "recs-nightly": _recs,
-           "multi-tenant-1000": _tenants, "edge-10k": _edge}
+           "multi-tenant-1000": _tenants, "edge-10k": _edge, "genai-rag-assistant": _rag}
+
+
+def _vocabulary_findings(design: Design) -> list[Finding]:
+    unknown = sorted(set(design.components) - set(vocabulary()))
+    if not unknown:
+        return []
+    return [Finding("component names", False, "not in the vocabulary (print vocabulary() for the names): "
+                    + ", ".join(unknown))]
 
 
 def check(design: Design) -> Verdict:
-    """Every constraint and required component of the design's scenario, computed."""
+    """Every computed constraint of the design's scenario; component names checked against the vocabulary."""
     if not isinstance(design, Design):
         raise TypeError(f"check() takes a labkit.checks.designs.Design, not {type(design).__name__}")
     spec = scenario(design.scenario)
@@ -326,12 +435,77 @@ def check(design: Design) -> Verdict:
     rule = NUMERIC.get(design.scenario)
     if rule:
         rule(design, spec, verdict)
-    verdict.findings += _components(design, spec)
-    unknown = set(design.components) - set(spec["required"])
-    if unknown:
-        verdict.findings.append(Finding("components named", True, "not checked here (fine if they help): "
-                                        + ", ".join(sorted(unknown))))
+    else:
+        verdict.findings.append(Finding("constraints", True, "no numeric constraint: the components carry the answer"))
+    verdict.findings += _vocabulary_findings(design)
     return verdict
+
+
+def judge(design: Design, key: dict[str, Any]) -> Verdict:
+    """:func:`check`, then the answer key: required and contradicting components, cost and complexity budget.
+
+    ``key`` (one scenario's entry of an answer key): ``required`` {component: why}, ``wrong``
+    {component: why not}, ``max_components``, and ``budget`` {figure: {"max": x} or {"min": x}, ...}
+    beyond which the design buys more than its constraints need.
+    """
+    verdict = check(design)
+    verdict.keyed = True
+    for name, why in key["required"].items():
+        ok = name in design.components
+        verdict.findings.append(Finding(f"component {name}", ok, "present" if ok else f"missing: {why}", "component"))
+    for name, why in key.get("wrong", {}).items():
+        if name in design.components:
+            verdict.findings.append(Finding(f"component {name}", False, f"does not fit: {why}", "budget"))
+    count, most = len(set(design.components)), key["max_components"]
+    verdict.findings.append(Finding("complexity", count <= most, f"{count} components (this scenario needs at most "
+                                    f"{most})" + ("" if count <= most else ": name what the constraints need; a list of "
+                                                  "everything shows no judgement"), "budget"))
+    for figure, bound in key.get("budget", {}).items():
+        value = verdict.figures.get(figure)
+        if value is None:
+            continue
+        if "max" in bound and value > bound["max"]:
+            verdict.findings.append(Finding("over-provisioned", False, f"{figure} {value:,.2f} is above "
+                                            f"{bound['max']:,}: the constraints are met for much less", "budget"))
+        elif "min" in bound and value < bound["min"]:
+            verdict.findings.append(Finding("over-provisioned", False, f"{figure} {value:,.2f} is below "
+                                            f"{bound['min']:,}: far more capacity than the constraints need",
+                                            "budget"))
+        else:
+            verdict.findings.append(Finding("provisioning", True, f"{figure} {value:,.2f} within the budget", "budget"))
+    return verdict
+
+
+def _plain(value: Any, kind: type, what: str) -> Any:
+    if type(value) is not kind:
+        raise TypeError(f"{what} must be a {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _compute(value: Any, what: str) -> Compute | None:
+    if value is None:
+        return None
+    return Compute(_plain(value.instance_type, str, f"{what}.instance_type"), _plain(value.count, int, f"{what}.count"),
+                   _plain(value.spot, bool, f"{what}.spot"))
+
+
+def from_answer(answer: Any) -> Design:
+    """A fresh :class:`Design` rebuilt from a learner's object, its values read once and type-checked.
+
+    Grading judges this copy, so an object with a changing property or an ``__eq__`` that always
+    says True cannot pass for a design it is not.
+    """
+    components = answer.components
+    if not isinstance(components, set | frozenset | list | tuple):
+        raise TypeError("components must be a set of component names")
+    names = {_plain(c, str, "a component name") for c in components}
+    genai = answer.genai if hasattr(answer, "genai") else None
+    if genai is not None:
+        genai = GenAI(_plain(genai.model_id, str, "genai.model_id"), _plain(genai.chunks, int, "genai.chunks"))
+    return Design(scenario=_plain(answer.scenario, str, "scenario"), serving=_plain(answer.serving, str, "serving"),
+                  inference=_compute(answer.inference, "inference"), training=_compute(answer.training, "training"),
+                  processing=_compute(answer.processing, "processing"), components=names,
+                  multi_az=_plain(answer.multi_az, bool, "multi_az"), genai=genai)
 
 
 # --- practice mode ----------------------------------------------------------------------------
@@ -354,15 +528,17 @@ class Practice:
         lines = [f"{len(self.questions)} question(s), {self.minutes:g} minutes each "
                  f"({self.remaining():.1f} min left)"]
         for i, q in enumerate(self.questions, 1):
-            lines.append(f"{i}. [{q['id']}] {q['title']} ({', '.join(q['exams'])})\n   {q['question']}\n"
-                         f"   components to consider: {len(q['required'])}")
+            lines.append(f"{i}. [{q['id']}] {q['title']}\n   exam domains: {'; '.join(q['exams'])}\n"
+                         f"   {q['question']}")
         return "\n".join(lines)
 
     def submit(self, design: Design) -> Verdict:
+        """Judge with the scenario's key where this copy has one (practice scenarios do), else check."""
         if design.scenario not in {q["id"] for q in self.questions}:
             raise ValueError(f"{design.scenario!r} is not one of this session's questions: "
                              f"{', '.join(q['id'] for q in self.questions)}")
-        verdict = check(design)
+        key = load_key(design.scenario)
+        verdict = judge(design, key) if key else check(design)
         used = (time.monotonic() - self.started) / 60
         self.answers[design.scenario] = (verdict, used)
         return verdict
@@ -375,12 +551,22 @@ class Practice:
                 f"{'over time' if over else f'{self.remaining():.1f} min to spare'}")
 
 
-def practice(n: int = 1, minutes: float = 15, seed: int | None = None) -> Practice:
-    """Draw ``n`` scenarios at random (``seed`` makes the draw repeatable) with ``minutes`` each."""
+def exam_domains() -> dict[str, dict[str, str]]:
+    """The current exams' domains: {exam: {"Domain 1": "name (weight)", ...}}."""
+    return {code: exam["domains"] for code, exam in scenarios()["exams"].items() if exam.get("domains")}
+
+
+def practice(n: int = 1, minutes: float = 15, seed: int | None = None, exam: str | None = None) -> Practice:
+    """Draw ``n`` scenarios at random (``seed`` repeats a draw), optionally only those of ``exam`` (e.g. "AIP-C01")."""
     pool = scenarios()["scenarios"]
+    if exam is not None:
+        if exam not in scenarios()["exams"]:
+            raise ValueError(f"exam must be one of {', '.join(scenarios()['exams'])}, not {exam!r}")
+        pool = [s for s in pool if any(tag.startswith(exam) for tag in s["exams"])]
     if not 1 <= n <= len(pool):
-        raise ValueError(f"n must be between 1 and {len(pool)}")
+        raise ValueError(f"n must be between 1 and {len(pool)}" + (f" for {exam}" if exam else ""))
     return Practice(random.Random(seed).sample(pool, n), minutes)
 
 
-__all__ = ["Compute", "Design", "Finding", "Practice", "Verdict", "check", "practice", "scenario", "scenarios"]
+__all__ = ["Compute", "Design", "Finding", "GenAI", "Practice", "Verdict", "check", "exam_domains", "from_answer",
+           "judge", "load_key", "practice", "scenario", "scenarios", "vocabulary"]

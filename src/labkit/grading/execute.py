@@ -624,7 +624,9 @@ class Runner:
                 failed_in = ("hidden" if hidden else "visible") if outcome == "error" else ""
                 break
         cell.outputs = _test_outputs(outputs)
-        cell.execution_count = None
+        # The segments ran outside the kernel's history (no count of theirs): the grader's own count
+        # marks the cell as executed, so the pass rule does not read it as "not run".
+        cell.execution_count = index + 1
         cell.metadata["labkit"] = {"failed_in": failed_in} if failed_in else {}
         if outcome in ("timeout", "kernel-died"):
             return outcome, detail

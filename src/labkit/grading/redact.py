@@ -25,7 +25,7 @@ from urllib.parse import unquote
 
 BUILTIN_EXCEPTIONS = frozenset(name for name, value in vars(builtins).items()
                                if isinstance(value, type) and issubclass(value, BaseException))
-GRADER_OUTCOMES = frozenset({"TimeoutError", "KernelDied", "NotRun", "Tampered", "Stderr"})
+GRADER_OUTCOMES = frozenset({"TimeoutError", "KernelDied", "NotRun", "Tampered"})
 HIDDEN = "(details hidden)"
 _WINDOW = 16  # characters of a hidden line (letters and digits only) that count as a leak
 _BASE64 = re.compile(r"[A-Za-z0-9+/=_-]{12,}")

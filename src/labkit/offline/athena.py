@@ -56,7 +56,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from . import ACCOUNT_ID, REGION, dispatch, on_reset, usage
+from . import ACCOUNT_ID, REGION, dispatch, on_reset, s3_location, usage
 from .dispatch import AWSError
 
 ENGINE_VERSION = {"SelectedEngineVersion": "AUTO", "EffectiveEngineVersion": "Athena engine version 3"}
@@ -142,10 +142,9 @@ class Execution:
 
 
 def _split(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
+    if not uri.startswith("s3://"):  # Athena takes s3:// locations only, unlike SageMaker
         raise QueryFailed(f"HIVE_INVALID_METADATA: location {uri!r} is not an s3:// URI")
-    bucket, _, key = uri[5:].partition("/")
-    return bucket, key
+    return s3_location.split(uri)
 
 
 def _clients() -> tuple[Any, Any]:

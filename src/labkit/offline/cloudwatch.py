@@ -23,6 +23,9 @@ Differences, said plainly: AWS evaluates once a minute and may wait for late dat
 evaluation happens at the calls above and counts the period in progress. Metric-math and
 anomaly-detection alarms are stored but not evaluated. Alarm actions (SNS) are not sent.
 
+``GetMetricStatistics`` answers ``Statistics`` and ``ExtendedStatistics`` (percentiles) from the same
+per-period aggregation (moto fails on percentiles).
+
 ``PutMetricData``, ``PutMetricAlarm`` and ``PutDashboard`` are checked as AWS checks them
 (units, the reserved ``AWS/`` namespace, time limits of data points, periods, the
 Statistic/ExtendedStatistic choice, ``DatapointsToAlarm``, dashboard widget structure).
@@ -320,6 +323,59 @@ def evaluate_all(now: datetime | None = None) -> None:
                             "HistoryData": json.dumps({"version": "1.0", "oldState": {"stateValue": old},
                                                        "newState": {"stateValue": state, "stateReason": reason,
                                                                     "stateReasonData": data}})})
+
+
+def _time(value: Any) -> datetime:
+    from botocore.utils import parse_timestamp
+
+    if isinstance(value, datetime):
+        return _utc(value)
+    return _utc(parse_timestamp(value))
+
+
+@dispatch.operation("cloudwatch", "GetMetricStatistics")
+def get_metric_statistics(params: dict[str, Any]) -> dict[str, Any]:
+    """Statistics and percentiles per period of one metric (namespace, name, exact dimensions, unit)."""
+    stats, extended = list(params.get("Statistics") or []), list(params.get("ExtendedStatistics") or [])
+    if not stats and not extended:
+        raise AWSError("InvalidParameterCombination", "Must specify either Statistics or ExtendedStatistics")
+    for stat in extended:
+        if _percentile(stat) is None:
+            raise AWSError("InvalidParameterValue", f"The value {stat} for parameter ExtendedStatistics is not "
+                           "supported (use p0.0 to p100, e.g. p99).")
+    period = int(params["Period"])
+    if period < 1 or (period >= 60 and period % 60):
+        raise AWSError("InvalidParameterValue", "The parameter Period must be 1, 5, 10, 30, or a multiple of 60.")
+    start, end = _time(params["StartTime"]), _time(params["EndTime"])
+    if start >= end:
+        raise AWSError("InvalidParameterValue", "The parameter StartTime must be less than the parameter EndTime.")
+    wanted = {(d["Name"], d["Value"]) for d in params.get("Dimensions") or []}
+    slots: dict[datetime, tuple[list[float], list[float], str]] = {}
+    for datum in _backend().metric_data:
+        if datum.namespace != params["Namespace"] or datum.name != params["MetricName"]:
+            continue
+        if {(d.name, d.value) for d in datum.dimensions} != wanted:
+            continue
+        if params.get("Unit") and datum.unit != params["Unit"]:
+            continue
+        ts = _utc(datum.timestamp)
+        if not start <= ts < end:
+            continue
+        slot = datetime.fromtimestamp(int(ts.timestamp()) // period * period, UTC)
+        values, counts, _ = slots.setdefault(slot, ([], [], datum.unit or "None"))
+        if hasattr(datum, "value"):
+            values.append(float(datum.value))
+            counts.append(1.0)
+    points = []
+    for slot, (values, counts, unit) in sorted(slots.items()):
+        if not values:
+            continue
+        point: dict[str, Any] = {"Timestamp": slot, "Unit": unit}
+        point.update({stat: _statistic(values, counts, stat) for stat in stats})
+        if extended:
+            point["ExtendedStatistics"] = {stat: _statistic(values, counts, stat) for stat in extended}
+        points.append(point)
+    return {"Label": params["MetricName"], "Datapoints": points}
 
 
 @dispatch.after("cloudwatch", "PutMetricData")

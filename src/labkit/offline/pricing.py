@@ -18,6 +18,9 @@ and availability zone, a price that changes every few hours around
 ``on-demand x (1 - typical family saving)`` from ``data/pricing/spot.json``, within 8%.
 Real spot prices are set by long-term supply and demand per AZ; these are plausible, not
 observed, and say so in the catalogue. Only the ``Linux/UNIX`` product descriptions exist.
+Pages as AWS's do: newest record first, at most 1000 per page (the default), the rest behind a
+``NextToken``, so a week of a dozen instance types (about 2,000 records) takes three pages and
+code that reads only the first response sees the last two or three days.
 """
 
 from __future__ import annotations
@@ -199,17 +202,23 @@ def _matches(attrs: dict[str, str], flt: dict[str, Any]) -> bool:
     return have.lower() in {v.strip().lower() for v in value.split(",")}
 
 
-def _page(items: list[Any], params: dict[str, Any], limit: int) -> tuple[list[Any], str | None]:
+def _page(items: list[Any], params: dict[str, Any], limit: int,
+          errors: tuple[str, str] = ("InvalidNextTokenException", "InvalidParameterException"),
+          ) -> tuple[list[Any], str | None]:
+    """One page of ``items``: ``MaxResults`` (1 to ``limit``, default ``limit``) from ``NextToken`` on.
+
+    ``errors``: the service's codes for a bad token and a bad page size (Pricing's by default).
+    """
     token = params.get("NextToken")
     start = 0
     if token:
         try:
             start = int(base64.urlsafe_b64decode(token.encode()).decode())
         except ValueError:
-            raise AWSError("InvalidNextTokenException", "The NextToken is not valid.") from None
+            raise AWSError(errors[0], "The NextToken is not valid.") from None
     size = params.get("MaxResults") or limit
     if size < 1 or size > limit:
-        raise AWSError("InvalidParameterException", f"MaxResults must be between 1 and {limit}.")
+        raise AWSError(errors[1], f"MaxResults must be between 1 and {limit}.")
     chunk = items[start:start + size]
     nxt = start + size
     return chunk, (base64.urlsafe_b64encode(str(nxt).encode()).decode() if nxt < len(items) else None)
@@ -289,6 +298,9 @@ ZONE_IDS = {"us-east-1a": "use1-az1", "us-east-1b": "use1-az2", "us-east-1c": "u
             "us-east-1d": "use1-az6", "us-east-1f": "use1-az5"}
 SEGMENT_S = 4 * 3600  # a price holds for a few hours; each (type, zone) is offset in phase
 HISTORY_DAYS = 90  # AWS keeps 90 days of spot price history
+# DescribeSpotPriceHistory's MaxResults: 1 to 1000, and 1000 when omitted (EC2 API reference, recalled
+# 2026-12); the last page carries an empty NextToken, as AWS's does.
+SPOT_PAGE = 1000
 SPREAD = 0.08
 
 
@@ -392,6 +404,6 @@ def describe_spot_price_history(params: dict[str, Any]) -> dict[str, Any]:
                                  "SpotPrice": f"{price:.6f}",
                                  "Timestamp": datetime.fromtimestamp(begins, UTC)})
     rows.sort(key=lambda r: (r["Timestamp"], r["InstanceType"], r["AvailabilityZone"]), reverse=True)
-    page, token = _page(rows, {**params, "MaxResults": params.get("MaxResults") or 1000}, 1000)
+    page, token = _page(rows, params, SPOT_PAGE, ("InvalidPaginationToken", "InvalidParameterValue"))
     return {"SpotPriceHistory": page, "NextToken": token or ""}
 

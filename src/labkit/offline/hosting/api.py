@@ -7,11 +7,12 @@ jobs); the handlers here validate as SageMaker does, update those records and dr
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, dispatch
+from .. import ACCOUNT_ID, REGION, dispatch, s3_location
 from ..dispatch import AWSError
-from . import async_, process, transform
+from . import async_, process, storage, transform
 from .endpoints import Endpoint, HostingEngine
 
 engine = HostingEngine()
@@ -46,12 +47,70 @@ def invalid(message: str) -> AWSError:
     return AWSError("ValidationException", message)
 
 
-# --- models: a model is usually deployed next, so warm the model servers' zygote now ----------
+# --- models: the model data must exist; a model is usually deployed next, so warm the zygote now ----
+
+
+def _model_data_exists(location: s3_location.S3Location, prefix: bool) -> bool:
+    try:
+        if prefix:
+            return bool(storage.list_keys(location.uri))
+        storage.get(location.uri)
+    except KeyError:
+        return False
+    return True
+
+
+@dispatch.validate("sagemaker", "CreateModel")
+def validate_model_data(params: dict[str, Any]) -> None:
+    """SageMaker checks at CreateModel that each container's model data is in S3."""
+    containers = [("primaryContainer", params.get("PrimaryContainer"))]
+    containers += [(f"containers.{i}.member", c) for i, c in enumerate(params.get("Containers") or [], 1)]
+    for member, container in containers:
+        if not container:
+            continue
+        source = (container.get("ModelDataSource") or {}).get("S3DataSource")
+        if container.get("ModelDataUrl"):
+            url, field = container["ModelDataUrl"], f"{member}.modelDataUrl"
+            prefix = container.get("Mode") == "MultiModel" or url.endswith("/")
+        elif source:
+            url, field = source.get("S3Uri", ""), f"{member}.modelDataSource.s3DataSource.s3Uri"
+            prefix = source.get("S3DataType") == "S3Prefix" or source.get("CompressionType") == "None"
+        else:
+            continue
+        location = s3_location.require(url, field)
+        if container.get("Mode") != "MultiModel" and not _model_data_exists(location, prefix):
+            raise invalid(f"Could not find model data at {url}.")
 
 
 @dispatch.after("sagemaker", "CreateModel")
 def _warm_up(params: dict[str, Any], parsed: dict[str, Any]) -> None:
     process.warm_up()
+
+
+def _utc(moment: Any) -> Any:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dispatch.operation("sagemaker", "ListModels")
+def list_models(params: dict[str, Any]) -> dict[str, Any]:
+    """ListModels with its filters, order and pages (moto 5.2 ignores them all and lists every model).
+
+    Without ``MaxResults`` every match is returned in one page.
+    """
+    models = [m for m in _moto()._models.values()
+              if params.get("NameContains", "") in m.model_name
+              and ("CreationTimeBefore" not in params or _utc(m.creation_time) < _utc(params["CreationTimeBefore"]))
+              and ("CreationTimeAfter" not in params or _utc(m.creation_time) >= _utc(params["CreationTimeAfter"]))]
+    by_name = params.get("SortBy", "CreationTime") == "Name"
+    models.sort(key=lambda m: m.model_name if by_name else _utc(m.creation_time),
+                reverse=params.get("SortOrder", "Descending") == "Descending")
+    start = int(params["NextToken"]) if str(params.get("NextToken", "")).isdigit() else 0
+    end = start + int(params["MaxResults"]) if params.get("MaxResults") else len(models)
+    page = {"Models": [{"ModelName": m.model_name, "ModelArn": m.arn, "CreationTime": _utc(m.creation_time)}
+                       for m in models[start:end]]}
+    if end < len(models):
+        page["NextToken"] = str(end)
+    return page
 
 
 # --- endpoint configurations ---------------------------------------------------------------
@@ -100,14 +159,16 @@ def validate_endpoint_config(params: dict[str, Any]) -> None:
         if not isinstance(pct, int) or not 0 <= pct <= 100:
             raise invalid(f"Value '{pct}' at 'DataCaptureConfig.InitialSamplingPercentage' failed to satisfy "
                           "constraint: Member must have value between 0 and 100.")
-        if not str(capture.get("DestinationS3Uri", "")).startswith("s3://"):
-            raise invalid("DataCaptureConfig.DestinationS3Uri must be an s3:// URI.")
+        s3_location.require(capture.get("DestinationS3Uri", ""), "dataCaptureConfig.destinationS3Uri")
         if not capture.get("CaptureOptions"):
             raise invalid("DataCaptureConfig.CaptureOptions needs at least one of Input, Output.")
     if has_async:
         output = params["AsyncInferenceConfig"].get("OutputConfig") or {}
-        if not str(output.get("S3OutputPath", "")).startswith("s3://"):
-            raise invalid("AsyncInferenceConfig.OutputConfig.S3OutputPath must be an s3:// URI: where results go.")
+        if not output.get("S3OutputPath"):
+            raise invalid("AsyncInferenceConfig.OutputConfig.S3OutputPath is required: where results go.")
+        s3_location.require(output["S3OutputPath"], "asyncInferenceConfig.outputConfig.s3OutputPath")
+        if output.get("S3FailurePath"):
+            s3_location.require(output["S3FailurePath"], "asyncInferenceConfig.outputConfig.s3FailurePath")
 
 
 @dispatch.operation("sagemaker", "CreateEndpointConfig")
@@ -177,18 +238,31 @@ def update_endpoint(params: dict[str, Any]) -> dict[str, Any]:
     if record is None or name not in engine.endpoints:
         raise invalid(f"Could not find endpoint \"{_arn('endpoint', name)}\".")
     config = _config(params["EndpointConfigName"])
-    engine.update(name, config, on_status=_sync)
+    from . import deployment  # a DeploymentConfig: blue/green traffic shifting and auto-rollback
+
+    if not deployment.start(engine, name, config, params, on_status=_sync):
+        engine.update(name, config, on_status=_sync)
     record.endpoint_status = "Updating"
     return {"EndpointArn": record.arn}
 
 
 @dispatch.operation("sagemaker", "DeleteEndpoint")
 def delete_endpoint(params: dict[str, Any]) -> dict[str, Any]:
+    """The endpoint is ``Deleting`` for a short while, then gone (describe: "Could not find endpoint")."""
     name = params["EndpointName"]
-    if name not in _moto().endpoints:
+    record = _moto().endpoints.get(name)
+    if record is None:
         raise invalid(f"Could not find endpoint \"{_arn('endpoint', name)}\".")
-    engine.delete(name)
-    _moto().endpoints.pop(name, None)
+    if name not in engine.endpoints:
+        _moto().endpoints.pop(name, None)
+        return {}
+    record.endpoint_status = "Deleting"
+
+    def drop_record(_: Endpoint) -> None:
+        if _moto().endpoints.get(name) is record:
+            del _moto().endpoints[name]
+
+    engine.delete(name, on_gone=drop_record)
     return {}
 
 

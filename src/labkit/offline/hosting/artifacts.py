@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import s3_location
 from ..dispatch import AWSError
 from . import storage
 
@@ -43,6 +44,7 @@ class PreparedModel:
     program: str
     framework: str
     env: dict[str, str] = field(default_factory=dict)
+    image: str = ""
     multi_model: bool = False
     model_prefix: str = ""
     workdir: str = ""
@@ -53,7 +55,7 @@ class PreparedModel:
 
 
 def _download_error(uri: str) -> AWSError:
-    bucket, key = storage.split_uri(uri)
+    bucket, key = s3_location.split(uri)
     return AWSError("ValidationException",
                     f"Failed to download model data (bucket: {bucket}, key: {key}). Please ensure that there "
                     "is an object located at the URL and that the role passed to CreateModel has "
@@ -81,7 +83,7 @@ def fetch_model_data(uri: str, dest: str, compressed: bool = True) -> None:
             raise _download_error(uri) from err
         extract_tar(data, dest, uri)
         return
-    bucket, prefix = storage.split_uri(uri)
+    bucket, prefix = s3_location.split(uri)
     keys = storage.list_keys(uri)
     if not keys:
         raise _download_error(uri)
@@ -102,6 +104,7 @@ def prepare(container: dict[str, Any]) -> PreparedModel:
     url = container.get("ModelDataUrl") or source.get("S3Uri") or ""
     prepared = PreparedModel(model_dir=model_dir, code_dir=None, program=env.get("SAGEMAKER_PROGRAM", "inference.py"),
                              framework=framework_of(container.get("Image", "")), env=env, multi_model=multi,
+                             image=container.get("Image", ""),
                              workdir=workdir)
     try:
         if multi:

@@ -13,6 +13,7 @@ import threading
 import uuid
 from typing import Any
 
+from .. import s3_location
 from ..dispatch import AWSError
 from . import storage
 from .endpoints import Endpoint, HostingEngine, runtime_error
@@ -50,7 +51,10 @@ def invoke_async(engine: HostingEngine, name: str, params: dict[str, Any]) -> di
     location = params.get("InputLocation")
     if not location:
         raise runtime_error("InputLocation is required: upload the request body to S3 and pass its s3:// URI.")
-    storage.split_uri(location)
+    try:
+        s3_location.parse(location)
+    except s3_location.InvalidS3Location as err:
+        raise runtime_error(f"InputLocation: {err}") from err
     output = endpoint.async_config.get("OutputConfig") or {}
     inference_id = params.get("InferenceId") or str(uuid.uuid4())
     out_id = str(uuid.uuid4())

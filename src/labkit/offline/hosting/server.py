@@ -15,7 +15,8 @@ prints ``LABKIT-SERVER-READY <port>`` when it serves, ``LABKIT-SERVER-FAILED`` i
 model cannot load. Multi-model mode (``--multi-model``) loads the model directory named by
 the ``X-Labkit-Model-Dir`` header on first use and unloads the least recently used one.
 It dies with the kernel that asked for it, even a SIGKILLed one (:func:`_die_with_parent`),
-and then removes ``--workdir``.
+and then removes ``--workdir``, which is also its ``/opt/ml`` (``model/``, ``code/``): a path under
+``/opt/ml`` in the learner's code means the file there, as in a training job.
 """
 
 from __future__ import annotations
@@ -46,12 +47,51 @@ MODEL_FILES = (".pt", ".pth")
 
 
 # --- framework defaults, as the SageMaker serving containers define them ---------------
+#
+# scikit-learn and XGBoost with a user module are served on AWS by sagemaker-containers'
+# Flask worker: a request without Content-Type is JSON, and a format the *default* input or
+# output function cannot handle is a 415 or 406 with a JSON error body. PyTorch, multi-model
+# endpoints and other images run the sagemaker-inference toolkit itself (500 for those).
+# XGBoost without SAGEMAKER_PROGRAM is the built-in algorithm's own server (:mod:`.xgboost_serving`).
+
+CONTAINERS_WORKER = ("sklearn", "xgboost")
+
+
+_refused: list[type] = []
+
+
+def _format_refused() -> type:
+    """``FormatRefused(status, error)``: a default handler cannot read the request (415) or write the
+    answer (406), answered as sagemaker-containers answers, with a JSON body."""
+    if not _refused:
+        from sagemaker_inference.errors import BaseInferenceToolkitError
+
+        class FormatRefused(BaseInferenceToolkitError):
+            def __init__(self, status: int, error: Exception):
+                body = json.dumps({"error": type(error).__name__, "error-message": str(error),
+                                   "stack-trace": traceback.format_exc()})
+                super().__init__(status, body, {415: "Unsupported Media Type", 406: "Not Acceptable"}[status])
+
+        _refused.append(FormatRefused)
+    return _refused[0]
 
 
 def _handlers() -> dict[str, Any]:
     import numpy as np
     from sagemaker_inference import content_types, decoder, encoder, errors, utils
     from sagemaker_inference.default_inference_handler import DefaultInferenceHandler
+
+    def worker_decode(data: Any, content_type: str) -> Any:
+        try:
+            return decoder.decode(data, content_type)
+        except errors.UnsupportedFormatError as err:
+            raise _format_refused()(415, err) from err
+
+    def worker_encode(prediction: Any, accept: str) -> Any:
+        try:
+            return encoder.encode(prediction, accept)
+        except errors.UnsupportedFormatError as err:
+            raise _format_refused()(406, err) from err
 
     class SKLearnHandler(DefaultInferenceHandler):
         """sagemaker-scikit-learn-container: no default model_fn; predict is model.predict."""
@@ -63,62 +103,33 @@ def _handlers() -> dict[str, Any]:
                 "def model_fn(model_dir): return joblib.load(os.path.join(model_dir, 'model.joblib'))")
 
         def default_input_fn(self, input_data, content_type, context=None):
-            array = decoder.decode(input_data, content_type)
+            array = worker_decode(input_data, content_type)
             return array.astype(np.float32) if content_type in content_types.UTF8_TYPES else array
 
         def default_predict_fn(self, data, model, context=None):
             return model.predict(data)
 
-    class XGBoostHandler(DefaultInferenceHandler):
-        """sagemaker-xgboost-container: loads ``xgboost-model`` (pickle or native)."""
+        def default_output_fn(self, prediction, accept, context=None):
+            return worker_encode(prediction, accept), accept
+
+    class XGBoostScriptHandler(DefaultInferenceHandler):
+        """sagemaker-xgboost-container with a user module (SAGEMAKER_PROGRAM): its framework defaults."""
 
         def default_model_fn(self, model_dir, context=None):
-            import pickle
-
-            import xgboost as xgb
-
-            path = os.path.join(model_dir, "xgboost-model")
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"xgboost-model not found in the model artifact ({sorted(os.listdir(model_dir))})")
-            try:
-                with open(path, "rb") as f:
-                    return pickle.load(f)
-            except Exception:  # noqa: BLE001 - not a pickle: the native format
-                booster = xgb.Booster()
-                booster.load_model(path)
-                return booster
+            raise NotImplementedError("Please provide a model_fn implementation. See documentation for model_fn at "
+                                      "https://github.com/aws/sagemaker-python-sdk")
 
         def default_input_fn(self, input_data, content_type, context=None):
-            import xgboost as xgb
-
-            ctype = (content_type or "").split(";")[0].strip()
-            if ctype == "text/libsvm":
-                import tempfile
-                with tempfile.NamedTemporaryFile("w", suffix=".libsvm", delete=False) as f:
-                    f.write(input_data if isinstance(input_data, str) else input_data.decode())
-                return xgb.DMatrix(f.name + "?format=libsvm")
-            array = decoder.decode(input_data, ctype)
-            if array.ndim == 1:
-                array = array.reshape(1, -1)
-            return xgb.DMatrix(array)
+            try:
+                return _sibling("xgboost_algorithm").decode_dmatrix(input_data, content_type)
+            except errors.UnsupportedFormatError as err:
+                raise _format_refused()(415, err) from err
 
         def default_predict_fn(self, data, model, context=None):
-            import xgboost as xgb
-
-            if isinstance(model, xgb.Booster):
-                return model.predict(data)
-            return model.predict(data.get_data().toarray() if hasattr(data, "get_data") else data)
+            return model.predict(data, validate_features=False)
 
         def default_output_fn(self, prediction, accept, context=None):
-            values = np.asarray(prediction).tolist()
-            for ctype in utils.parse_accept(accept):
-                if ctype == content_types.CSV:
-                    return ",".join(str(v) for v in np.ravel(values)), ctype
-                if ctype == content_types.JSON:
-                    return json.dumps({"predictions": [{"score": v} for v in values]}), ctype
-                if ctype in encoder.SUPPORTED_CONTENT_TYPES:
-                    return encoder.encode(prediction, ctype), ctype
-            raise errors.UnsupportedFormatError(accept)
+            return worker_encode(prediction, accept), accept
 
     class PyTorchHandler(DefaultInferenceHandler):
         """sagemaker-pytorch-inference-toolkit: TorchScript ``model.pt``/one ``.pt(h)`` file."""
@@ -128,15 +139,15 @@ def _handlers() -> dict[str, Any]:
 
             path = os.path.join(model_dir, "model.pt")
             if not os.path.exists(path):
-                found = [f for f in os.listdir(model_dir) if f.endswith(MODEL_FILES)]
+                found = [f for f in os.listdir(model_dir)
+                         if os.path.isfile(os.path.join(model_dir, f)) and f.endswith(MODEL_FILES)]
                 if len(found) != 1:
                     raise ValueError(f"Exactly one .pth or .pt file is required for PyTorch models: {found}")
                 path = os.path.join(model_dir, found[0])
             try:
                 return torch.jit.load(path, map_location="cpu")
             except RuntimeError as err:
-                raise RuntimeError(f"Failed to load {path}. Please ensure model is saved using torchscript, "
-                                   "or provide a model_fn.") from err
+                raise RuntimeError(f"Failed to load {path}. Please ensure model is saved using torchscript.") from err
 
         def default_input_fn(self, input_data, content_type, context=None):
             import torch
@@ -161,10 +172,10 @@ def _handlers() -> dict[str, Any]:
             for ctype in utils.parse_accept(accept):
                 if ctype in encoder.SUPPORTED_CONTENT_TYPES:
                     encoded = encoder.encode(prediction, ctype)
-                    return (encoded.encode("utf-8") if ctype == content_types.CSV else encoded), ctype
+                    return encoded.encode("utf-8") if ctype == content_types.CSV else encoded
             raise errors.UnsupportedFormatError(accept)
 
-    return {"sklearn": SKLearnHandler, "xgboost": XGBoostHandler, "pytorch": PyTorchHandler,
+    return {"sklearn": SKLearnHandler, "xgboost": XGBoostScriptHandler, "pytorch": PyTorchHandler,
             "generic": DefaultInferenceHandler}
 
 
@@ -219,6 +230,7 @@ class LoadedModel:
 
         handler_cls = _handlers().get(framework, _handlers()["generic"])
         self.model_dir = model_dir
+        self.worker = framework in CONTAINERS_WORKER
         module = _load_module(code_dir, program, key)
 
         class _Bound(Transformer):
@@ -240,10 +252,20 @@ class LoadedModel:
                 self._pre_model_fn = getattr(m, "pre_model_fn", None) or self._pre_model_fn
                 self._model_warmup_fn = getattr(m, "model_warmup_fn", None) or self._model_warmup_fn
 
+            @staticmethod
+            def handle_error(context, inference_exception, trace):
+                if isinstance(inference_exception, _format_refused()):
+                    context.set_response_status(inference_exception.status_code, inference_exception.phrase)
+                    context.set_response_content_type(0, "application/json")
+                    return [inference_exception.message]
+                return Transformer.handle_error(context, inference_exception, trace)
+
         self.transformer = _Bound(default_inference_handler=handler_cls())
         self.transformer.validate_and_initialize(model_dir=model_dir, context=Context(model_dir))
 
     def invoke(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str]:
+        if self.worker and not any(k.lower() == "content-type" for k in headers):
+            headers = {**headers, "Content-Type": "application/json"}  # sagemaker-containers' default
         context = Context(self.model_dir, headers)
         result = self.transformer.transform([{"body": body}], context)[0]
         if isinstance(result, str):
@@ -251,6 +273,29 @@ class LoadedModel:
         elif not isinstance(result, bytes | bytearray):
             result = bytes(result)
         return context.status, bytes(result), context.content_type or headers.get("Accept") or "text/plain"
+
+
+def _sibling(name: str) -> Any:
+    """A module beside this script (imported by path: this script's folder is not on sys.path)."""
+    key = f"_labkit_hosting_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+def load_model(model_dir: str, code_dir: str | None, program: str, framework: str, key: str = "",
+               multi_model: bool = False, image: str = "") -> Any:
+    """The model as its container serves it: ``invoke(body, headers) -> (status, body, content type)``.
+
+    XGBoost without a user module (no ``SAGEMAKER_PROGRAM``) is the built-in algorithm's own
+    server; every other container runs the handler functions through the inference toolkit.
+    """
+    if framework == "xgboost" and not os.environ.get("SAGEMAKER_PROGRAM") and not multi_model:
+        return _sibling("xgboost_algorithm").AlgorithmModel(model_dir, image)
+    return LoadedModel(model_dir, code_dir, program, framework, key)
 
 
 # --- HTTP ---------------------------------------------------------------------------------
@@ -266,7 +311,8 @@ class ModelServer:
         self.models: collections.OrderedDict[str, LoadedModel] = collections.OrderedDict()
 
     def load_single(self) -> None:
-        self.single = LoadedModel(self.args.model_dir, self.args.code_dir, self.args.program, self.args.framework)
+        self.single = load_model(self.args.model_dir, self.args.code_dir, self.args.program, self.args.framework,
+                                 image=self.args.image)
 
     def model_for(self, headers: dict[str, str]) -> LoadedModel:
         if not self.args.multi_model:
@@ -280,8 +326,8 @@ class ModelServer:
             code = os.path.join(model_dir, "code")
             started = time.perf_counter()
             # Each model's own code/ first, else the container's (SAGEMAKER_SUBMIT_DIRECTORY).
-            model = LoadedModel(model_dir, code if os.path.isdir(code) else self.args.code_dir, self.args.program,
-                                self.args.framework, key=str(len(self.models)) + str(abs(hash(target))))
+            model = load_model(model_dir, code if os.path.isdir(code) else self.args.code_dir, self.args.program,
+                               self.args.framework, key=str(len(self.models)) + str(abs(hash(target))), multi_model=True)
             print(f"Loaded model {target} in {1000 * (time.perf_counter() - started):.1f} ms", flush=True)
             self.models[target] = model
             while len(self.models) > self.args.max_models:
@@ -478,6 +524,15 @@ def zygote(control_fd: int) -> None:
             os._exit(0)
 
 
+def _map_opt_ml(root: str) -> None:
+    """``/opt/ml/...`` means ``root/...`` in this server, as in a training job's processes."""
+    path = Path(__file__).parents[1] / "training" / "container" / "sitecustomize.py"
+    spec = importlib.util.spec_from_file_location("_labkit_container_paths", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.map_container_root(root)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--zygote"]:
@@ -488,12 +543,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--code-dir")
     parser.add_argument("--program", default=os.environ.get("SAGEMAKER_PROGRAM", "inference.py"))
     parser.add_argument("--framework", default="generic")
+    parser.add_argument("--image", default="", help="the model's image URI (its framework version matters)")
     parser.add_argument("--parent", type=int, default=os.getppid())
     parser.add_argument("--multi-model", action="store_true")
     parser.add_argument("--max-models", type=int, default=3)
     parser.add_argument("--workdir", help="the model's files, removed if the parent dies")
     args = parser.parse_args(argv)
     _die_with_parent(args.parent, args.workdir)
+    if args.workdir:  # the container's /opt/ml: model/ (and code/) are there
+        _map_opt_ml(args.workdir)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p) != os.path.dirname(os.path.abspath(__file__))]
     server = ModelServer(args)

@@ -10,18 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from urllib.parse import urlparse
 
-from .. import ACCOUNT_ID, REGION
-from ..dispatch import AWSError
-
-
-def split_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> ``(bucket, key)``; a clear error for anything else."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise AWSError("ValidationException", f"{uri!r} is not an S3 URI: use s3://bucket/key.")
-    return parsed.netloc, parsed.path.lstrip("/")
+from .. import ACCOUNT_ID, REGION, runlog, s3_location
 
 
 def _s3():
@@ -32,7 +22,7 @@ def _s3():
 
 def get(uri: str) -> bytes:
     """The object's bytes; ``KeyError`` naming the URI when it does not exist."""
-    bucket, key = split_uri(uri)
+    bucket, key = s3_location.split(uri)
     try:
         obj = _s3().get_object(bucket, key)
     except Exception as err:  # moto's MissingBucket
@@ -43,7 +33,7 @@ def get(uri: str) -> bytes:
 
 
 def put(uri: str, data: bytes, content_type: str | None = None) -> None:
-    bucket, key = split_uri(uri)
+    bucket, key = s3_location.split(uri)
     obj = _s3().put_object(bucket, key, data)
     if content_type:
         obj.set_metadata({"Content-Type": content_type})
@@ -51,7 +41,7 @@ def put(uri: str, data: bytes, content_type: str | None = None) -> None:
 
 def list_keys(uri: str) -> list[str]:
     """Keys under an ``s3://bucket/prefix`` (sorted)."""
-    bucket, prefix = split_uri(uri)
+    bucket, prefix = s3_location.split(uri)
     try:
         keys = _s3().get_bucket(bucket).keys
     except Exception as err:
@@ -80,6 +70,7 @@ class LogStream:
         message = message.rstrip("\n")
         if not message:
             return
+        runlog.mirror(self.group, self.stream, message)
         with self._lock:
             backend = self._backend()
             try:

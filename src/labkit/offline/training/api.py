@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import dispatch
+from .. import dispatch, s3_location
 from ..dispatch import AWSError
 from . import images, jobs, shapes, storage
 
@@ -25,7 +25,7 @@ def _validate_resource_config(config: dict[str, Any]) -> None:
 
 
 def no_objects_message(uri: str, role_arn: str) -> str:
-    bucket, _ = storage.split_uri(uri)
+    bucket, _ = s3_location.split(uri)
     return (f'No S3 objects found under S3 URL "{uri}" given in input data source. Please ensure that the bucket '
             f"exists in the selected region ({jobs.REGION}), that objects exist under that S3 prefix, and that the "
             f'role "{role_arn}" has "s3:ListBucket" permissions on bucket "{bucket}".')
@@ -36,7 +36,7 @@ def validate_channels(channels: list[dict[str, Any]], role_arn: str) -> None:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise AWSError("ValidationException", f"Channel names must be unique: {', '.join(duplicates)} repeated.")
-    for c in channels:
+    for index, c in enumerate(channels, 1):
         source = c.get("DataSource", {})
         s3 = source.get("S3DataSource")
         if s3 is None:
@@ -47,8 +47,7 @@ def validate_channels(channels: list[dict[str, Any]], role_arn: str) -> None:
             raise AWSError("ValidationException",
                            f"Channel {c['ChannelName']!r}: S3DataType {s3['S3DataType']} is not emulated offline; "
                            "use S3Prefix (a prefix or a single object).")
-        if not s3["S3Uri"].startswith("s3://"):
-            raise AWSError("ValidationException", f"Channel {c['ChannelName']!r}: S3Uri must start with s3://.")
+        s3_location.require(s3["S3Uri"], f"inputDataConfig.{index}.member.dataSource.s3DataSource.s3Uri")
         if not storage.list_objects(s3["S3Uri"]):
             raise AWSError("ValidationException", no_objects_message(s3["S3Uri"], role_arn))
 
@@ -85,9 +84,9 @@ def validate_training_request(params: dict[str, Any]) -> None:
     _validate_resource_config(params["ResourceConfig"])
     _validate_stopping(params)
     validate_channels(params.get("InputDataConfig") or [], params["RoleArn"])
-    for key in ("S3OutputPath",):
-        if not params["OutputDataConfig"].get(key, "").startswith("s3://"):
-            raise AWSError("ValidationException", "OutputDataConfig.S3OutputPath must be an s3:// URI.")
+    s3_location.require(params["OutputDataConfig"].get("S3OutputPath", ""), "outputDataConfig.s3OutputPath")
+    if params.get("CheckpointConfig"):
+        s3_location.require(params["CheckpointConfig"].get("S3Uri", ""), "checkpointConfig.s3Uri")
 
 
 def create_record(params: dict[str, Any]) -> Any:

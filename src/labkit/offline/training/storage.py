@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, on_reset
+from .. import ACCOUNT_ID, REGION, on_reset, runlog, s3_location
 
 LOG_GROUP_TRAINING = "/aws/sagemaker/TrainingJobs"
 LOG_GROUP_PROCESSING = "/aws/sagemaker/ProcessingJobs"
@@ -41,16 +41,9 @@ def _forget_client() -> None:
         _client.clear()
 
 
-def split_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an S3 URI: {uri!r}")
-    bucket, _, key = uri[5:].partition("/")
-    return bucket, key
-
-
 def list_objects(uri: str) -> list[str]:
     """Keys under an S3 prefix (empty if the bucket or the prefix does not exist)."""
-    bucket, prefix = split_uri(uri)
+    bucket, prefix = s3_location.split(uri)
     keys: list[str] = []
     try:
         for page in s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -72,7 +65,7 @@ def _relative(key: str, prefix: str) -> str:
 
 def download_prefix(uri: str, dest: Path, *, shard: int = 0, shards: int = 1) -> list[str]:
     """Copy the objects under ``uri`` into ``dest``; with ``shards`` > 1 only every n-th key."""
-    bucket, prefix = split_uri(uri)
+    bucket, prefix = s3_location.split(uri)
     keys = list_objects(uri)[shard::shards]
     for key in keys:
         target = dest / _relative(key, prefix)
@@ -82,7 +75,7 @@ def download_prefix(uri: str, dest: Path, *, shard: int = 0, shards: int = 1) ->
 
 
 def upload_file(path: Path, uri: str) -> None:
-    bucket, key = split_uri(uri)
+    bucket, key = s3_location.split(uri)
     s3().upload_file(str(path), bucket, key)
 
 
@@ -93,7 +86,7 @@ def sync_up(local: Path, uri: str) -> int:
     listing (an atomic ``checkpoint.tmp`` -> ``checkpoint.pt``) is skipped, not an error;
     the next sync uploads what took its place.
     """
-    bucket, prefix = split_uri(uri.rstrip("/") + "/")
+    bucket, prefix = s3_location.split(uri.rstrip("/") + "/")
     count = 0
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
         try:
@@ -110,13 +103,13 @@ def pack(directory: Path, uri: str) -> None:
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for path in sorted(directory.rglob("*")):
             tar.add(path, arcname=path.relative_to(directory).as_posix(), recursive=False)
-    bucket, key = split_uri(uri)
+    bucket, key = s3_location.split(uri)
     s3().put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
 
 
 def unpack(uri: str, dest: Path) -> None:
     """Download a tar.gz from S3 and extract it into ``dest`` (a v2 ``sourcedir.tar.gz``)."""
-    bucket, key = split_uri(uri)
+    bucket, key = s3_location.split(uri)
     data = s3().get_object(Bucket=bucket, Key=key)["Body"].read()
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
@@ -143,6 +136,7 @@ class LogStream:
 
     def write(self, line: str) -> str:
         message = line.rstrip("\n").replace("\t", "#011")
+        runlog.mirror(self.group, self.stream, message)
         event = {"timestamp": int(time.time() * 1000), "message": message or " "}
         with self._lock:
             self._backend.put_log_events(self.group, self.stream, [event])

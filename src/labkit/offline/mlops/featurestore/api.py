@@ -16,7 +16,7 @@ import datetime as dt
 import threading
 from typing import Any
 
-from ... import ACCOUNT_ID, REGION, dispatch, on_reset
+from ... import ACCOUNT_ID, REGION, dispatch, on_reset, s3_location
 from ...dispatch import AWSError
 from ...training import storage
 from .store import FeatureGroup, FeatureStoreError, OfflineStore, validate_definition
@@ -43,7 +43,7 @@ def _group(name_or_arn: str) -> FeatureGroup:
 
 
 def _put_object(uri: str, data: bytes) -> None:
-    bucket, key = storage.split_uri(uri)
+    bucket, key = s3_location.split(uri)
     storage.s3().put_object(Bucket=bucket, Key=key, Body=data)
 
 
@@ -89,7 +89,7 @@ def create_feature_group(params: dict[str, Any]) -> dict[str, Any]:
         if offline is not None:
             epoch = int(group.created.timestamp())
             s3 = dict(offline["S3StorageConfig"])
-            s3["ResolvedOutputS3Uri"] = (f"{s3['S3Uri'].rstrip('/')}/{ACCOUNT_ID}/sagemaker/{REGION}/offline-store/"
+            s3["ResolvedOutputS3Uri"] = (f"{s3_location.canonical(s3['S3Uri']).rstrip('/')}/{ACCOUNT_ID}/sagemaker/{REGION}/offline-store/"
                                          f"{name}-{epoch}/data")
             config = {**offline, "S3StorageConfig": s3}
             if not offline.get("DisableGlueTableCreation"):

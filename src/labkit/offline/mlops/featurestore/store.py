@@ -29,6 +29,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from ... import s3_location
+
 FLUSH_SECONDS = 1.0
 MAX_BUFFER = 2000
 RESERVED = ("is_deleted", "write_time", "api_invocation_time")
@@ -334,9 +336,10 @@ def validate_definition(params: dict[str, Any]) -> None:
                                                        "or give an OfflineStoreConfig, or both.")
     if offline is not None:
         uri = (offline.get("S3StorageConfig") or {}).get("S3Uri", "")
-        if not uri.startswith("s3://"):
-            raise FeatureStoreError("ValidationException", "OfflineStoreConfig.S3StorageConfig.S3Uri must be an "
-                                                           "s3:// URI.")
+        try:
+            s3_location.parse(uri)
+        except s3_location.InvalidS3Location as err:
+            raise FeatureStoreError("ValidationException", f"OfflineStoreConfig.S3StorageConfig.S3Uri: {err}") from err
         if offline.get("TableFormat", "Glue") not in ("Glue", "Iceberg", "Default"):
             raise FeatureStoreError("ValidationException", f"TableFormat {offline['TableFormat']}: use Glue or Iceberg.")
     ttl_seconds((params.get("OnlineStoreConfig") or {}).get("TtlDuration"))

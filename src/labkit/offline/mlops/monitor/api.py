@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ... import ACCOUNT_ID, REGION, dispatch, on_reset
+from ... import ACCOUNT_ID, REGION, dispatch, on_reset, s3_location
 from ...dispatch import AWSError
 from ...training import storage
 
@@ -371,7 +371,7 @@ def _run(schedule: Schedule, execution: Execution, start: dt.datetime, end: dt.d
         return
     status = "Completed"
     for output in request["ProcessingOutputConfig"]["Outputs"]:
-        bucket, key = storage.split_uri(output["S3Output"]["S3Uri"].rstrip("/") + "/constraint_violations.json")
+        bucket, key = s3_location.split(output["S3Output"]["S3Uri"].rstrip("/") + "/constraint_violations.json")
         try:
             report = json.loads(storage.s3().get_object(Bucket=bucket, Key=key)["Body"].read())
         except Exception:

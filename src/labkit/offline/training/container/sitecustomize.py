@@ -11,6 +11,10 @@ such writer that training scripts use on container paths all the time, ``torch.s
 (its zip writer opens the file in C++; checkpoints go to ``/opt/ml/checkpoints``), is
 mapped as well, by patching ``torch.serialization`` as soon as it is imported.
 
+Model servers map ``/opt/ml`` too (the SDK's TorchServe handler opens
+``/opt/ml/model/code/serve.pkl``): they are forked from a warm process that imported this
+module without a root, so they call :func:`map_container_root` themselves.
+
 A job's processes also die with the process that started them (the notebook kernel),
 even when it is SIGKILLed and no clean-up runs: a watchdog thread checks
 ``$LABKIT_PARENT_PID`` twice a second and, once it is gone, kills its own process group
@@ -49,9 +53,20 @@ def _map(path):
     return path
 
 
+def _as_given(err, mapped, path):
+    """An error names the path the script gave (``/opt/ml/...``), as in the container, not the host's."""
+    if getattr(err, "filename", None) == mapped and mapped is not path:
+        err.filename = path
+    return err
+
+
 def _one(fn):
     def wrapped(path, *args, **kwargs):
-        return fn(_map(path), *args, **kwargs)
+        mapped = _map(path)
+        try:
+            return fn(mapped, *args, **kwargs)
+        except OSError as err:
+            raise _as_given(err, mapped, path) from None
 
     wrapped.__name__ = getattr(fn, "__name__", "wrapped")
     wrapped.__doc__ = fn.__doc__
@@ -69,23 +84,27 @@ def _two(fn):
 
 def _listing(fn):
     def wrapped(path=".", *args, **kwargs):
-        return fn(_map(path), *args, **kwargs)
+        mapped = _map(path)
+        try:
+            return fn(mapped, *args, **kwargs)
+        except OSError as err:
+            raise _as_given(err, mapped, path) from None
 
     wrapped.__name__ = getattr(fn, "__name__", "wrapped")
     wrapped.__doc__ = fn.__doc__
     return wrapped
 
 
-if _ROOT:
+def _map_file_functions() -> None:
     builtins.open = io.open = _one(io.open)
-    for _name in ("open", "stat", "lstat", "mkdir", "rmdir", "remove", "unlink", "chdir", "access", "utime",
-                  "chmod", "truncate", "readlink", "statvfs"):
-        if hasattr(os, _name):
-            setattr(os, _name, _one(getattr(os, _name)))
-    for _name in ("listdir", "scandir"):
-        setattr(os, _name, _listing(getattr(os, _name)))
-    for _name in ("rename", "replace", "link", "symlink"):
-        setattr(os, _name, _two(getattr(os, _name)))
+    for name in ("open", "stat", "lstat", "mkdir", "rmdir", "remove", "unlink", "chdir", "access", "utime",
+                 "chmod", "truncate", "readlink", "statvfs"):
+        if hasattr(os, name):
+            setattr(os, name, _one(getattr(os, name)))
+    for name in ("listdir", "scandir"):
+        setattr(os, name, _listing(getattr(os, name)))
+    for name in ("rename", "replace", "link", "symlink"):
+        setattr(os, name, _two(getattr(os, name)))
 
 
 def _patch_torch_serialization(module) -> None:
@@ -102,6 +121,23 @@ def _patch_torch_serialization(module) -> None:
 
 
 _AFTER_IMPORT = {"torch.serialization": _patch_torch_serialization}
+
+
+def _start_debugger_hook(module) -> None:
+    """SageMaker Debugger's tensor collection, started as AWS's PyTorch containers start smdebug's
+    hook when the job has a DebugHookConfig (the collector: ``labkit/offline/debugger/hook.py``)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        "debugger", "hook.py")
+    spec = importlib.util.spec_from_file_location("labkit_debugger_hook", path)
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    hook.install(module)
+
+
+if _ROOT and os.path.exists(_map("/opt/ml/input/config/debughookconfig.json")):
+    _AFTER_IMPORT["torch"] = _start_debugger_hook
 
 
 class _PatchAfterImport(importlib.abc.MetaPathFinder):
@@ -125,8 +161,24 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-if _ROOT:
+_mapped: list[str] = []
+
+
+def map_container_root(root: str) -> None:
+    """From now on ``/opt/ml/...`` in this process means ``root/...`` (once per process)."""
+    global _ROOT
+    if _mapped or not root:
+        return
+    _ROOT = root
+    _mapped.append(root)
+    _map_file_functions()
     sys.meta_path.insert(0, _PatchAfterImport())
+    torch_serialization = sys.modules.get("torch.serialization")
+    if torch_serialization is not None:
+        _patch_torch_serialization(torch_serialization)
+
+
+map_container_root(_ROOT)
 
 
 def _watch_parent(pid: int) -> None:
