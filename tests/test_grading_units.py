@@ -17,9 +17,11 @@ import nbformat
 import pytest
 
 from labkit.grading import execute, fairshare
-from labkit.grading.assignment import prepare_assignment
+from labkit.grading.assignment import TestSpec, prepare_assignment
 from labkit.grading.redact import HIDDEN, Secrets, shown_exception
 from labkit.grading.restore import plan, restore, segments
+from labkit.grading.sandbox import UidLease
+from labkit.grading.score import explain
 from labkit.grading.submissions import find_submissions, safe_name
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grading" / "course"
@@ -251,6 +253,41 @@ def test_secrets_ignore_what_the_learner_already_sees():
     shared = Secrets(["x = 1\n### BEGIN HIDDEN TESTS\nassert load_rows() == expected_rows_here\n### END HIDDEN TESTS"],
                      ["print(load_rows() == expected_rows_here)"])
     assert not shared.leaked_by("load_rows() == expected_rows_here")
+
+
+def test_only_lines_inside_a_hidden_block_are_hidden():
+    source = ('assert f(1) == 2, "f(1) should be 2"\n### BEGIN HIDDEN TESTS\nassert f(5) == 10, "secret case"\n'
+              '### END HIDDEN TESTS\nassert f(0) == 0, "f(0) should be 0"')
+    test = TestSpec("t", 1.0, source, "", True)
+    assert test.hidden_lines() == {2, 3, 4}
+
+    def failing_at(line: int, message: str):
+        error = {"output_type": "error", "ename": "AssertionError", "evalue": message,
+                 "traceback": [f"Cell In[7], line {line}"]}
+        return explain(test, nbformat.v4.new_code_cell(outputs=[nbformat.from_dict(error)], execution_count=7), 0.0)
+
+    after_end = failing_at(5, "f(0) should be 0")
+    assert not after_end.hidden_failure and after_end.message == "AssertionError: f(0) should be 0"
+    inside = failing_at(3, "secret case")
+    assert inside.hidden_failure and inside.message == "a hidden test failed (AssertionError): secret case"
+    assert not failing_at(1, "f(1) should be 2").hidden_failure
+    assert TestSpec("u", 1.0, "### BEGIN HIDDEN TESTS\nassert x", "", True).hidden_lines() == {1, 2}
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not sys.platform.startswith("linux"), reason="uids are leased as root")
+def test_concurrent_runs_never_lease_the_same_uid():
+    import subprocess
+
+    held = [UidLease(slot) for slot in (0, 0, 1)]
+    other_run = subprocess.run([sys.executable, "-c", "from labkit.grading.sandbox import UidLease\n"
+                                "print(*[UidLease(0).uid for _ in range(3)])"], capture_output=True, text=True, check=True)
+    try:
+        uids = [lease.uid for lease in held] + [int(uid) for uid in other_run.stdout.split()]
+        # The other run's leases ended with its process; ours are still held, so it got none of them.
+        assert None not in uids and len(set(uids[:3])) == 3 and not set(uids[:3]) & set(uids[3:]), uids
+    finally:
+        for lease in held:
+            lease.release()
 
 
 # ---- output bookkeeping ----------------------------------------------------------------------

@@ -38,12 +38,18 @@ class TestSpec:
     visible_source: str
     hidden: bool
 
-    def hidden_from_line(self) -> int | None:
-        """1-based line where the hidden tests begin in ``source`` (None if there are none)."""
+    def hidden_lines(self) -> set[int]:
+        """1-based lines of ``source`` inside a hidden block, its BEGIN and END markers included
+        (a block without END runs to the end of the cell); visible lines after END are not hidden."""
+        lines, inside = set(), False
         for number, line in enumerate(self.source.splitlines(), start=1):
             if line.strip() == HIDDEN_BEGIN:
-                return number
-        return None
+                inside = True
+            if inside:
+                lines.add(number)
+            if line.strip() == HIDDEN_END:
+                inside = False
+        return lines
 
 
 @dataclass

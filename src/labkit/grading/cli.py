@@ -21,9 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--course", help="course folder with solutions/ (default: found from here)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="submissions graded at once (default: number of cores)")
-    parser.add_argument("--timeout-cell", type=float, default=60.0, help="seconds per cell (default 60)")
-    parser.add_argument("--timeout-notebook", type=float, default=600.0,
-                        help="seconds per notebook (default 600)")
+    parser.add_argument("--timeout-cell", type=float, default=Limits.cell_timeout,
+                        help=f"seconds per cell (default {Limits.cell_timeout:g})")
+    parser.add_argument("--timeout-notebook", type=float, default=Limits.notebook_timeout,
+                        help=f"seconds per notebook (default {Limits.notebook_timeout:g})")
     parser.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per process (MiB)")
     parser.add_argument("--disk-mb", type=int, default=1024,
                         help="disk space of each submission's folders (MiB, default 1024)")

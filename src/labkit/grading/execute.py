@@ -67,8 +67,8 @@ class Job:
     executed: str
     events: str
     policy: str
-    cell_timeout: float = 60.0
-    notebook_timeout: float = 600.0
+    cell_timeout: float = 300.0      # the defaults of pipeline.Limits
+    notebook_timeout: float = 1200.0
     output_limit: int = 1_000_000
     startup_timeout: float = 60.0
     plan: list[dict] = field(default_factory=list)       # CellPlan.to_json() per cell

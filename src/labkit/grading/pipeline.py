@@ -61,8 +61,11 @@ class GradingRefused(RuntimeError):
 class Limits:
     """Per-submission limits (seconds, MiB)."""
 
-    cell_timeout: float = 60.0
-    notebook_timeout: float = 600.0
+    # Wall-clock seconds. A lab's training and endpoint cells run real jobs: on a busy machine a
+    # correct cell of lab 02 takes well over a minute, so the defaults leave room for that; an
+    # endless loop still stops at the cell limit and the notebook limit bounds the total.
+    cell_timeout: float = 300.0
+    notebook_timeout: float = 1200.0
     memory_mb: int = 4096
     file_mb: int = 256
     output_bytes: int = 1_000_000

@@ -113,8 +113,8 @@ def explain(test: TestSpec, cell: NotebookNode | None, earned: float | None, ass
     if "failed_in" in grader:
         hidden = grader["failed_in"] == "hidden"
     else:  # outcomes the grader wrote itself (timeouts, kernel deaths, not run) carry no learner text
-        line, start = _failure_line(error), test.hidden_from_line()
-        hidden = start is not None and (line is None or line >= start) and raw_name not in (
+        line, hidden_lines = _failure_line(error), test.hidden_lines()
+        hidden = bool(hidden_lines) and (line is None or line in hidden_lines) and raw_name not in (
             "TimeoutError", "KernelDied", "NotRun")
     if hidden:
         shown = evalue if evalue and evalue in literals(test.source) else ""
