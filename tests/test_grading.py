@@ -32,7 +32,8 @@ import hostile  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grading" / "course"
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the grader's tests need Linux")
-# A busy machine must not fail legitimate cells (imports, 10,000 outputs): loops pay 10 s each.
+# A busy machine must not fail legitimate cells (imports, 3,000 outputs: 10,000 passed 10 s at a load of 18
+# on 2 cores; their cost is measured in bench/bench_grading.py): loops pay 10 s each.
 LIMITS = Limits(cell_timeout=10, notebook_timeout=120, memory_mb=3072, disk_mb=64, tmp_mb=64)
 
 
@@ -373,7 +374,11 @@ def test_kernels_are_forked_from_the_warm_process(graded):
 
 
 def test_the_grader_leaves_nothing_behind(graded):
-    assert not [m for m in Path("/proc/self/mountinfo").read_text().splitlines() if "labkit-grade" in m]
+    # This run's folders, from where its kernels ran (other grading runs on the machine have their own).
+    folders = {str(Path(v).parent.parent) for r in graded["run"].results for v in r.isolation.get("visible", [])
+               if "/labkit-grade-" in v and Path(v).parent.name == "jobs"}
+    assert folders and not any(Path(folder).exists() for folder in folders), folders
+    assert not [m for m in Path("/proc/self/mountinfo").read_text().splitlines() if any(f in m for f in folders)]
     assert not list(Path("/sys/fs/cgroup").glob(f"*/labkit-grading-{os.getpid()}-*"))
 
 
