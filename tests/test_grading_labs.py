@@ -32,6 +32,12 @@ def _lab(lab: str) -> tuple[nbformat.NotebookNode, nbformat.NotebookNode]:
             nbformat.read(ROOT / "labs" / lab / f"{lab}.ipynb", as_version=4))
 
 
+def _max_points(nb) -> float:
+    """The lab's total: the points of its graded cells (the labs change; the tests follow them)."""
+    return float(sum(c.metadata.get("nbgrader", {}).get("points", 0) for c in nb.cells
+                     if c.metadata.get("nbgrader", {}).get("grade")))
+
+
 def _with_cell(nb, after: str | None, source: str):
     """A cell of the learner's own after the cell ``after`` (None: after the first code cell)."""
     nb = copy.deepcopy(nb)
@@ -65,24 +71,25 @@ def lab00(tmp_path_factory):
               'places = {"In": list(In), "_ih": list(_ih), "history": list(ip.history_manager.input_hist_raw), '
               '"linecache": ["".join(e[2]) for e in list(linecache.cache.values()) if isinstance(e, tuple) '
               'and len(e) > 2], "namespace": [repr(v)[:3000] for v in list(globals().values())]}\n'
-              'NEEDLES = ["HID" + "DEN", "_off" + "ered", "someone-" + "elses-bucket"]\n'
+              'NEEDLES = ["HID" + "DEN", "called with other " + "instance types", "secrets/" + "keys.txt", '
+              '"_hash" + "lib"]\n'
               'print("found in history:", {k: len([x for x in v if any(n in str(x) for n in NEEDLES)]) '
               'for k, v in places.items()})\n')
     renamed = copy.deepcopy(sol)
-    hostile._get(renamed, "ex2-tests").metadata.nbgrader["grade_id"] = "mine"
+    hostile._get(renamed, "ex2-objects").metadata.nbgrader["grade_id"] = "mine"
     for cell in renamed.cells:
         if cell.metadata.get("nbgrader", {}).get("grade_id") == "ex4-answer":
             cell.metadata = {}
     wrong_policy = copy.deepcopy(sol)
     hostile._get(wrong_policy, "ex2-answer").source = (
-        'def execution_role_policy(bucket):\n    return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", '
+        'def least_privilege_policy(bucket):\n    return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", '
         '"Action": ["s3:GetObject", "s3:PutObject"], "Resource": "*"}]}\n')
     cases = {
         "solution": sol,
         "tamper_run_cell": _with_cell(blank, None, TAMPERING["tamper_run_cell"]),
         "tamper_input_transformer": _with_cell(blank, None, TAMPERING["tamper_input_transformer"]),
-        "fake_checks_module": _with_cell(wrong_policy, "ex1-tests", FAKE_IAM),
-        "patched_check": _with_cell(wrong_policy, "ex1-tests", PATCH_IAM),
+        "fake_checks_module": _with_cell(wrong_policy, "ex1-arguments", FAKE_IAM),
+        "patched_check": _with_cell(wrong_policy, "ex1-arguments", PATCH_IAM),
         "history_leak": _with_cell(sol, "ex4-tests", search),
         "planted": _with_cell(_with_cell(sol, "ex1-tests", hostile._plant_code("symlink", victims, None)),
                               "ex3-tests", "import os\nos._exit(1)\n"),
@@ -95,14 +102,15 @@ def lab00(tmp_path_factory):
     run = grade("00-setup", submissions, base / "out", course_root=ROOT, workers=2,
                 limits=Limits(cell_timeout=60, notebook_timeout=300))
     return {"run": run, "results": run.by_student(), "out": base / "out", "victims": victims,
-            "changed": [str(p) for p, f in before.items() if fingerprint(p) != f]}
+            "max": _max_points(sol), "changed": [str(p) for p, f in before.items() if fingerprint(p) != f]}
 
 
 def test_lab00_solution_and_ordinary_variants_keep_full_marks(lab00):
     results = lab00["results"]
-    assert results["solution"].total == results["solution"].max_score == 14 and not results["solution"].reasons
+    full = lab00["max"]
+    assert results["solution"].total == results["solution"].max_score == full and not results["solution"].reasons
     for student in ("history_leak", "planted", "metadata"):
-        assert results[student].total == 14 and not results[student].review, (student, results[student].reasons)
+        assert results[student].total == full and not results[student].review, (student, results[student].reasons)
     assert any("came with the id 'mine'" in r for r in results["metadata"].reasons)
     assert any("ex4-answer came without its nbgrader metadata" in r for r in results["metadata"].reasons)
     assert any("kernel died" in r for r in results["planted"].reasons)
@@ -114,7 +122,7 @@ def test_lab00_tampering_earns_nothing_and_is_flagged(lab00):
         assert results[student].total == 0 and results[student].review, (student, results[student].reasons)
     for student in ("fake_checks_module", "patched_check"):
         points = {t.grade_id: t.points for t in results[student].tests}
-        assert points["ex1-tests"] == 2 and points["ex2-tests"] == 0, (student, points)
+        assert points["ex1-tests"] == points["ex1-arguments"] == 1 and points["ex2-objects"] == 0, (student, points)
         assert results[student].review and "flagged for review" in " ".join(results[student].reasons)
 
 
@@ -155,7 +163,7 @@ def lab04(tmp_path_factory):
                 limits=Limits(cell_timeout=120, notebook_timeout=600))
     alive = [pid for pid in filter(str.isdigit, os.listdir("/proc"))
              if f"labkit-lab04-daemon-{nonce}".encode() in _cmdline(pid)]
-    return {"run": run, "results": run.by_student(), "alive": alive, "victims": victims,
+    return {"run": run, "results": run.by_student(), "alive": alive, "victims": victims, "max": _max_points(sol),
             "changed": [str(p) for p, f in before.items() if fingerprint(p) != f]}
 
 
@@ -168,7 +176,7 @@ def _cmdline(pid: str) -> bytes:
 
 def test_lab04_solution_keeps_full_marks_while_planting_links(lab04):
     result = lab04["results"]["solution_planting"]
-    assert result.total == result.max_score == 22, (result.reasons, [(t.grade_id, t.message) for t in result.tests])
+    assert result.total == result.max_score == lab04["max"], (result.reasons, [(t.grade_id, t.message) for t in result.tests])
     assert not result.review
     assert lab04["changed"] == [] and sorted(os.listdir(lab04["victims"])) == ["victim.txt"]
     assert lab04["alive"] == []
