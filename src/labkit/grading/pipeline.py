@@ -140,8 +140,9 @@ def _python_paths(run_dir: Path) -> list[str]:
 
 
 def install_roots() -> list[str]:
-    """Folders whose code counts as installed (never written by learners): the Python installation
-    and this package."""
+    """Folders whose code counts as installed (never written by learners): the Python installation,
+    this package, and package folders put on the path another way (a processing job runs the
+    installation's ``python3`` with the course's site-packages on ``PYTHONPATH``)."""
     import site
 
     import labkit
@@ -149,6 +150,7 @@ def install_roots() -> list[str]:
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(labkit.__file__).parent)}
     with contextlib.suppress(AttributeError):
         roots |= set(site.getsitepackages())
+    roots |= {p for p in sys.path if p and Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()}
     return sorted({os.path.realpath(r) for r in roots})
 
 
