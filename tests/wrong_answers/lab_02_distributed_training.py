@@ -97,7 +97,7 @@ MISTAKES = [
         {"ex4-answer": edit(LAB, "ex4-answer", ('channel("validation", "FullyReplicated")',
                                                 'channel("validation", distribution)'))},
         {"ex4-tests": 0},
-        {"ex4-tests": "no CSV files"},
+        {"ex4-tests": "has no CSV file"},
     ),
     Mistake(
         "no torchrun: each instance trains alone",
