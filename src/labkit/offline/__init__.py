@@ -208,11 +208,6 @@ def configure_clients(url: str, credentials: dict[str, str], config_dir: Path) -
     for var in ("NO_PROXY", "no_proxy"):
         hosts = [h for h in os.environ.get(var, "").split(",") if h.strip()]
         os.environ[var] = ",".join(hosts + [h for h in ("127.0.0.1", "localhost", "::1") if h not in hosts])
-    from . import (
-        opensearch_client,  # opensearch-py ignores AWS_ENDPOINT_URL: its collection hosts are routed here
-    )
-
-    opensearch_client.install()
 
 
 def subprocess_environment() -> dict[str, str]:

@@ -60,29 +60,24 @@ def _ec2() -> Any:
 
 # --- DLAMI parameters ---------------------------------------------------------------------------
 
-def _install_dlami_parameters() -> None:
-    """Teach moto's SSM the DLAMI parameters (loaded on first use, as moto loads its own)."""
+def load_dlami_parameters(parameters: Any, key: str) -> None:
+    """Teach moto's SSM the DLAMI parameters (loaded on first use, as moto loads its own).
+
+    Called by :mod:`labkit.offline.patches` from moto's ``ParameterDict`` whenever a
+    parameter is looked up.
+    """
     from moto.core.utils import utcnow
-    from moto.ssm.models import Parameter, ParameterDict
+    from moto.ssm.models import Parameter
 
-    if getattr(ParameterDict, "_labkit_dlami", False):
-        return
-    original = ParameterDict._check_loading_status
-
-    def check(self: Any, key: str) -> None:
-        original(self, key)
-        if str(key or "").startswith(("/aws/service/deeplearning", "/aws/service/neuron")) and \
-                not getattr(self, "labkit_dlami_loaded", False):
-            self.labkit_dlami_loaded = True
-            for item in _load("dlami")["parameters"]:
-                defaultdict.__getitem__(self, item["name"]).append(Parameter(
-                    account_id=self.account_id, name=item["name"], value=item["value"], parameter_type="String",
-                    description=item["ami_name"], allowed_pattern=None, keyid=None, last_modified_date=utcnow(),
-                    version=1, data_type="aws:ec2:image"))
-            _register_amis()
-
-    ParameterDict._check_loading_status = check
-    ParameterDict._labkit_dlami = True
+    if str(key or "").startswith(("/aws/service/deeplearning", "/aws/service/neuron")) and \
+            not getattr(parameters, "labkit_dlami_loaded", False):
+        parameters.labkit_dlami_loaded = True
+        for item in _load("dlami")["parameters"]:
+            defaultdict.__getitem__(parameters, item["name"]).append(Parameter(
+                account_id=parameters.account_id, name=item["name"], value=item["value"], parameter_type="String",
+                description=item["ami_name"], allowed_pattern=None, keyid=None, last_modified_date=utcnow(),
+                version=1, data_type="aws:ec2:image"))
+        _register_amis()
 
 
 def _register_amis() -> None:
@@ -371,6 +366,3 @@ def delete_placement_group(params: dict[str, Any]) -> dict[str, Any]:
 def _reset() -> None:
     groups.groups.clear()
     _open_usage.clear()
-
-
-_install_dlami_parameters()

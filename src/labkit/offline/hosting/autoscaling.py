@@ -2,8 +2,10 @@
 
 moto records scalable targets and policies; this module adds SageMaker's validation
 (the endpoint and variant exist, capacities make sense, the policy's target is
-registered and its metric belongs to SageMaker) by wrapping moto's backend methods, and
-makes deregistering a target delete its policies and scheduled actions, as AWS does.
+registered and its metric belongs to SageMaker), and makes deregistering a target delete
+its policies and scheduled actions, as AWS does. :mod:`labkit.offline.patches` calls
+:func:`check_target`, :func:`check_policy` and :func:`forget_target` from moto's backend
+methods.
 
 No CloudWatch alarm fires offline, so nothing scales by itself. Instead
 :func:`desired_instance_count` is the target-tracking arithmetic and
@@ -76,7 +78,7 @@ def _variant(resource_id: str) -> tuple[str, str, dict[str, Any]]:
                                  f"(variants: {[v['VariantName'] for v in endpoint.production_variants]}).")
 
 
-def _check_target(namespace: str, resource_id: str, dimension: str, min_capacity: int | None,
+def check_target(namespace: str, resource_id: str, dimension: str, min_capacity: int | None,
                   max_capacity: int | None) -> None:
     from moto.applicationautoscaling.exceptions import AWSValidationException
 
@@ -96,7 +98,7 @@ def _check_target(namespace: str, resource_id: str, dimension: str, min_capacity
                                      f"({max_capacity}).")
 
 
-def _check_policy(policy_name: str, namespace: str, resource_id: str, dimension: str,
+def check_policy(policy_name: str, namespace: str, resource_id: str, dimension: str,
                   body: dict[str, Any] | None, policy_type: str | None) -> None:
     from moto.applicationautoscaling.exceptions import AWSValidationException
     from moto.core.exceptions import JsonRESTError
@@ -123,38 +125,14 @@ def _check_policy(policy_name: str, namespace: str, resource_id: str, dimension:
                                          "CustomizedMetricSpecification.")
 
 
-def _install() -> None:
-    from moto.applicationautoscaling.models import ApplicationAutoscalingBackend as Backend
+def forget_target(backend: Any, namespace: str, resource_id: str, dimension: str) -> None:
+    """AWS deletes a deregistered target's scaling policies and scheduled actions with it (moto keeps them)."""
 
-    if getattr(Backend, "_labkit_hosting", False):
-        return
-    register, put = Backend.register_scalable_target, Backend.put_scaling_policy
-    deregister = Backend.deregister_scalable_target
+    def mine(x: Any) -> bool:
+        return (x.service_namespace, x.resource_id, x.scalable_dimension) == (namespace, resource_id, dimension)
 
-    def register_scalable_target(self, namespace, r_id, dimension, min_capacity, max_capacity, role_arn,
-                                 suspended_state):
-        _check_target(namespace, r_id, dimension, min_capacity, max_capacity)
-        return register(self, namespace, r_id, dimension, min_capacity, max_capacity, role_arn, suspended_state)
-
-    def put_scaling_policy(self, policy_name, service_namespace, resource_id, scalable_dimension, policy_body,
-                           policy_type):
-        _check_policy(policy_name, service_namespace, resource_id, scalable_dimension, policy_body, policy_type)
-        return put(self, policy_name, service_namespace, resource_id, scalable_dimension, policy_body, policy_type)
-
-    def deregister_scalable_target(self, namespace, r_id, dimension):
-        """AWS deletes the target's scaling policies and scheduled actions with it (moto keeps them)."""
-        deregister(self, namespace, r_id, dimension)
-
-        def mine(x: Any) -> bool:
-            return (x.service_namespace, x.resource_id, x.scalable_dimension) == (namespace, r_id, dimension)
-
-        self.policies = {k: p for k, p in self.policies.items() if not mine(p)}
-        self.scheduled_actions = [a for a in self.scheduled_actions if not mine(a)]
-
-    Backend.register_scalable_target = register_scalable_target
-    Backend.put_scaling_policy = put_scaling_policy
-    Backend.deregister_scalable_target = deregister_scalable_target
-    Backend._labkit_hosting = True
+    backend.policies = {k: p for k, p in backend.policies.items() if not mine(p)}
+    backend.scheduled_actions = [a for a in backend.scheduled_actions if not mine(a)]
 
 
 def simulate_target_tracking(endpoint_name: str, variant_name: str = "AllTraffic",
@@ -195,6 +173,3 @@ def simulate_target_tracking(endpoint_name: str, variant_name: str = "AllTraffic
             "invocations_per_minute": invocations_per_minute,
             "invocations_per_instance": invocations_per_minute / max(current, 1), "current": current,
             "desired": desired, "min_capacity": int(target.min_capacity), "max_capacity": int(target.max_capacity)}
-
-
-_install()
