@@ -253,17 +253,16 @@ def _seed() -> None:
 def _assume_execution_role() -> None:
     """The caller is the execution role's session, as in Studio; the same keys across resets."""
     global _credentials
-    from moto.iam.models import iam_backends
-    from moto.sts.models import sts_backends
+    from . import moto_state
 
-    role = sts_backends[ACCOUNT_ID]["aws"].assume_role(
+    role = moto_state.backend("sts").assume_role(
         region_name=REGION, role_session_name=SESSION_NAME, role_arn=ROLE_ARN, policy="", duration=43200,
         external_id="")
     if not _credentials:
         _credentials = {"AccessKeyId": role.access_key_id, "SecretAccessKey": role.secret_access_key,
                         "SessionToken": role.session_token}
         return
-    keys = iam_backends[ACCOUNT_ID]["aws"].access_keys
+    keys = moto_state.backend("iam").access_keys
     key = keys.pop(role.access_key_id)
     key.access_key_id, key.secret_access_key = _credentials["AccessKeyId"], _credentials["SecretAccessKey"]
     keys[key.access_key_id] = key

@@ -56,7 +56,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from . import ACCOUNT_ID, REGION, dispatch, on_reset, s3_location, usage
+from . import REGION, dispatch, moto_state, on_reset, s3_location, usage
 from .dispatch import AWSError
 
 ENGINE_VERSION = {"SelectedEngineVersion": "AUTO", "EffectiveEngineVersion": "Athena engine version 3"}
@@ -813,9 +813,7 @@ def _reset() -> None:
 
 
 def _workgroup(name: str) -> dict[str, Any]:
-    from moto.athena.models import athena_backends
-
-    backend = athena_backends[ACCOUNT_ID][REGION]
+    backend = moto_state.backend("athena")
     wg = backend.work_groups.get(name)
     if wg is None:
         raise AWSError("InvalidRequestException", f"WorkGroup {name} is not found.")

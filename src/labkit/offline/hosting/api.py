@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, dispatch, s3_location
+from .. import ACCOUNT_ID, REGION, dispatch, moto_state, s3_location, storage
 from ..dispatch import AWSError
-from . import async_, process, storage, transform
+from . import async_, process, transform
 from .endpoints import Endpoint, HostingEngine
 
 engine = HostingEngine()
@@ -22,12 +22,6 @@ MAX_SERVERLESS_CONCURRENCY = 200
 
 def _arn(kind: str, name: str) -> str:
     return f"arn:aws:sagemaker:{REGION}:{ACCOUNT_ID}:{kind}/{name.lower()}"
-
-
-def _moto():
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT_ID][REGION]
 
 
 def _moto_call(fn, *args: Any, **kwargs: Any) -> Any:
@@ -52,7 +46,7 @@ def invalid(message: str) -> AWSError:
 def _model_data_exists(location: s3_location.S3Location, prefix: bool) -> bool:
     try:
         if prefix:
-            return bool(storage.list_keys(location.uri))
+            return bool(storage.list_keys(location.uri, strict=True))
         storage.get(location.uri)
     except KeyError:
         return False
@@ -92,7 +86,7 @@ def _warm_up(params: dict[str, Any], parsed: dict[str, Any]) -> None:
 def validate_endpoint_config(params: dict[str, Any]) -> None:
     """SageMaker's checks of CreateEndpointConfig that botocore leaves to the service."""
     name = params["EndpointConfigName"]
-    if name in _moto().endpoint_configs:
+    if name in moto_state.backend("sagemaker").endpoint_configs:
         raise invalid(f"Cannot create already existing endpoint configuration \"{_arn('endpoint-config', name)}\".")
     variants = params["ProductionVariants"]
     names = [v["VariantName"] for v in variants]
@@ -147,7 +141,7 @@ def validate_endpoint_config(params: dict[str, Any]) -> None:
 @dispatch.operation("sagemaker", "CreateEndpointConfig")
 def create_endpoint_config(params: dict[str, Any]) -> dict[str, Any]:
     validate_endpoint_config(params)
-    config = _moto_call(_moto().create_endpoint_config, endpoint_config_name=params["EndpointConfigName"],
+    config = _moto_call(moto_state.backend("sagemaker").create_endpoint_config, endpoint_config_name=params["EndpointConfigName"],
                         production_variants=params["ProductionVariants"],
                         data_capture_config=params.get("DataCaptureConfig") or {},
                         async_inference_config=params.get("AsyncInferenceConfig") or {},
@@ -156,7 +150,7 @@ def create_endpoint_config(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _config(name: str) -> dict[str, Any]:
-    config = _moto().endpoint_configs.get(name)
+    config = moto_state.backend("sagemaker").endpoint_configs.get(name)
     if config is None:
         raise invalid(f"Could not find endpoint configuration \"{_arn('endpoint-config', name)}\".")
     out = {"EndpointConfigName": name, "ProductionVariants": config.production_variants}
@@ -174,7 +168,7 @@ def _sync(endpoint: Endpoint) -> None:
     """Copy the engine's view of an endpoint into moto's record (what Describe/List show)."""
     from moto.core.utils import utcnow
 
-    record = _moto().endpoints.get(endpoint.name)
+    record = moto_state.backend("sagemaker").endpoints.get(endpoint.name)
     if record is None:
         return
     record.endpoint_status = endpoint.status
@@ -190,16 +184,16 @@ def _sync(endpoint: Endpoint) -> None:
 @dispatch.operation("sagemaker", "CreateEndpoint")
 def create_endpoint(params: dict[str, Any]) -> dict[str, Any]:
     name = params["EndpointName"]
-    if name in _moto().endpoints:
+    if name in moto_state.backend("sagemaker").endpoints:
         raise invalid(f"Cannot create already existing endpoint \"{_arn('endpoint', name)}\".")
     config = _config(params["EndpointConfigName"])
-    record = _moto_call(_moto().create_endpoint, endpoint_name=name,
+    record = _moto_call(moto_state.backend("sagemaker").create_endpoint, endpoint_name=name,
                         endpoint_config_name=params["EndpointConfigName"], tags=params.get("Tags") or [])
     record.endpoint_status = "Creating"
     try:
         engine.create(name, config, on_status=_sync)
     except AWSError:
-        _moto().endpoints.pop(name, None)
+        moto_state.backend("sagemaker").endpoints.pop(name, None)
         raise
     return {"EndpointArn": record.arn}
 
@@ -207,7 +201,7 @@ def create_endpoint(params: dict[str, Any]) -> dict[str, Any]:
 @dispatch.operation("sagemaker", "UpdateEndpoint")
 def update_endpoint(params: dict[str, Any]) -> dict[str, Any]:
     name = params["EndpointName"]
-    record = _moto().endpoints.get(name)
+    record = moto_state.backend("sagemaker").endpoints.get(name)
     if record is None or name not in engine.endpoints:
         raise invalid(f"Could not find endpoint \"{_arn('endpoint', name)}\".")
     config = _config(params["EndpointConfigName"])
@@ -220,17 +214,17 @@ def update_endpoint(params: dict[str, Any]) -> dict[str, Any]:
 def delete_endpoint(params: dict[str, Any]) -> dict[str, Any]:
     """The endpoint is ``Deleting`` for a short while, then gone (describe: "Could not find endpoint")."""
     name = params["EndpointName"]
-    record = _moto().endpoints.get(name)
+    record = moto_state.backend("sagemaker").endpoints.get(name)
     if record is None:
         raise invalid(f"Could not find endpoint \"{_arn('endpoint', name)}\".")
     if name not in engine.endpoints:
-        _moto().endpoints.pop(name, None)
+        moto_state.backend("sagemaker").endpoints.pop(name, None)
         return {}
     record.endpoint_status = "Deleting"
 
     def drop_record(_: Endpoint) -> None:
-        if _moto().endpoints.get(name) is record:
-            del _moto().endpoints[name]
+        if moto_state.backend("sagemaker").endpoints.get(name) is record:
+            del moto_state.backend("sagemaker").endpoints[name]
 
     engine.delete(name, on_gone=drop_record)
     return {}
@@ -259,7 +253,7 @@ def _weights(params: dict[str, Any], parsed: dict[str, Any]) -> None:
         if name in engine.endpoints and change["VariantName"] in engine.endpoints[name].variants:
             engine.set_capacity(name, change["VariantName"], weight=change.get("DesiredWeight"),
                                 instance_count=change.get("DesiredInstanceCount"))
-    record = _moto().endpoints.get(name)
+    record = moto_state.backend("sagemaker").endpoints.get(name)
     if record is not None and name in engine.endpoints:
         record.endpoint_status = engine.endpoints[name].status
 

@@ -23,7 +23,7 @@ import math
 import re
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION
+from .. import moto_state
 
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 METRIC = "SageMakerVariantInvocationsPerInstance"
@@ -48,18 +48,6 @@ def desired_instance_count(invocations_per_minute: float, target_value: float, *
     return max(min_capacity, min(max_capacity, desired))
 
 
-def _backend():
-    from moto.applicationautoscaling.models import applicationautoscaling_backends
-
-    return applicationautoscaling_backends[ACCOUNT_ID][REGION]
-
-
-def _sagemaker():
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT_ID][REGION]
-
-
 def _variant(resource_id: str) -> tuple[str, str, dict[str, Any]]:
     from moto.applicationautoscaling.exceptions import AWSValidationException
 
@@ -67,7 +55,7 @@ def _variant(resource_id: str) -> tuple[str, str, dict[str, Any]]:
     if not match:
         raise AWSValidationException(f"Resource ID {resource_id!r} is not a SageMaker variant: use "
                                      "endpoint/<endpoint name>/variant/<variant name>.")
-    endpoint = _sagemaker().endpoints.get(match["endpoint"])
+    endpoint = moto_state.backend("sagemaker").endpoints.get(match["endpoint"])
     if endpoint is None:
         raise AWSValidationException(f"Endpoint {match['endpoint']} does not exist: create it (and wait for "
                                      "InService) before registering a scalable target.")
@@ -88,7 +76,7 @@ def check_target(namespace: str, resource_id: str, dimension: str, min_capacity:
     if "CurrentServerlessConfig" in variant and dimension == DIMENSION:
         raise AWSValidationException("A serverless variant has no instances to scale: use the dimension "
                                      "sagemaker:variant:DesiredProvisionedConcurrency.")
-    exists = resource_id in _backend().targets.get(dimension, {})
+    exists = resource_id in moto_state.backend("applicationautoscaling").targets.get(dimension, {})
     if not exists and (min_capacity is None or max_capacity is None):
         raise AWSValidationException("MinCapacity and MaxCapacity are required to register a new scalable target.")
     if min_capacity is not None and dimension == DIMENSION and min_capacity < 1:
@@ -105,7 +93,7 @@ def check_policy(policy_name: str, namespace: str, resource_id: str, dimension: 
 
     if namespace != "sagemaker":
         return
-    if resource_id not in _backend().targets.get(dimension, {}):
+    if resource_id not in moto_state.backend("applicationautoscaling").targets.get(dimension, {}):
         raise JsonRESTError("ObjectNotFoundException",
                             f"No scalable target registered for service namespace: {namespace}, resource ID: "
                             f"{resource_id}, scalable dimension: {dimension}")
@@ -147,11 +135,11 @@ def simulate_target_tracking(endpoint_name: str, variant_name: str = "AllTraffic
     from .api import engine
 
     resource_id = f"endpoint/{endpoint_name}/variant/{variant_name}"
-    target = _backend().targets.get(DIMENSION, {}).get(resource_id)
+    target = moto_state.backend("applicationautoscaling").targets.get(DIMENSION, {}).get(resource_id)
     if target is None:
         raise LookupError(f"No scalable target is registered for {resource_id}: call "
                           "application-autoscaling register_scalable_target first.")
-    policies = [p for p in _backend().policies.values()
+    policies = [p for p in moto_state.backend("applicationautoscaling").policies.values()
                 if p.resource_id == resource_id and p.policy_type == "TargetTrackingScaling"]
     if not policies:
         raise LookupError(f"No TargetTrackingScaling policy on {resource_id}: call put_scaling_policy first.")
@@ -164,7 +152,7 @@ def simulate_target_tracking(endpoint_name: str, variant_name: str = "AllTraffic
                                      min_capacity=int(target.min_capacity), max_capacity=int(target.max_capacity),
                                      disable_scale_in=bool(config.get("DisableScaleIn", False)))
     if apply and desired != current:
-        record = _sagemaker().endpoints[endpoint_name]
+        record = moto_state.backend("sagemaker").endpoints[endpoint_name]
         for pv in record.production_variants:
             if pv["VariantName"] == variant_name:
                 pv["CurrentInstanceCount"] = pv["DesiredInstanceCount"] = desired

@@ -23,9 +23,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, usage
+from .. import ACCOUNT_ID, REGION, moto_state, storage, usage
 from ..dispatch import AWSError
-from . import artifacts, storage
+from . import artifacts
 from .capture import DataCapture
 from .process import ContainerError, ModelProcess
 
@@ -113,14 +113,8 @@ class Endpoint:
         return f"/aws/sagemaker/Endpoints/{self.name}"
 
 
-def _moto():
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT_ID][REGION]
-
-
 def model_container(model_name: str) -> dict[str, Any]:
-    model = _moto()._models.get(model_name)
+    model = moto_state.backend("sagemaker")._models.get(model_name)
     if model is None:
         raise AWSError("ValidationException",
                        f"Could not find model \"arn:aws:sagemaker:{REGION}:{ACCOUNT_ID}:model/{model_name}\".")

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, dispatch, on_reset, usage
-from . import images, storage
+from .. import REGION, dispatch, on_reset, storage, usage
+from . import images
 from .environment import Channel, HostEnvironment
 from .metrics import MetricCollector, xgboost_definitions
 from .runner import (
@@ -199,7 +199,8 @@ class TrainingRun:
         """The host's log stream (one per host for the job's life, restarts included)."""
         if host in self._sinks:
             return self._sinks[host]
-        stream = storage.LogStream(storage.LOG_GROUP_TRAINING, f"{self.name}/{host}-{int(time.time())}")
+        stream = storage.LogStream(storage.LOG_GROUP_TRAINING, f"{self.name}/{host}-{int(time.time())}",
+                                   job=True)
 
         def write(line: str) -> None:
             message = stream.write(line)
@@ -413,7 +414,3 @@ def _reset() -> None:
     _base.clear()
 
 
-def account_backend() -> Any:
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT_ID][REGION]

@@ -19,9 +19,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import subprocess_environment
+from .. import storage, subprocess_environment
 from ..patches import rewrite_sdk_drivers
-from . import dependencies, storage
+from . import dependencies
 from .environment import CONTAINER_ROOT, HostEnvironment, to_cmd_args
 from .images import Image
 

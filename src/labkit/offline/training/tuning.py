@@ -54,7 +54,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import _reset_hooks, dispatch
+from .. import _reset_hooks, dispatch, moto_state
 from ..dispatch import AWSError
 from . import api, images, jobs, metrics, shapes
 
@@ -712,7 +712,7 @@ def _validate_name(name: str) -> None:
     if not NAME_PATTERN.match(name):
         raise invalid(f"1 validation error detected: Value '{name}' at 'hyperParameterTuningJobName' failed to "
                       f"satisfy constraint: Member must satisfy regular expression pattern: {NAME_PATTERN.pattern}")
-    if name in jobs.account_backend().hyper_parameter_tuning_jobs:
+    if name in moto_state.backend("sagemaker").hyper_parameter_tuning_jobs:
         raise AWSError("ResourceInUse", f"Resource Already Exists: Hyper Parameter Tuning Job with name {name} "
                        "already exists. Choose a different name.")
 
@@ -831,7 +831,7 @@ def _parents(request: dict[str, Any]) -> list[TuningRun]:
     for item in warm["ParentHyperParameterTuningJobs"]:
         name = item.get("HyperParameterTuningJobName", "")
         run = tunings.get(name)
-        if run is None or name not in jobs.account_backend().hyper_parameter_tuning_jobs:
+        if run is None or name not in moto_state.backend("sagemaker").hyper_parameter_tuning_jobs:
             raise AWSError("ResourceNotFound", f"Parent tuning job {name!r} of WarmStartConfig was not found.")
         if not run.done.is_set():
             raise invalid(f"Parent tuning job {name!r} is {run.status}: a warm start needs parent jobs that have "
@@ -868,11 +868,11 @@ def create(request: dict[str, Any]) -> TuningRun:
     else:
         strategy = OptunaStrategy(space, seed, direction=objective.direction, kind=config["Strategy"],
                                   max_jobs=max_jobs, hyperband=hyperband)
-    record = jobs.account_backend().create_hyper_parameter_tuning_job(
+    record = moto_state.backend("sagemaker").create_hyper_parameter_tuning_job(
         hyper_parameter_tuning_job_name=name, hyper_parameter_tuning_job_config=config,
         training_job_definition=definition, training_job_definitions=None,
         warm_start_config=request.get("WarmStartConfig"), tags=request.get("Tags") or [], autotune=None)
-    record = jobs.account_backend().hyper_parameter_tuning_jobs[name]
+    record = moto_state.backend("sagemaker").hyper_parameter_tuning_jobs[name]
     for attr in ("best_training_job", "OverallBestTrainingJob", "tuning_job_completion_details", "consumed_resources"):
         setattr(record, attr, None)
     if max_jobs is not None:
@@ -891,7 +891,7 @@ def create(request: dict[str, Any]) -> TuningRun:
 
 def _run(name: str) -> TuningRun:
     run = tunings.get(name)
-    if run is None or name not in jobs.account_backend().hyper_parameter_tuning_jobs:
+    if run is None or name not in moto_state.backend("sagemaker").hyper_parameter_tuning_jobs:
         raise AWSError("ResourceNotFound", f"Amazon SageMaker can't find a tuning job with name {name}")
     return run
 
