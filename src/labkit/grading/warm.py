@@ -174,13 +174,13 @@ def lab_imports(nb) -> list[str]:
 
 def warm_modules(release_nb) -> list[str]:
     """What the warm process imports for a lab: the course's modules, then the lab's own."""
-    from labkit.offline import ENGINE_MODULES
+    from labkit.offline import engines
 
     own = lab_imports(release_nb)
     modules = list(KERNEL_MODULES)
     if any(m == "labkit" or m.startswith("labkit.") for m in own):
         for name in COURSE_MODULES:
-            modules += list(ENGINE_MODULES) if name == "@engines" else [name]
+            modules += engines.modules() if name == "@engines" else [name]
     modules += own
     return [m for m in dict.fromkeys(modules) if m not in THREAD_STARTERS and not m.startswith("labkit.grading")]
 

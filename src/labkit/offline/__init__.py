@@ -1,8 +1,8 @@
 """The offline backend: a local AWS, served on a loopback endpoint.
 
-moto keeps the records of every service; the engines in this package add what moto only
-records (running jobs, serving endpoints, answering Bedrock) through
-:mod:`labkit.offline.dispatch`. The backend runs one of two ways (:func:`mode`):
+moto keeps the records of every service; the engines in this package (listed in
+:mod:`.engines`) add what moto only records (running jobs, serving endpoints, answering
+Bedrock) through :mod:`labkit.offline.dispatch`. The backend runs one of two ways (:func:`mode`):
 
 - ``embedded`` (grading, tests, ``labkit run``/``check``; ``LABKIT_OFFLINE_MODE=embedded``):
   :func:`start` runs a private, empty backend inside this process (moto's in-process mock,
@@ -23,7 +23,6 @@ Studio space. A request nothing here answers is refused, never sent to AWS.
 from __future__ import annotations
 
 import atexit
-import importlib
 import json
 import os
 import secrets
@@ -36,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import dispatch, patches, usage
+from . import dispatch, engines, patches, usage
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
@@ -50,35 +49,6 @@ EMBEDDED, SHARED = "embedded", "shared"
 MODES = (EMBEDDED, SHARED)
 MODE_VARIABLE = "LABKIT_OFFLINE_MODE"
 
-# Engine modules register their handlers on import. Each is optional so that the
-# backend stays usable while an engine is being built; a missing one is reported by
-# ``labkit doctor``.
-ENGINE_MODULES = [
-    "labkit.offline.iam",
-    "labkit.offline.s3",
-    "labkit.offline.training",
-    "labkit.offline.hosting",
-    "labkit.offline.bedrock",
-    "labkit.offline.aoss",
-    "labkit.offline.pricing",
-    "labkit.offline.mlops",
-    "labkit.offline.athena",
-    "labkit.offline.stepfunctions",
-    "labkit.offline.emr",
-    "labkit.offline.cloudwatch",
-    "labkit.offline.cloudtrail",
-    "labkit.offline.eks",
-    "labkit.offline.cost_explorer",
-    "labkit.offline.metering",
-    "labkit.offline.clarify",
-    "labkit.offline.debugger",
-    "labkit.offline.model_cards",
-    "labkit.offline.ec2_cluster",
-    "labkit.offline.batch",
-    "labkit.offline.warm_pools",
-    "labkit.offline.inference_recommender",
-]
-
 _lock = threading.RLock()
 _mock = None
 _server: Any = None  # endpoint.Server of an embedded backend
@@ -89,7 +59,6 @@ _attached: dict[str, Any] | None = None  # the shared backend this kernel is att
 _config_dir: Path | None = None
 _started_at = 0.0
 _serving = EMBEDDED  # what this process's own endpoint is: embedded, or the shared backend
-loaded_engines: dict[str, str] = {}
 _reset_hooks: list[Callable[[], None]] = []
 
 
@@ -223,20 +192,6 @@ def subprocess_environment() -> dict[str, str]:
     return env
 
 
-def _load_engines() -> None:
-    for name in ENGINE_MODULES:
-        if name in loaded_engines:
-            continue
-        try:
-            importlib.import_module(name)
-            loaded_engines[name] = "loaded"
-        except ModuleNotFoundError as err:
-            if err.name == name:
-                loaded_engines[name] = "not built yet"
-            else:
-                raise
-
-
 def _seed() -> None:
     """The account a lab starts from: the execution role and the default bucket."""
     import boto3
@@ -294,7 +249,7 @@ def start(*, port: int = 0, config_dir: Path | None = None,
             _mock.reset()
         dispatch.enable()
         usage.reset()
-        _load_engines()
+        engines.load()
         import boto3
 
         boto3.DEFAULT_SESSION = None
@@ -409,4 +364,4 @@ def status() -> dict[str, Any]:
     return {"pid": os.getpid(), "url": endpoint_url(), "mode": SHARED if _attached else _serving,
             "started_at": _started_at, "account": ACCOUNT_ID, "region": REGION, "role_arn": ROLE_ARN,
             "caller_arn": CALLER_ARN, "bucket": BUCKET, "credentials": dict(_credentials),
-            "engines": dict(loaded_engines)}
+            "engines": dict(engines.loaded)}
