@@ -167,7 +167,9 @@ def test_failing_model_fn_fails_the_endpoint(lab, sm):
     described = sm.describe_endpoint(EndpointName="broken")
     assert described["EndpointStatus"] == "Failed"
     assert "did not pass the ping health check" in described["FailureReason"]
-    assert "weights.bin" in described["FailureReason"]
+    # The root cause from the model server's log: the learner's exception and the line that raised it.
+    assert "RuntimeError: model_fn could not find weights.bin" in described["FailureReason"]
+    assert 'File "/opt/ml/model/code/inference.py", line 5, in model_fn' in described["FailureReason"]
     sm.delete_endpoint(EndpointName="broken")
 
 

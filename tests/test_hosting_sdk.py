@@ -160,3 +160,28 @@ def test_model_builder_deploys_an_inference_spec(lab, tmp_path):
         expected = net(torch.tensor([[0.2, 0.9, 0.4]])).tolist()
     assert json.loads(body)[0] == pytest.approx(expected[0], abs=1e-5)
     endpoint.delete()
+
+
+def test_sdk_v2_config_is_still_validated_with_the_schema_checked_once():
+    """SDK v2's module function (sagemaker.config.config), patched by the same rule as v3's method."""
+    import types
+
+    import jsonschema
+
+    from labkit.offline import patches
+
+    module = types.ModuleType("sagemaker.config.config")
+    module.SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA = {"type": "object", "properties": {"SchemaVersion": {"enum": ["1.0"]}}}
+    full_checks = []
+
+    def validate_sagemaker_config(sagemaker_config=None):  # v2's: jsonschema.validate re-checks the schema
+        full_checks.append(sagemaker_config)
+        jsonschema.validate(sagemaker_config, module.SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA)
+
+    module.validate_sagemaker_config = validate_sagemaker_config
+    patches._patch_module("sagemaker.config.config", module)
+    for _ in range(3):
+        module.validate_sagemaker_config({"SchemaVersion": "1.0"})
+        with pytest.raises(jsonschema.ValidationError, match="2.0"):
+            module.validate_sagemaker_config({"SchemaVersion": "2.0"})
+    assert len(full_checks) == 1, "the schema itself is checked once"

@@ -140,7 +140,14 @@ def _set_environment() -> None:
         "MOTO_ALLOW_NONEXISTENT_REGION": "false",
     })
     config = Path(tempfile.gettempdir()) / "labkit-sagemaker-config.yaml"
-    config.write_text(SDK_CONFIG)
+    if not config.exists() or config.read_text() != SDK_CONFIG:
+        # Every backend on this machine (kernels, test workers) shares this file: replace it whole,
+        # never truncate it under a reader, which would see an empty or partial config.
+        fd, tmp = tempfile.mkstemp(dir=config.parent, prefix=".labkit-sagemaker-config-")
+        with os.fdopen(fd, "w") as f:
+            f.write(SDK_CONFIG)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, config)
     os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(config)
     os.environ["SAGEMAKER_ADMIN_CONFIG_OVERRIDE"] = str(config)
 

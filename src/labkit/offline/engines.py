@@ -29,6 +29,7 @@ ENGINES: tuple[Engine, ...] = (
     Engine("s3", "labkit.offline.s3", "S3 request checks AWS makes and moto does not"),
     Engine("training", "labkit.offline.training", "training, processing and tuning jobs that run the learner's code"),
     Engine("hosting", "labkit.offline.hosting", "endpoints that serve the learner's model; batch transform"),
+    Engine("cloudformation", "labkit.offline.cloudformation", "stacks whose resources are created through the engines"),
     Engine("bedrock", "labkit.offline.bedrock", "Bedrock runtime, guardrails, knowledge bases, agents"),
     Engine("aoss", "labkit.offline.aoss", "OpenSearch Serverless collections on a real ANN index"),
     Engine("pricing", "labkit.offline.pricing", "Price List API and spot price history"),

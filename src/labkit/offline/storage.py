@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import ACCOUNT_ID, REGION, moto_state, on_reset, s3_location
+from . import ACCOUNT_ID, REGION, moto_state, on_reset, runlog, s3_location
 
 LOG_GROUP_TRAINING = "/aws/sagemaker/TrainingJobs"
 LOG_GROUP_PROCESSING = "/aws/sagemaker/ProcessingJobs"
@@ -191,6 +191,7 @@ class LogStream:
             message = message.replace("\t", "#011")
         elif not message:
             return None
+        runlog.mirror(self.group, self.stream, message)
         with self._lock:
             backend = moto_state.backend("logs")
             try:

@@ -205,7 +205,10 @@ def update_endpoint(params: dict[str, Any]) -> dict[str, Any]:
     if record is None or name not in engine.endpoints:
         raise invalid(f"Could not find endpoint \"{_arn('endpoint', name)}\".")
     config = _config(params["EndpointConfigName"])
-    engine.update(name, config, on_status=_sync)
+    from . import deployment  # a DeploymentConfig: blue/green traffic shifting and auto-rollback
+
+    if not deployment.start(engine, name, config, params, on_status=_sync):
+        engine.update(name, config, on_status=_sync)
     record.endpoint_status = "Updating"
     return {"EndpointArn": record.arn}
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import dispatch, moto_state, s3_location, storage, usage
+from .. import dispatch, failures, moto_state, runlog, s3_location, storage, usage
 from ..dispatch import AWSError
 from . import api, images, jobs, shapes
 from .environment import HostEnvironment, remap
@@ -27,7 +27,6 @@ from .runner import (
     HostProcess,
     all_succeeded,
     argv0,
-    error_lines,
     first_failure,
     process_environment,
     remap_text,
@@ -124,6 +123,8 @@ class ProcessingRun:
             fields: dict[str, Any] = {"processing_job_status": status, "processing_end_time": now()}
             if reason:
                 fields["failure_reason"] = reason
+            if status == "Failed":
+                runlog.failed("ProcessingJob", self.name, reason or "")
             if exit_message:
                 fields["exit_message"] = exit_message
             self._set(**fields)
@@ -185,8 +186,12 @@ class ProcessingRun:
             failed = first_failure(self.processes)
             if failed:
                 terminate_all(self.processes)
-                message = error_lines(list(self.processes[failed[0]].tail))
-                return "Failed", f"AlgorithmError: See job logs for more information\n{message}"[:1024], message
+                outputs = {env.current_host: list(proc.tail) for env, proc in zip(self.hosts, self.processes,
+                                                                                  strict=False)}
+                message = jobs.container_paths(failures.explain(outputs, self.hosts[failed[0]].current_host),
+                                               self.hosts)
+                return ("Failed", failures.fit("AlgorithmError: See job logs for more information\n", message),
+                        message[:1024])
             if all_succeeded(self.processes):
                 self._upload()
                 return "Completed", None, None
