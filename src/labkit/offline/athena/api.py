@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import re
-import shutil
-import tempfile
-import threading
-import time
-import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-from .. import REGION, dispatch, moto_state, on_reset, s3_location, usage
+from .. import dispatch, moto_state, on_reset
 from ..dispatch import AWSError
-from .tables import Execution
 from .engine import Athena
-
+from .tables import Execution
 
 engine = Athena()
 

@@ -4,24 +4,34 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import shutil
 import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import REGION, dispatch, moto_state, on_reset, s3_location, usage
-from ..dispatch import AWSError
-from .tables import CATALOG, Execution, QueryFailed, TableScan, _GLUE_TYPES, _clients, _data_objects, _duck_type, _file_select, _format, _glue_partitions, _glue_table, _quote, _split
+from .. import usage
 from .sql import _athena_names, _athena_type, _keeps, _parse, _predicates, _referenced_columns, _tables, _text
-
+from .tables import (
+    _GLUE_TYPES,
+    CATALOG,
+    Execution,
+    QueryFailed,
+    TableScan,
+    _clients,
+    _data_objects,
+    _duck_type,
+    _file_select,
+    _format,
+    _glue_partitions,
+    _glue_table,
+    _quote,
+    _split,
+)
 
 # --- the engine ------------------------------------------------------------------------------
 

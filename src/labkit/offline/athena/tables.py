@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import re
-import shutil
-import tempfile
-import threading
-import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import REGION, dispatch, moto_state, on_reset, s3_location, usage
-from ..dispatch import AWSError
-
+from .. import REGION, s3_location
 
 ENGINE_VERSION = {"SelectedEngineVersion": "AUTO", "EffectiveEngineVersion": "Athena engine version 3"}
 CATALOG = "awsdatacatalog"
