@@ -91,7 +91,7 @@ def list_models(params: dict[str, Any]) -> dict[str, Any]:
 
     Without ``MaxResults`` every match is returned in one page.
     """
-    models = [m for m in _moto()._models.values()
+    models = [m for m in moto_state.backend("sagemaker")._models.values()
               if params.get("NameContains", "") in m.model_name
               and ("CreationTimeBefore" not in params or _utc(m.creation_time) < _utc(params["CreationTimeBefore"]))
               and ("CreationTimeAfter" not in params or _utc(m.creation_time) >= _utc(params["CreationTimeAfter"]))]
