@@ -75,8 +75,8 @@ def check_backend() -> list[Finding]:
         offline.stop()
         from .offline import shared
 
-        state = shared.read_state()
-        up = state if shared.answering(state) else None
+        shared_state = shared.read_state()
+        up = shared_state if shared.answering(shared_state) else None
         findings.append(Finding("shared offline backend", f"running at {up['url']} (pid {up['pid']})" if up else
                                 f"not running (labkit.connect() starts it; state in {shared.home()})", True, ""))
         cli = Path(sys.executable).parent / "aws"

@@ -60,7 +60,7 @@ class ManifestError(ValueError):
 
 # --- quantities ---------------------------------------------------------------------------
 
-_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+_SUFFIX: dict[str, int | Decimal] = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
            "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
            "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
 _QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|"
@@ -595,7 +595,7 @@ def untolerated_taints(pod_spec: dict[str, Any], taints: list[dict[str, str]]) -
 
 
 def _requirement_matches(req: dict[str, Any], labels: dict[str, str]) -> bool:
-    key, op, values = req.get("key"), req.get("operator"), list(req.get("values") or [])
+    key, op, values = str(req.get("key", "")), req.get("operator"), list(req.get("values") or [])
     present = key in labels
     if op == "In":
         return present and labels[key] in values
@@ -641,9 +641,10 @@ def pod_requests(pod_spec: dict[str, Any]) -> dict[str, Decimal]:
         merged = {**(res.get("limits") or {}), **(res.get("requests") or {})}
         return {k: quantity(v) for k, v in merged.items()}
 
-    total: Counter = Counter()
+    total: dict[str, Decimal] = {}
     for c in pod_spec.get("containers") or []:
-        total.update(of(c))
+        for k, v in of(c).items():
+            total[k] = total.get(k, Decimal(0)) + v
     for c in pod_spec.get("initContainers") or []:
         for k, v in of(c).items():
             total[k] = max(total.get(k, Decimal(0)), v)
@@ -657,11 +658,12 @@ def insufficient(pod_spec: dict[str, Any], node: NodeTemplate,
                  daemonsets: dict[str, dict[str, Decimal]] | None = None) -> list[str]:
     """Resources the pod requests beyond what ``node`` has left after its DaemonSets (NodeResourcesFit)."""
     daemonsets = EKS_DAEMONSETS if daemonsets is None else daemonsets
-    used: Counter = Counter()
+    used: dict[str, Decimal] = {}
     for requests in daemonsets.values():
-        used.update(requests)
+        for k, v in requests.items():
+            used[k] = used.get(k, Decimal(0)) + v
     used["pods"] = Decimal(len(daemonsets))
-    out = []
+    out: list[str] = []
     for name, want in sorted(pod_requests(pod_spec).items()):
         if want <= 0:
             continue
@@ -768,7 +770,7 @@ def mixed_capacity(nodes: list[NodeTemplate]) -> list[str]:
 def pvc_problems(pvc: dict[str, Any], pv: dict[str, Any] | None = None) -> list[str]:
     """Why ``pvc`` would not bind to ``pv`` (static provisioning), following the PV controller."""
     spec = pvc.get("spec") or {}
-    out = []
+    out: list[str] = []
     if pv is None:
         return out if spec.get("storageClassName") else ["the claim names no storageClassName and no volume: it "
                                                          "uses the default StorageClass, if the cluster has one"]

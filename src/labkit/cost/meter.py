@@ -159,7 +159,7 @@ class Bill:
     # --- display ----------------------------------------------------------------------
 
     def _lines(self) -> list[tuple[str, ...]]:
-        out = []
+        out: list[tuple[str, ...]] = []
         for r in self.rows:
             out.append((r.resource, r.kind, f"{_num(r.quantity)} {r.unit}", f"${r.unit_price:.8g}/{r.price_unit}",
                         _usd(r.cost), f"{_short(r.source)} {r.read_on}{'' if r.verified else ' (unverified)'}"))
@@ -366,11 +366,11 @@ def _athena_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region:
         a[1] += scanned
         a[2] += billed
     rows = []
-    for workgroup, (queries, scanned, billed) in acc.items():
-        tb = billed / TIB
+    for workgroup, (queries, scanned_total, billed_total) in acc.items():
+        tb = billed_total / TIB
         rows.append(_row(f"athena workgroup {workgroup}", "athena", tb, "TB scanned (billed)", price,
-                         price.cost_of(tb), note=f"{queries:.0f} queries scanned {_size(scanned)}, billed "
-                                                f"{billed / MIB:,.0f} MB (rounded up to the MB, 10 MB minimum "
+                         price.cost_of(tb), note=f"{queries:.0f} queries scanned {_size(scanned_total)}, billed "
+                                                f"{billed_total / MIB:,.0f} MB (rounded up to the MB, 10 MB minimum "
                                                 "per query)"))
     return rows
 

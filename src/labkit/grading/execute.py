@@ -126,6 +126,7 @@ class LimitedClient(NotebookClient):
 
     output_limit = 1_000_000
     truncated: set[int]
+    km: AsyncKernelManager | None
 
     def output(self, outs, msg, display_id, cell_index):
         used = sum(len(json.dumps(o)) for o in outs)

@@ -118,6 +118,7 @@ def restore(path: Path, assignment: Assignment, student: str) -> Restored:
 
     nb, error = read_submission(path)
     if nb is None:
+        assert error is not None  # read_submission names what is wrong whenever it returns no notebook
         return Restored(None, [error], error)
     flags: list[str] = []
     kernel = nb.metadata.get("kernelspec", {}).get("name")

@@ -379,7 +379,7 @@ def launch(policy_path: Path, command: list[str], start=_exec_kernel,
         own_uid = False  # the Python installation is under a folder other users cannot enter
         status["uid_note"] = ("kept the grader's uid: the Python installation is not readable by other "
                               "users and no mount namespace is available to expose it")
-    if own_uid:
+    if own_uid and policy.uid is not None:
         for folder in (policy.scratch, policy.kernel_dir):
             for path in [folder, *(str(p) for p in Path(folder).rglob("*"))]:
                 os.lchown(path, policy.uid, policy.uid)
@@ -412,7 +412,7 @@ def launch(policy_path: Path, command: list[str], start=_exec_kernel,
             os.setsid()
             os.chdir(policy.scratch)
             _limits(policy, own_uid)
-            if own_uid:
+            if own_uid and policy.uid is not None:
                 _drop_to(policy.uid)
             if libc is not None:  # dies with init (the credentials change above cleared it)
                 libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

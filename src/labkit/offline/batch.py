@@ -373,7 +373,8 @@ class Scheduler:
             return
         threading.Thread(target=_pipe_logs, args=(job.process, stream), daemon=True).start()
         job.status = "RUNNING"
-        job.deadline = now + job.timeout() if job.timeout() else None
+        timeout = job.timeout()
+        job.deadline = now + timeout if timeout else None
         job.reclaim_at = self._reclaim_time(job, now)
         resources = environment.compute_resources or {}
         instance_type = next((t for t in resources.get("instanceTypes", [OPTIMAL]) if t != "optimal"), OPTIMAL)

@@ -225,7 +225,9 @@ def _statistic(values: list[float], counts: list[float], stat: str) -> float:
     if stat == "Average":
         return float(sum(values) / sum(counts))
     q = _percentile(stat)
-    return float(np.percentile(values, q))
+    if q is None:
+        raise ValueError(f"unknown statistic {stat!r}")
+    return float(np.percentile(np.asarray(values), q))
 
 
 def _same_dimensions(datum: Any, alarm: Any) -> bool:

@@ -67,7 +67,8 @@ def load_dlami_parameters(parameters: Any, key: str) -> None:
             not getattr(parameters, "labkit_dlami_loaded", False):
         parameters.labkit_dlami_loaded = True
         for item in _load("dlami")["parameters"]:
-            defaultdict.__getitem__(parameters, item["name"]).append(Parameter(
+            # moto's stubs declare CloudFormation hooks abstract on Parameter; moto builds them just so
+            defaultdict.__getitem__(parameters, item["name"]).append(Parameter(  # type: ignore[abstract]
                 account_id=parameters.account_id, name=item["name"], value=item["value"], parameter_type="String",
                 description=item["ami_name"], allowed_pattern=None, keyid=None, last_modified_date=utcnow(),
                 version=1, data_type="aws:ec2:image"))

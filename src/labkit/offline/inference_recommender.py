@@ -50,7 +50,7 @@ def payloads(uri: str) -> list[bytes]:
     bucket, key = s3_location.split(uri)
     data = storage.s3().get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-        bodies = [tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()]
+        bodies = [f.read() for m in tar.getmembers() if m.isfile() and (f := tar.extractfile(m)) is not None]
     if not bodies:
         raise ValueError(f"{uri} holds no payload files")
     return bodies
@@ -96,7 +96,8 @@ def _run(job: dict[str, Any]) -> None:
     try:
         bodies = payloads(container["PayloadConfig"]["SamplePayloadUrl"])
         content_type = (container["PayloadConfig"].get("SupportedContentTypes") or ["text/csv"])[0]
-        recommendations, performances = [], []
+        recommendations: list[dict[str, Any]] = []
+        performances: list[dict[str, Any]] = []
         for n, instance_type in enumerate(job["candidates"]):
             name = f"sm-ir-{job['name']}-{n}"[:63]
             api.create_endpoint_config({"EndpointConfigName": name, "ProductionVariants": [

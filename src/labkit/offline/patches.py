@@ -85,7 +85,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 _lock = threading.RLock()
 _installed = False
 _originals: list[tuple[Any, str, Any]] = []  # (object, attribute, original value), in the order set
-_on_import: dict[str, list[Callable[[], None]]] = {}
+_on_import: dict[str, list[Callable[[], object]]] = {}
 
 
 def _connected() -> bool:
@@ -505,7 +505,7 @@ def _patch_module(name: str, module: types.ModuleType) -> None:
             fn(module)
 
 
-def on_import(name: str, fn: Callable[[], None]) -> None:
+def on_import(name: str, fn: Callable[[], object]) -> None:
     """Call ``fn`` (offline only) when module ``name`` begins to import (hosting warms its zygote)."""
     _on_import.setdefault(name, []).append(fn)
 

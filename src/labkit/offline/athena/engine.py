@@ -242,7 +242,7 @@ class Athena:
         import pyarrow.parquet as pq
 
         db, name = self._name(ex, m.group("name"))
-        props = {}
+        props: dict[str, Any] = {}
         for pm in PROP.finditer(m.group("props") or ""):
             key = pm.group(1).lower()
             if pm.group("array") is not None:
@@ -287,7 +287,7 @@ class Athena:
                               f"in the same order as the table properties: {partitioned}")
         arrow = con.sql(query).to_arrow_table() if not m.group("nodata") else None
         data_cols = [(n, t) for n, t in ex.columns if n.lower() not in partitioned]
-        groups: dict[tuple[str, ...], Any] = {}
+        groups: dict[tuple[str | None, ...], Any] = {}
         if arrow is not None and arrow.num_rows:
             if partitioned:
                 import pyarrow.compute as pc

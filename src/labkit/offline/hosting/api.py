@@ -100,7 +100,7 @@ def list_models(params: dict[str, Any]) -> dict[str, Any]:
                 reverse=params.get("SortOrder", "Descending") == "Descending")
     start = int(params["NextToken"]) if str(params.get("NextToken", "")).isdigit() else 0
     end = start + int(params["MaxResults"]) if params.get("MaxResults") else len(models)
-    page = {"Models": [{"ModelName": m.model_name, "ModelArn": m.arn, "CreationTime": _utc(m.creation_time)}
+    page: dict[str, Any] = {"Models": [{"ModelName": m.model_name, "ModelArn": m.arn, "CreationTime": _utc(m.creation_time)}
                        for m in models[start:end]]}
     if end < len(models):
         page["NextToken"] = str(end)

@@ -86,7 +86,8 @@ class Plan:
 
 def plan(deployment: dict[str, Any], config: dict[str, Any]) -> Plan:
     """Check ``deployment`` (a DeploymentConfig) as SageMaker does for ``config``, and plan it."""
-    blue_green, rolling = deployment.get("BlueGreenUpdatePolicy"), deployment.get("RollingUpdatePolicy")
+    blue_green: dict[str, Any] = deployment.get("BlueGreenUpdatePolicy") or {}
+    rolling: dict[str, Any] = deployment.get("RollingUpdatePolicy") or {}
     if blue_green and rolling:
         raise invalid("DeploymentConfig takes a BlueGreenUpdatePolicy or a RollingUpdatePolicy, not both.")
     if not blue_green and not rolling:

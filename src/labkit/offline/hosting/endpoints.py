@@ -347,7 +347,7 @@ class HostingEngine:
             ok = variant.process.wait(START_TIMEOUT_S)
             cold = time.perf_counter() - started
             variant.cold_starts.append(cold)
-            if variant.log:
+            if variant.log and variant.serverless is not None:
                 variant.log.write(f"Cold start: the model container started in {1000 * cold:.0f} ms "
                                   f"(serverless, MemorySizeInMB={variant.serverless['MemorySizeInMB']})")
             if not ok:

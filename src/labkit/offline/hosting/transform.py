@@ -225,7 +225,7 @@ def run_job(params: dict[str, Any], log: storage.LogStream, stop: threading.Even
             if tin.get("CompressionType") == "Gzip":
                 data = gzip.decompress(data)
             text = data.decode("utf-8") if split == "Line" or dp else None
-            records = [r for r in text.splitlines() if r.strip()] if split == "Line" else None
+            records = [r for r in text.splitlines() if r.strip()] if split == "Line" and text is not None else None
             outputs: list[str] = []
             if records is None:
                 batches_in: list[list[str]] = [[text]] if text is not None else []

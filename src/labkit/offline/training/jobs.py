@@ -230,8 +230,9 @@ class TrainingRun:
             if line.startswith(_LAUNCH_LINE):  # the SDK v3 driver names the command it starts
                 self._commands[host] = line[len(_LAUNCH_LINE):].strip()
             message = stream.write(line)
-            self.lines.append(message)
-            self.metrics.feed(message)
+            if message is not None:  # a job's stream keeps every line, empty ones too
+                self.lines.append(message)
+                self.metrics.feed(message)
 
         self._sinks[host] = write
         return write

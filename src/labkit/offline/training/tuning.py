@@ -252,10 +252,11 @@ class TuningRun:
 
     # --- results ---------------------------------------------------------------------
     def best(self) -> Trial | None:
-        best = None
+        best: Trial | None = None
+        best_value = 0.0
         for t in self.trials:
-            if t.ended and t.objective is not None and (best is None or self.objective.better(t.objective, best.objective)):
-                best = t
+            if t.ended and t.objective is not None and (best is None or self.objective.better(t.objective, best_value)):
+                best, best_value = t, t.objective
         return best
 
     def not_improving(self) -> int:
@@ -273,7 +274,8 @@ class TuningRun:
     def _criteria_met(self) -> bool:
         best = self.best()
         target = self.criteria.get("TargetObjectiveMetricValue")
-        if target is not None and best is not None and not self.objective.better(float(target), best.objective):
+        if target is not None and best is not None and best.objective is not None \
+                and not self.objective.better(float(target), best.objective):
             self.stop_reason = "target"
             return True
         limit = (self.criteria.get("BestObjectiveNotImproving") or {}).get("MaxNumberOfTrainingJobsNotImproving")
@@ -423,13 +425,13 @@ class TuningRun:
         if best is not None:
             out["BestTrainingJob"] = self.summary(best)
         if self.parents:
-            candidates = [(t, run) for run in [self, *self.parents] for t in run.trials
+            candidates = [(t.objective, t, run) for run in [self, *self.parents] for t in run.trials
                           if t.ended and t.objective is not None]
             if candidates:
-                t, run = candidates[0]
-                for other, other_run in candidates[1:]:
-                    if self.objective.better(other.objective, t.objective):
-                        t, run = other, other_run
+                value, t, run = candidates[0]
+                for other_value, other, other_run in candidates[1:]:
+                    if self.objective.better(other_value, value):
+                        value, t, run = other_value, other, other_run
                 out["OverallBestTrainingJob"] = run.summary(t)
         shaped = shapes.describe("DescribeHyperParameterTuningJob", out)
         # AWS lists every kind of range, empty ones included (the SDKs index them directly).

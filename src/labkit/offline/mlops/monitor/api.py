@@ -286,11 +286,11 @@ def processing_request(schedule: Schedule, execution: Execution, start: dt.datet
                                     "baseline_constraints"),
                                    ("StatisticsResource", BASELINE_STATISTICS, "statistics.json",
                                     "baseline_statistics")):
-        uri = (baseline.get(key) or {}).get("S3Uri")
-        if uri:
-            inputs.append({"InputName": var, "S3Input": {"S3Uri": uri, "LocalPath": folder, "S3DataType": "S3Prefix",
-                                                         "S3InputMode": "File"}})
-            env[var] = f"{folder}/{uri.rstrip('/').rsplit('/', 1)[-1] or file}"
+        baseline_uri = (baseline.get(key) or {}).get("S3Uri")
+        if baseline_uri:
+            inputs.append({"InputName": var, "S3Input": {"S3Uri": baseline_uri, "LocalPath": folder,
+                                                         "S3DataType": "S3Prefix", "S3InputMode": "File"}})
+            env[var] = f"{folder}/{baseline_uri.rstrip('/').rsplit('/', 1)[-1] or file}"
     outputs = []
     for i, item in enumerate((job.get("MonitoringOutputConfig") or {}).get("MonitoringOutputs") or []):
         s3 = item["S3Output"]
