@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from .assignment import AssignmentError
@@ -19,8 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("submissions", help="folder with one sub-folder per student")
     parser.add_argument("--out", help="output folder (default: graded/<lab>)")
     parser.add_argument("--course", help="course folder with solutions/ (default: found from here)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="submissions graded at once (default: number of cores)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="submissions graded at once (default: number of cores; with --on sagemaker, "
+                             "of each instance)")
     parser.add_argument("--timeout-cell", type=float, default=60.0, help="seconds per cell (default 60)")
     parser.add_argument("--timeout-notebook", type=float, default=600.0,
                         help="seconds per notebook (default 600)")
@@ -30,15 +30,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-warm", action="store_true",
                         help="start every kernel from scratch instead of forking it from a process that "
                              "imported the lab's modules once (slower; the isolation is the same)")
+    from ..scale import add_arguments as add_scale_arguments  # --on sagemaker: labkit.scale
+
+    add_scale_arguments(parser, instances_help="processing jobs, one shard of the class each (default 4)")
     args = parser.parse_args(argv)
     limits = Limits(cell_timeout=args.timeout_cell, notebook_timeout=args.timeout_notebook,
                     memory_mb=args.memory_mb)
+    if args.on == "sagemaker":
+        from ..scale.grading import main_on_sagemaker
+
+        return main_on_sagemaker(args, limits, print_results)
     try:
         run = grade(args.lab, args.submissions, args.out, course_root=args.course, workers=args.workers,
                     limits=limits, namespaces=not args.no_namespaces, warm=not args.no_warm)
     except (AssignmentError, FileNotFoundError) as err:
         print(f"labkit grade: {err}", file=sys.stderr)
         return 2
+    print_results(run)
+    return 0
+
+
+def print_results(run) -> None:
+    """One line per student, then where the files are and what isolation the grader got."""
     width = max([len(r.student) for r in run.results] + [7])
     for r in sorted(run.results, key=lambda r: r.student):
         note = f"  ({'; '.join(r.reasons)})" if r.reasons else ""
@@ -46,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(run.results)} submission(s) graded. Grades: {run.grades_csv}\n"
           f"Feedback: {run.out / 'feedback'}   Report: {run.report}")
     print(f"Isolation: {describe_isolation(run.isolation)}")
-    return 0
 
 
 def describe_isolation(status: dict) -> str:

@@ -19,6 +19,9 @@ FRAMEWORK_REPOSITORIES = {
     "huggingface-pytorch-training": "Hugging Face (PyTorch)",
     "tensorflow-training": "TensorFlow",
     "sagemaker-base-python": "Python",
+    # The course's own image (docker/labkit-grader.Dockerfile): this package and its pinned
+    # requirements, which is exactly what runs here (labkit grade/check --on sagemaker).
+    "labkit-grader": "labkit (the course image)",
 }
 BUILTIN_ALGORITHMS = {"sagemaker-xgboost": "xgboost", "xgboost": "xgboost"}
 # Images with an entry point of their own that the offline backend provides (processing jobs).
