@@ -744,7 +744,7 @@ def _ts(value: Any) -> float | None:
 
 
 def _tagged(sm: Any, arn: str, lab_name: str) -> bool:
-    from ..sandbox import TAG_KEY
+    from .cleanup import TAG_KEY
 
     try:
         tags = sm.list_tags(ResourceArn=arn).get("Tags", [])

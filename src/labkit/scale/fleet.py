@@ -157,7 +157,7 @@ class Fleet:
         return self.tags_for(self.lab_tag)
 
     def tags_for(self, lab_tag: str) -> list[dict[str, str]]:
-        from ..sandbox import TAG_KEY
+        from ..cost.cleanup import TAG_KEY
 
         return [{"Key": TAG_KEY, "Value": lab_tag}, {"Key": RUN_TAG, "Value": self.run_id}]
 
