@@ -460,7 +460,7 @@ def test_cli_dry_run_prints_the_plan_and_starts_nothing(lab, tmp_path, capsys):
 def test_labkit_check_dry_run_plans_one_job_per_notebook(capsys):
     from labkit.runner import main_check
 
-    code = main_check(["00-setup", "01-training", "--on", "sagemaker", "--dry-run", "--instances", "2"])
+    code = main_check(["00-setup", "01-training-jobs", "--on", "sagemaker", "--dry-run", "--instances", "2"])
     out = capsys.readouterr().out
     assert code == 0
     assert "check 4 notebook(s): 4 processing job(s)" in out and "at most 2 at once" in out

@@ -9,7 +9,7 @@ test or gradebook in it, and listens on a Unix socket in the grader's private fo
 For each kernel the sandbox launcher (what jupyter_client starts, see
 :mod:`labkit.grading.sandbox`) connects, passes its stdin/stdout/stderr and the policy,
 and the warm process forks a *leader*, which applies exactly the walls of an ``exec``-ed
-kernel (namespaces, hidden folders, uid, limits, environment) through
+kernel (cgroup, namespaces, allowlist root, uid, limits, environment) through
 :func:`~labkit.grading.sandbox.launch` and then starts ipykernel in place of ``execve``.
 The launcher relays "stop" (SIGTERM) and the leader relays the exit status back, so
 jupyter_client sees an ordinary kernel process.

@@ -92,6 +92,8 @@ def check_lab(args: argparse.Namespace, work: Path, output: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..grading import Limits  # the grader's defaults
+
     parser = argparse.ArgumentParser(prog="python3 -m labkit.scale.entry", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kind", choices=("grade", "check"))
@@ -100,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="the job's output folder (/opt/ml/processing/output)")
     parser.add_argument("--version", choices=("solution", "learner"), default="solution")
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--timeout-cell", type=float, default=60.0)
-    parser.add_argument("--timeout-notebook", type=float, default=600.0)
+    parser.add_argument("--timeout-cell", type=float, default=Limits.cell_timeout)
+    parser.add_argument("--timeout-notebook", type=float, default=Limits.notebook_timeout)
     parser.add_argument("--memory-mb", type=int, default=4096)
     parser.add_argument("--no-namespaces", action="store_true")
     parser.add_argument("--no-warm", action="store_true")
