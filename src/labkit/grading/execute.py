@@ -43,6 +43,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from queue import Empty
+from typing import Any
 
 import nbformat
 from jupyter_client.asynchronous import AsyncKernelClient
@@ -156,6 +157,8 @@ class LimitedClient(NotebookClient):
 
     output_limit = 1_000_000
     truncated: set[int]
+    km: AsyncKernelManager | None
+    kc: AsyncKernelClient | None
 
     def output(self, outs, msg, display_id, cell_index):
         counts = self.__dict__.setdefault("_kept", {})
@@ -238,7 +241,9 @@ class Guard:
         self.last_seconds = 0.0
 
     async def _request(self, code: str, expression: str = "", timeout: float = 30.0) -> str:
-        kc = self.client.kc
+        kc, km = self.client.kc, self.client.km
+        if kc is None or km is None:
+            raise DeadKernelError("Kernel died")
         msg_id = kc.execute(code, silent=True, store_history=False,
                             user_expressions={"r": expression} if expression else None, allow_stdin=False)
         deadline = time.monotonic() + timeout
@@ -249,7 +254,7 @@ class Guard:
             try:
                 reply = await kc.get_shell_msg(timeout=min(left, 1.0))
             except Empty:
-                if not await self.client.km.is_alive():
+                if not await km.is_alive():
                     raise DeadKernelError("Kernel died") from None
                 continue
             if reply.get("parent_header", {}).get("msg_id") != msg_id:
@@ -561,7 +566,7 @@ class Runner:
         return outcome
 
     async def _run_cell(self, client, guard: Guard, work: NotebookNode, index: int, limit: float) -> tuple[str, str]:
-        plan = self.plan[index] if index < len(self.plan) else {"role": "learner"}
+        plan: dict[str, Any] = self.plan[index] if index < len(self.plan) else {"role": "learner"}
         if plan.get("role") == "test":
             cell = work.cells[index]
             try:
@@ -744,8 +749,9 @@ class Runner:
             if _disk_usage(folder, limit) > limit:
                 self.log.disk_exceeded = True
                 process = getattr(getattr(client.km, "provisioner", None), "process", None)
-                with contextlib.suppress(OSError, AttributeError):
-                    process.send_signal(signal.SIGTERM)
+                with contextlib.suppress(OSError):
+                    if process is not None:
+                        process.send_signal(signal.SIGTERM)
                 return
 
 

@@ -34,7 +34,7 @@ V1_OPTIONAL = ("cpuacct",)  # CPU time used, for the report and the replay rule
 
 def _mounts() -> list[tuple[str, str, set[str]]]:
     """(mount point, fs type, options) of the cgroup file systems."""
-    found = []
+    found: list[tuple[str, str, set[str]]] = []
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
     except OSError:

@@ -30,6 +30,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 import nbformat
 
@@ -154,6 +155,16 @@ def install_roots() -> list[str]:
     return sorted({os.path.realpath(r) for r in roots})
 
 
+@dataclass
+class _Worker:
+    """One execute worker: its process, the pipes it is driven through, and its log."""
+
+    proc: subprocess.Popen[bytes]
+    stdin: IO[bytes]
+    stdout: IO[bytes]
+    log_path: Path
+
+
 class Workers:
     """Long-lived execute workers (``python -m labkit.grading.execute --serve``), one per grading
     thread at a time: a worker's imports are paid once per run, not once per submission. A
@@ -161,12 +172,12 @@ class Workers:
 
     def __init__(self, log_dir: Path):
         self.log_dir = log_dir
-        self._idle: list[subprocess.Popen] = []
-        self._all: list[subprocess.Popen] = []
+        self._idle: list[_Worker] = []
+        self._all: list[_Worker] = []
         self._lock = threading.Lock()
         self._count = 0
 
-    def _new(self) -> subprocess.Popen:
+    def _new(self) -> _Worker:
         with self._lock:
             self._count += 1
             log = open(self.log_dir / f"worker-{self._count}.log", "ab")  # noqa: SIM115
@@ -174,10 +185,11 @@ class Workers:
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                 start_new_session=True)
         log.close()
-        proc.log_path = Path(log.name)  # type: ignore[attr-defined]
+        assert proc.stdin is not None and proc.stdout is not None  # both are PIPE
+        worker = _Worker(proc, proc.stdin, proc.stdout, Path(log.name))
         with self._lock:
-            self._all.append(proc)
-        return proc
+            self._all.append(worker)
+        return worker
 
     def prestart(self, count: int) -> None:
         """Start ``count`` workers now (their imports overlap with preparing the lab)."""
@@ -185,59 +197,59 @@ class Workers:
         with self._lock:
             self._idle.extend(started)
 
-    def _take(self) -> subprocess.Popen:
+    def _take(self) -> _Worker:
         with self._lock:
             while self._idle:
-                proc = self._idle.pop()
-                if proc.poll() is None:
-                    return proc
+                worker = self._idle.pop()
+                if worker.proc.poll() is None:
+                    return worker
         return self._new()
 
-    def _kill(self, proc: subprocess.Popen) -> None:
+    def _kill(self, worker: _Worker) -> None:
         with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+            os.killpg(worker.proc.pid, signal.SIGKILL)
+        worker.proc.wait()
 
     def run(self, job: Path, budget: float) -> str:
         """Run ``job``; "" when it finished, else why not (with the end of the worker's log)."""
-        proc = self._take()
+        worker = self._take()
         try:
-            proc.stdin.write(f"{job}\n".encode())
-            proc.stdin.flush()
+            worker.stdin.write(f"{job}\n".encode())
+            worker.stdin.flush()
         except OSError:
-            self._kill(proc)
-            proc = self._new()
-            proc.stdin.write(f"{job}\n".encode())
-            proc.stdin.flush()
+            self._kill(worker)
+            worker = self._new()
+            worker.stdin.write(f"{job}\n".encode())
+            worker.stdin.flush()
         deadline, line = time.monotonic() + budget, b""
-        fd = proc.stdout.fileno()
+        fd = worker.stdout.fileno()
         while not line.endswith(b"\n"):
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
-                self._kill(proc)
+                self._kill(worker)
                 return f"the grading worker ran past its {budget:.0f} s budget and was stopped"
             chunk = os.read(fd, 4096)
             if not chunk:
-                proc.wait()
-                tail = proc.log_path.read_bytes()[-2000:].decode(errors="replace")  # type: ignore[attr-defined]
-                return f"the grading worker stopped (exit {proc.returncode}): {tail}"
+                worker.proc.wait()
+                tail = worker.log_path.read_bytes()[-2000:].decode(errors="replace")
+                return f"the grading worker stopped (exit {worker.proc.returncode}): {tail}"
             line += chunk
         with self._lock:
-            self._idle.append(proc)
+            self._idle.append(worker)
         answer = line.decode(errors="replace").strip()
         return "" if answer.startswith("done ") else answer.split(": ", 1)[-1]
 
     def close(self) -> None:
         with self._lock:
-            procs, self._all, self._idle = self._all, [], []
-        for proc in procs:
+            workers, self._all, self._idle = self._all, [], []
+        for worker in workers:
             with contextlib.suppress(OSError):
-                proc.stdin.close()
-        for proc in procs:
+                worker.stdin.close()
+        for worker in workers:
             try:
-                proc.wait(10)
+                worker.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self._kill(proc)
+                self._kill(worker)
 
 
 @dataclass
@@ -412,7 +424,7 @@ class Grader:
                 executed, events, isolation = self._run(submission, data, restored.notebook)
                 reasons.extend(self._event_reasons(executed, events))
         scores = save_grades(executed, lab, submission.student)
-        cells = {}
+        cells: dict[str, Any] = {}
         if executed is not None:
             for cell in executed.cells:
                 gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
@@ -458,7 +470,7 @@ class Grader:
                 group.remove()
             if blocked and policy is not None:
                 _unblock_network(policy.uid)
-            if mounted:
+            if mounted and exposed is not None:
                 _unmount(exposed)
             for folder in (exposed, private):
                 if folder is not None:

@@ -250,6 +250,7 @@ def restore(raw: bytes, assignment: Assignment, student: str) -> Restored:
     """The executable notebook for ``student``'s file (its bytes), with its repair flags."""
     nb, error = read_submission(raw)
     if nb is None:
+        assert error is not None  # read_submission names what is wrong whenever it returns no notebook
         return Restored(None, [error], error)
     flags: list[str] = []
     try:

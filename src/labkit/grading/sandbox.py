@@ -468,7 +468,7 @@ def launch(policy_path: Path, command: list[str], start=_exec_kernel,
             print(f"labkit sandbox: the namespaces this grader checked could not be set up: {err}", file=sys.stderr)
             return 126
     own_uid = policy.uid is not None and os.geteuid() == 0
-    if own_uid:  # the connection file jupyter_client just wrote into this start's fresh folder
+    if own_uid and policy.uid is not None:  # the connection file jupyter_client just wrote into this start's folder
         for name in os.listdir(policy.kernel_dir):
             os.chown(os.path.join(policy.kernel_dir, name), policy.uid, policy.uid, follow_symlinks=False)
     status["uid"] = policy.uid if own_uid else os.geteuid()
@@ -505,7 +505,7 @@ def launch(policy_path: Path, command: list[str], start=_exec_kernel,
             _limits(policy, own_uid)
             if policy.nice:
                 os.nice(policy.nice)
-            if own_uid:
+            if own_uid and policy.uid is not None:
                 _drop_to(policy.uid)
             elif libc is not None and status.get("namespaces") == "user namespace":
                 _drop_capabilities(libc)

@@ -91,7 +91,7 @@ def _execution(item: CheckItem, outcome: Outcome, build_dir: Path) -> Any:
     from ..authoring import REPO
     from ..runner import CellError, Execution
 
-    if not outcome.ok:
+    if outcome.result_dir is None:  # not ok: the job never completed
         last = outcome.attempts[-1] if outcome.attempts else None
         why = (last.why() or last.status) if last else "never started"
         return Execution(item.lab, item.version, sum(a.seconds for a in outcome.attempts), 0.0, 0.0,

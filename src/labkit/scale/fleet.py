@@ -157,7 +157,7 @@ class Fleet:
         return self.tags_for(self.lab_tag)
 
     def tags_for(self, lab_tag: str) -> list[dict[str, str]]:
-        from ..sandbox import TAG_KEY
+        from ..cost.cleanup import TAG_KEY
 
         return [{"Key": TAG_KEY, "Value": lab_tag}, {"Key": RUN_TAG, "Value": self.run_id}]
 
@@ -380,8 +380,10 @@ def guarded(lab: Any, max_cost: float | None, log: Callable[[str], None] = print
     one for the run, removed afterwards. ``max_cost`` sets its cap."""
     from ..cost import guard as guard_module
 
-    installed = guard_module.active() is None
-    guard = guard_module.install(lab, cap_usd=max_cost, bedrock=False) if installed else guard_module.active()
+    guard = guard_module.active()
+    installed = guard is None
+    if guard is None:
+        guard = guard_module.install(lab, cap_usd=max_cost, bedrock=False)
     if max_cost is not None:
         guard.set_cap(max_cost)
     log(f"Spending cap: ${guard.cap:,.2f} (${guard.committed:,.2f} committed so far; --max-cost or "

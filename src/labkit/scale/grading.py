@@ -146,10 +146,10 @@ def _merge(lab: str, folder: Path, course: Path, out: Path, plan: Plan, fleet: F
     from .merge import merge
 
     not_graded: dict[str, str] = {}
-    shards = []
+    shards: list[tuple[Path, dict[str, Any]]] = []
     notes = []
     for outcome, names in zip(outcomes, groups, strict=True):
-        if outcome.ok:
+        if outcome.result_dir is not None:  # ok
             result = json.loads((outcome.result_dir / "result.json").read_text())
             if result.get("labkit_version") != __version__:
                 notes.append(f"{outcome.spec.label} ran labkit {result.get('labkit_version')} (here: {__version__}): "

@@ -91,7 +91,8 @@ def merge_grades_csv(shard_csvs: list[Path], extra_rows: list[list[str]], out: P
     with target.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
-        writer.writerows(sorted(rows, key=lambda row: row[0]))
+        rows.sort(key=lambda row: row[0])
+        writer.writerows(rows)
     return target
 
 
