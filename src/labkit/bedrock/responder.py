@@ -131,6 +131,15 @@ def _paragraph_lines(text: str) -> list[str]:
     return out
 
 
+def quoted_from(sentence: str, passage: str) -> bool:
+    """Whether ``sentence`` (one the stand-in quoted) comes from ``passage``, whatever its line breaks.
+
+    :func:`sentences` joins a passage's wrapped lines with spaces (a PDF's text layer breaks
+    lines mid-sentence), so the comparison ignores how whitespace was laid out.
+    """
+    return " ".join(sentence.split()) in " ".join(passage.split())
+
+
 def sentences(text: str) -> list[str]:
     out = []
     for line in _paragraph_lines(text):
