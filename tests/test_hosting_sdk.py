@@ -149,7 +149,8 @@ def test_model_builder_deploys_an_inference_spec(lab, tmp_path):
                 return model(torch.tensor(input_object, dtype=torch.float32)).tolist()
 
     # image_uri given: the SDK cannot auto-detect a DLC for this torch; dependencies not captured: the SDK
-    # runs that step in a subprocess with an emptied environment, where no region is found offline (issue 16).
+    # runs that step in a subprocess with an emptied environment, whose region comes from ~/.aws/config only
+    # (written for a learner's kernels, never by tests: test_user_config.py).
     builder = ModelBuilder(inference_spec=Spec(), model_path=str(tmp_path), model_server=ModelServer.TORCHSERVE,
                            schema_builder=SchemaBuilder([[0.1, 0.2, 0.3]], [[0.5]]), role_arn=lab.role_arn,
                            image_uri=hm.PYTORCH_IMAGE, instance_type="ml.m5.large", dependencies={"auto": False})
