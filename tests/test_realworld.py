@@ -40,7 +40,8 @@ def test_gaps_are_classified_by_cause_and_owner():
     assert realworld.classify("RoleValidationError: No IAM role could be resolved").area.startswith("issue 16")
     cli = realworld.classify('upload failed: a to s3://b/a Could not connect to the endpoint URL: "https://b.s3"')
     assert "CLI" in cli.cause
-    assert realworld.classify("No module named 'torchvision'").area == "environment (pins)"
+    assert realworld.classify("No module named 'torchvision'").area == "environment (torch CPU build)"
+    assert realworld.classify("No module named 'langchain_aws'").area == "environment (pins)"
     assert realworld.classify("something else entirely") is None
 
 
@@ -99,3 +100,14 @@ def test_downloads_come_from_the_harnesss_files_and_nothing_else(tmp_path):
             urllib.request.urlopen("http://127.0.0.1:9/other", timeout=2)
     finally:
         urllib.request.install_opener(None)
+
+
+def test_generated_tables_read_as_the_libraries_and_algorithms_read_them(tmp_path):
+    from sklearn.datasets import fetch_california_housing
+
+    realworld._california_housing(tmp_path / "sklearn", rows=50)
+    data = fetch_california_housing(data_home=str(tmp_path / "sklearn"), download_if_missing=False)
+    assert data.data.shape == (50, 8) and data.feature_names[0] == "MedInc" and data.target.min() > 0
+    rows = [r.split(",") for r in realworld._abalone_numeric(20).decode().splitlines()]
+    assert len(rows) == 20 and all(len(r) == 11 for r in rows)
+    assert all(float(v) == float(v) for r in rows for v in r)  # numbers only, the label first

@@ -97,6 +97,33 @@ def _census(rows: int = 400) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def _abalone_numeric(rows: int = 300) -> bytes:
+    """Abalone as the built-in algorithms read CSV: rings first, then numbers only, no header."""
+    out = []
+    for line in _abalone(rows).decode().splitlines():
+        sex, *measures, rings = line.split(",")
+        out.append(",".join([rings, *("1" if sex == s else "0" for s in "MFI"), *measures]))
+    return ("\n".join(out) + "\n").encode()
+
+
+def _california_housing(folder: Path, rows: int = 400) -> None:
+    """scikit-learn's cached California housing file (``cal_housing_py3.pkz``), so ``fetch_california_housing()``
+    finds it in ``$SCIKIT_LEARN_DATA`` and downloads nothing: value, income, age, rooms, bedrooms,
+    population, households, latitude, longitude, as scikit-learn stores them."""
+    import joblib
+    import numpy as np
+
+    rng = np.random.RandomState(3)
+    income = rng.uniform(1, 10, rows)
+    households = rng.randint(100, 800, rows).astype(float)
+    rooms = households * rng.uniform(3, 7, rows)
+    table = np.column_stack([
+        income * 40000 + rng.normal(0, 20000, rows), income, rng.randint(1, 52, rows), rooms, rooms * 0.2,
+        households * rng.uniform(2, 4, rows), households, rng.uniform(32, 42, rows), rng.uniform(-124, -114, rows)])
+    folder.mkdir(parents=True, exist_ok=True)
+    joblib.dump(table, folder / "cal_housing_py3.pkz", compress=6)
+
+
 def _mnist_pickle(train: int = 600) -> bytes:
     """``mnist.pkl.gz``: ((x, y) train, valid, test) of random 28x28 digits with a learnable signal."""
     import pickle
@@ -135,7 +162,11 @@ def _mnist_idx(folder: Path, train: int = 600, test: int = 100) -> None:
 def _letter_pdf(title: str) -> bytes:
     """A one-page PDF (our own words) standing in for a document a notebook downloads."""
     text = [title, "This letter reviews the year: revenue grew, the company invested in its cloud",
-            "services, and it thanked its customers, employees and shareholders."]
+            "services, and it thanked its customers, employees and shareholders.",
+            "The company uses technology to serve its customers better: faster delivery from",
+            "regional warehouses, lower prices from automation, and more selection online.",
+            "In generative AI, the company designs its own training and inference chips, offers",
+            "foundation models as a managed service, and builds a coding assistant for developers."]
     lines = ["BT /F1 12 Tf 72 720 Td 16 TL"] + [f"({line}) Tj T*" for line in text] + ["ET"]
     stream = "\n".join(lines).encode()
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
@@ -192,6 +223,7 @@ def provision(case_id: str) -> None:
 
     _started[:] = [time.time()]
     case = next(c for c in CASES if c.id == case_id)
+    os.environ.update({k: os.path.abspath(v) for k, v in case.environment.items()})
     if case.downloads:
         _serve_downloads({url: GENERATORS[make]() if make in GENERATORS else _letter_pdf(make)
                           for url, make in case.downloads.items()})
@@ -204,8 +236,9 @@ def provision(case_id: str) -> None:
 
 
 GENERATORS: dict[str, Callable[[], bytes]] = {"abalone": _abalone, "abalone-libsvm": _abalone_libsvm,
+                                               "abalone-numeric": _abalone_numeric,
                                                "census": _census, "mnist-pickle": _mnist_pickle}
-FOLDERS: dict[str, Callable[[Path], None]] = {"mnist-idx": _mnist_idx}
+FOLDERS: dict[str, Callable[[Path], None]] = {"mnist-idx": _mnist_idx, "california-housing": _california_housing}
 
 
 # --- the notebooks ------------------------------------------------------------------------------
@@ -224,6 +257,7 @@ class Case:
     s3: dict[str, str] = field(default_factory=dict)  # public S3 object -> generator
     folders: dict[str, str] = field(default_factory=dict)  # folder in the work dir -> generator
     downloads: dict[str, str] = field(default_factory=dict)  # URL urllib fetches -> generator or a PDF's title
+    environment: dict[str, str] = field(default_factory=dict)  # a library's data folder (relative to the notebook)
     tests: str = ""  # our tests that hold what this notebook revealed (containers, S3 locations, job status)
     timeout_s: int = 1200
 
@@ -255,10 +289,14 @@ CASES: list[Case] = [
     Case("v3-inference-spec", SDK, "v3-examples/inference-examples/inference-spec-example.ipynb",
          "ModelBuilder deployment with an InferenceSpec (the TorchServe path)",
          expect=(("a prediction of 2 probabilities", r"Single Prediction: \[\[[-\d.e]+, [-\d.e]+\]\]"),),
-         tests="test_hosting_sdk.py::test_model_builder_deploys_an_inference_spec"),
+         tests="test_hosting_sdk.py::test_model_builder_deploys_an_inference_spec; "
+               "test_hosting_sdk.py::test_model_builder_refuses_a_torch_without_a_dlc_before_any_request_as_on_aws; "
+               "test_user_config.py (the region of the SDK's dependency capture); "
+               "test_hosting_containers.py::test_model_server_lays_its_own_folder_over_lib_for_the_sdks_shared_libs"),
     Case("v3-train-deploy", SDK, "v3-examples/inference-examples/train-inference-e2e-example.ipynb",
          "train with ModelTrainer, deploy with ModelBuilder, invoke",
-         expect=(("a prediction", r"[Pp]rediction"),)),
+         expect=(("a prediction", r"Result of invoking endpoint: \[\["),),
+         tests="test_job_dependencies.py (requirements the image's framework satisfies; what nothing satisfies)"),
     Case("v3-transform", SDK, "v3-examples/ml-ops-examples/v3-transform-job-example.ipynb",
          "batch transform of a bring-your-own XGBoost 0.90 model (https model URL, input filter)",
          expect=(("the transform output", r"transform-outputs"),),
@@ -298,13 +336,27 @@ CASES: list[Case] = [
                     for path in ("2023/ar/2022-Shareholder-Letter.pdf", "2022/ar/2021-Shareholder-Letter.pdf",
                                  "2021/ar/Amazon-2020-Shareholder-Letter-and-1997-Shareholder-Letter.pdf",
                                  "2020/ar/2019-Shareholder-Letter.pdf")},
-         expect=(("a completed ingestion", r"COMPLETE"),)),
+         expect=(("a completed ingestion", r"COMPLETE"),),
+         tests="test_bedrock_aoss.py::test_requests_aws4auth_signs_for_the_collection_as_the_workshop_does"),
     Case("kb-rag", WORKSHOP, "02_Knowledge_Bases_and_RAG/2_managed-rag-with-retrieve-and-generate-api.ipynb",
          "a Knowledge Base answer with citations (RetrieveAndGenerate)",
-         expect=(("citations", r"[Cc]itation"),)),
+         expect=(("citations with their passages", r'"retrievedReferences": \[\s*\{'),),
+         tests="test_bedrock_knowledge.py::test_citations_reference_passages_whose_sentences_wrap_across_lines"),
     Case("kb-retrieve", WORKSHOP, "02_Knowledge_Bases_and_RAG/3_customized-rag-with-retrieve-api.ipynb",
          "Knowledge Base Retrieve, then Converse over the passages",
-         expect=(("retrieved passages", r"[Ss]core|retrievalResults"),)),
+         expect=(("retrieved passages", r'"score": [\d.]+'),
+                 ("an answer from them", r"Final Answer:\s+\(offline stand-in\) (?!I cannot find)"))),
+    Case("sklearn-end2end", EXAMPLES, " archived/Sklearn_on_SageMaker_end2end.ipynb",
+         "SDK v2 estimator with your own script (SKLearn), the same job through boto3, tuning, deploy, CSV and "
+         "NPY predictions", sdk="v2", folders={"scikit_learn_data": "california-housing"},
+         environment={"SCIKIT_LEARN_DATA": "scikit_learn_data"},
+         expect=(("a model artifact", r"Model artifact persisted at s3://\S+/model\.tar\.gz"),
+                 ("predictions", r"\[[-\d. e]+\]"))),
+    Case("serverless-xgboost", EXAMPLES, "     deploy_and_monitor/sm-serverless_inference.ipynb",
+         "a serverless endpoint of a built-in XGBoost model (SDK v2 Estimator, `!aws s3 cp`, boto3)", sdk="v2",
+         s3={"s3://sagemaker-example-files-prod-us-east-1/datasets/tabular/uci_abalone/train_csv/"
+             "abalone_dataset1_train.csv": "abalone-numeric"},
+         expect=(("an endpoint in service", r"InService"), ("a prediction", r"b'[\d.]+"))),
 ]
 
 
@@ -327,10 +379,14 @@ GAPS: list[Gap] = [
         "libsvm, pre-1.0 pickles", "containers", "tests/test_hosting_containers.py (XGBoost algorithm mode)"),
     Gap(r"is not an S3 URI|not an S3 location", "an https S3 URL refused", "S3 locations",
         "tests/test_s3_locations.py"),
-    Gap(r"requirements\.txt could not be installed offline", "a job's requirements.txt names packages the local "
-        "wheel cache lacks (nothing is downloaded offline)", "issue 16 (jobs' own dependencies)"),
-    Gap(r"Unable to auto detect a DLC", "ModelBuilder auto-detects the image from the local torch (2.13, py3.11), "
-        "which has no SageMaker DLC yet: the SDK's own limit, as on AWS with this torch", "environment (torch pin)"),
+    Gap(r"requirements\.txt could not be installed offline", "a job's requirements.txt names packages neither "
+        "the course nor the local wheel cache has (nothing is downloaded offline)", "issue 16 (jobs' own "
+        "dependencies)", "tests/test_job_dependencies.py"),
+    Gap(r"Unable to auto detect a DLC", "ModelBuilder picks the image client-side from the local torch and Python: "
+        "the SDK's bundled image config knows PyTorch inference DLCs up to 2.6.0 (py312), for py311 up to 2.5.1, "
+        "so with the course's torch 2.13 on Python 3.11 the SDK refuses before any request, as it does on AWS "
+        "in this environment", "environment (torch pin)",
+        "tests/test_hosting_sdk.py::test_model_builder_refuses_a_torch_without_a_dlc_before_any_request_as_on_aws"),
     Gap(r"NoRegionError|You must specify a region", "an SDK subprocess clears the environment and finds no region "
         "(AWS's tools read ~/.aws/config)", "issue 16 (local endpoint: region from the shared config)"),
     Gap(r"RoleValidationError|No IAM role could be resolved|get_caller_identity|AssumeRole|IAM Role ARN",
@@ -341,6 +397,10 @@ GAPS: list[Gap] = [
     Gap(r"127\.0\.0\.1:9|Could not connect to the endpoint URL|EndpointConnectionError",
         "a process the lab started (job, CLI, SDK subprocess) cannot reach the offline AWS",
         "issue 16 (one local AWS endpoint)"),
+    Gap(r"No module named 'torchvision'|torchvision::nms does not exist", "torchvision: PyPI's build for torch "
+        "2.13.0 (torchvision 0.28.0) is the CUDA one (its _C.so links libtorch_cuda.so and libc10_cuda.so), which "
+        "does not import beside the course's CPU torch ('operator torchvision::nms does not exist'); the CPU "
+        "build is only on PyTorch's own index, which this project cannot reach", "environment (torch CPU build)"),
     Gap(r"No module named '[\w.]+'", "a package the notebook installs "
         "that the course environment lacks (install cells are removed: the environment is pinned)",
         "environment (pins)"),
@@ -561,7 +621,9 @@ def run_case(case: Case, root: Path) -> Outcome:
     output = work / "executed.ipynb"
     kernel = _v2_kernel() if case.sdk == "v2" else "python3"
     # The run's notebooks share one backend of their own (not the user's), as a learner's notebooks share theirs.
-    env = {"LABKIT_BACKEND": "offline", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "LABKIT_HOME": str(HOME)}
+    # HOME too: what a kernel writes to its user's home (``~/.aws/config``, ``%store``) stays in the run's folder.
+    env = {"LABKIT_BACKEND": "offline", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "LABKIT_HOME": str(HOME),
+           "HOME": str(BUILD / "home")}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     started = time.perf_counter()
