@@ -624,6 +624,7 @@ def run_case(case: Case, root: Path) -> Outcome:
     # HOME too: what a kernel writes to its user's home (``~/.aws/config``, ``%store``) stays in the run's folder.
     env = {"LABKIT_BACKEND": "offline", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "LABKIT_HOME": str(HOME),
            "HOME": str(BUILD / "home")}
+    (BUILD / "home").mkdir(parents=True, exist_ok=True)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     started = time.perf_counter()
