@@ -29,10 +29,10 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
-def main(argv: list[str]) -> int:
-    names = argv or sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
-    sections = {}
-    if DOC.exists():  # keep sections of benchmarks not re-run this time
+def read_sections() -> dict[str, str]:
+    """The sections of docs/benchmarks.md by name (``<!-- bench: name -->``)."""
+    sections: dict[str, list[str]] = {}
+    if DOC.exists():
         current = None
         for line in DOC.read_text().splitlines():
             if line.startswith("<!-- bench:"):
@@ -40,17 +40,31 @@ def main(argv: list[str]) -> int:
                 sections[current] = []
             elif current:
                 sections[current].append(line)
-        sections = {k: "\n".join(v).strip() for k, v in sections.items()}
+    return {k: "\n".join(v).strip() for k, v in sections.items()}
+
+
+def write_sections(sections: dict[str, str]) -> None:
+    body = "\n\n".join(f"<!-- bench: {k} -->\n{v}" for k, v in sorted(sections.items()))
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text("# Benchmarks\n\nWritten by `python -m bench.run`; each "
+                   f"section says when and where it was measured.\n\n{body}\n")
+
+
+def write_section(name: str, table: str) -> None:
+    """Replace (or add) one section of docs/benchmarks.md, stamped with the date and the machine."""
+    sections = read_sections()
+    sections[name] = f"{table}\n\n_Measured {dt.date.today().isoformat()} on {machine()}._"
+    write_sections(sections)
+
+
+def main(argv: list[str]) -> int:
+    names = argv or sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
     for name in names:
         print(f"== bench {name}", flush=True)
         module = importlib.import_module(f"bench.bench_{name}")
         table = module.main()
         print(table, flush=True)
-        sections[name] = f"{table}\n\n_Measured {dt.date.today().isoformat()} on {machine()}._"
-    body = "\n\n".join(f"<!-- bench: {k} -->\n{v}" for k, v in sorted(sections.items()))
-    DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text("# Benchmarks\n\nWritten by `python -m bench.run`; each section says when and where "
-                   f"it was measured.\n\n{body}\n")
+        write_section(name, table)  # each as it is done, other sections kept
     print(f"wrote {DOC}")
     return 0
 

@@ -49,3 +49,10 @@ def bedrock_clients(lab):
     import boto3
 
     return boto3.client("bedrock"), boto3.client("bedrock-runtime")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The notebook executions, the longest tests, first: with pytest-xdist's ``--dist loadscope``
+    (pyproject.toml) each test module (or class) is one unit of work that stays on one worker,
+    in its order, and the units start in this order, so the long ones spread over the workers."""
+    items.sort(key=lambda item: item.get_closest_marker("notebooks") is None)

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -59,12 +58,6 @@ def chromium() -> str:
         pytest.fail("Playwright is needed for the browser tests: `.venv/bin/pip install -e '.[dev]'` "
                     "(it drives the system Chromium; no browser download is needed).", pytrace=False)
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cell(nb, grade_id: str):
@@ -113,7 +106,7 @@ def course(tmp_path_factory):
     notices = home / "lab-settings" / "@jupyterlab" / "apputils-extension"
     notices.mkdir(parents=True)  # no "get notified about Jupyter news?" prompt over the page
     (notices / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-    port, token = _free_port(), uuid.uuid4().hex
+    token = uuid.uuid4().hex
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
            "JUPYTER_DATA_DIR": str(home / "data"),
            "JUPYTERLAB_SETTINGS_DIR": str(home / "lab-settings"),
@@ -123,20 +116,24 @@ def course(tmp_path_factory):
     log = (base / "jupyter.log").open("w")
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
+         "--ServerApp.port=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
          "--ServerApp.port_retries=0", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
          "--LabApp.extension_manager=readonly", "--LabApp.news_url=None",
          *(["--allow-root"] if os.geteuid() == 0 else [])],
         cwd=graded, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while True:
+            # Port 0: the server binds a port of the OS's choosing and names it in its runtime file
+            # (a port chosen here and bound by the server later could be taken in between).
+            info = next((home / "runtime").glob(f"jpserver-{server.pid}.json"), None)
             try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
+                url = f"http://127.0.0.1:{json.loads(info.read_text())['port']}" if info else ""
+                if url:
+                    with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5) as answer:
+                        if answer.status == 200:
+                            break
+            except (OSError, ValueError, KeyError):
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"JupyterLab did not start:\n{(base / 'jupyter.log').read_text()[-3000:]}")

@@ -167,7 +167,9 @@ def test_failing_model_fn_fails_the_endpoint(lab, sm):
     described = sm.describe_endpoint(EndpointName="broken")
     assert described["EndpointStatus"] == "Failed"
     assert "did not pass the ping health check" in described["FailureReason"]
-    assert "weights.bin" in described["FailureReason"]
+    # The root cause from the model server's log: the learner's exception and the line that raised it.
+    assert "RuntimeError: model_fn could not find weights.bin" in described["FailureReason"]
+    assert 'File "/opt/ml/model/code/inference.py", line 5, in model_fn' in described["FailureReason"]
     sm.delete_endpoint(EndpointName="broken")
 
 
@@ -230,3 +232,28 @@ def test_reset_stops_every_model_server(lab):
     labkit.connect("tests", backend="offline", quiet=True)
     assert process.proc.poll() is not None
     assert hosting.engine.endpoints == {}
+
+
+def test_list_models_filters_sorts_and_pages_as_aws(lab, sm):
+    _, tarball = hm.sklearn_model()
+    url = hm.upload(lab.bucket, "hosting/listing/model.tar.gz", tarball)
+    before = sm.list_models()["Models"]
+    for name in ("listing-b", "listing-a", "other-team-listing"):
+        hm.create_model(lab, name, url)
+        time.sleep(0.01)
+    mine = sm.list_models(NameContains="listing-")["Models"]
+    assert [m["ModelName"] for m in mine] == ["listing-a", "listing-b"]  # newest first by default
+    by_name = sm.list_models(NameContains="listing", SortBy="Name", SortOrder="Ascending")["Models"]
+    assert [m["ModelName"] for m in by_name] == ["listing-a", "listing-b", "other-team-listing"]
+    first = sm.list_models(NameContains="listing", SortBy="Name", SortOrder="Ascending", MaxResults=2)
+    second = sm.list_models(NameContains="listing", SortBy="Name", SortOrder="Ascending", MaxResults=2,
+                            NextToken=first["NextToken"])
+    assert [m["ModelName"] for m in first["Models"] + second["Models"]] == [m["ModelName"] for m in by_name]
+    assert "NextToken" not in second
+    pages = sm.get_paginator("list_models").paginate(NameContains="listing", PaginationConfig={"PageSize": 1})
+    assert sorted(m["ModelName"] for p in pages for m in p["Models"]) == sorted(m["ModelName"] for m in by_name)
+    after = sm.list_models(CreationTimeAfter=mine[0]["CreationTime"])["Models"]
+    assert [m["ModelName"] for m in after] == ["other-team-listing", "listing-a"]
+    assert len(sm.list_models()["Models"]) == len(before) + 3
+    for name in ("listing-b", "listing-a", "other-team-listing"):
+        sm.delete_model(ModelName=name)

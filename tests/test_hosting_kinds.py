@@ -226,7 +226,9 @@ def test_batch_transform_bad_records_fail_the_job(sm, s3, lab, model):
         TransformOutput={"S3OutputPath": f"s3://{lab.bucket}/kinds/bt2/out"},
         TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1})
     assert transform.wait("bt2") == "Failed"
-    assert "3 features" in sm.describe_transform_job(TransformJobName="bt2")["FailureReason"]
+    reason = sm.describe_transform_job(TransformJobName="bt2")["FailureReason"]
+    assert "3 features" in reason
+    assert 'File "/opt/ml/model/code/inference.py", line 27, in input_fn' in reason, "the learner's line"
 
 
 def test_batch_transform_rejects_unsupported_jsonpath(sm, lab, model):

@@ -191,3 +191,28 @@ def test_model_builder_refuses_a_torch_without_a_dlc_before_any_request_as_on_aw
                                          f"{version} and python version {python}"):
         builder.build(model_name="no-dlc-model")
     assert boto3.client("sagemaker").list_models(NameContains="no-dlc")["Models"] == []
+
+
+def test_sdk_v2_config_is_still_validated_with_the_schema_checked_once():
+    """SDK v2's module function (sagemaker.config.config), patched by the same rule as v3's method."""
+    import types
+
+    import jsonschema
+
+    from labkit.offline import patches
+
+    module = types.ModuleType("sagemaker.config.config")
+    module.SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA = {"type": "object", "properties": {"SchemaVersion": {"enum": ["1.0"]}}}
+    full_checks = []
+
+    def validate_sagemaker_config(sagemaker_config=None):  # v2's: jsonschema.validate re-checks the schema
+        full_checks.append(sagemaker_config)
+        jsonschema.validate(sagemaker_config, module.SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA)
+
+    module.validate_sagemaker_config = validate_sagemaker_config
+    patches._patch_module("sagemaker.config.config", module)
+    for _ in range(3):
+        module.validate_sagemaker_config({"SchemaVersion": "1.0"})
+        with pytest.raises(jsonschema.ValidationError, match="2.0"):
+            module.validate_sagemaker_config({"SchemaVersion": "2.0"})
+    assert len(full_checks) == 1, "the schema itself is checked once"

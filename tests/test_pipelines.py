@@ -226,9 +226,13 @@ def test_failed_job_step_stops_the_pipeline(aws, tmp_path):
     execution = pipeline.start()
     assert wait_for_execution(execution.arn) == "Failed"
     steps = steps_of(execution)
-    assert steps["Train"]["StepStatus"] == "Failed" and "no label column" in steps["Train"]["FailureReason"]
+    cause = "ValueError: the training data has no label column"
+    assert steps["Train"]["StepStatus"] == "Failed" and cause in steps["Train"]["FailureReason"]
+    assert 'train.py", line 1, in <module>' in steps["Train"]["FailureReason"]
     assert "Evaluate" not in steps and steps["Prep"]["StepStatus"] == "Succeeded"
-    assert "Train" in execution.describe()["FailureReason"]
+    reason = execution.describe()["FailureReason"]
+    assert reason.startswith("Step failure: One or multiple steps failed (Train).") and cause in reason
+    assert "\n" not in reason and len(reason) <= 1300
 
 
 @pytest.mark.parametrize("parameters, needle", [

@@ -63,7 +63,7 @@ def test_torch_distributed_all_reduce_across_hosts(aws):
         InputDataConfig=[channel("train", f"s3://{lab.bucket}/dist/train", "ShardedByS3Key")],
         ResourceConfig={"InstanceType": "ml.c5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 5})
     sm.create_training_job(**request)
-    job = jobkit.wait(sm, "ddp", timeout=120)
+    job = jobkit.wait(sm, "ddp")
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     result = json.loads(jobkit.read_tar(s3, job["ModelArtifacts"]["S3ModelArtifacts"])["ddp.json"])
     assert result == {"world": 2, "total_files": 4.0}
@@ -145,6 +145,34 @@ def test_model_trainer_torchrun_meets_at_the_jobs_own_address(aws, tmp_path):
     assert result == {"world": 2, "total": 3.0, "omp_wait_policy": "PASSIVE"}
     body = s3.get_object(Bucket=lab.bucket, Key="torchrun/ckpt/state.pt")["Body"].read()
     assert torch.load(io.BytesIO(body))["total"].item() == 3.0
+
+
+def test_a_failing_rank_explains_the_two_instance_job(aws, tmp_path):
+    """Rank 1 of a torchrun job raises: its own traceback, not torchrun's or the driver's, is the reason."""
+    from sagemaker.core.utils.exceptions import FailedStatusError
+    from sagemaker.train import ModelTrainer
+    from sagemaker.train.configs import Compute, SourceCode
+    from sagemaker.train.distributed import Torchrun
+
+    lab, _, sm, logs = aws
+    (tmp_path / "train_ddp_broken.py").write_text((jobkit.HERE / "train_ddp_broken.py").read_text())
+    trainer = ModelTrainer(training_image=jobkit.PYTORCH_IMAGE, role=lab.role_arn, base_job_name="broken-ddp",
+                           source_code=SourceCode(source_dir=str(tmp_path), entry_script="train_ddp_broken.py"),
+                           compute=Compute(instance_type="ml.c5.xlarge", instance_count=2), distributed=Torchrun(),
+                           environment={"FAIL_RANK": "1"})
+    with pytest.raises(FailedStatusError) as raised:
+        trainer.train(wait=True, logs=False)
+    name = trainer._latest_training_job.training_job_name
+    reason = sm.describe_training_job(TrainingJobName=name)["FailureReason"]
+    cause = "RuntimeError: mat1 and mat2 shapes cannot be multiplied (3x7 and 4x5)"
+    line = 'File "/opt/ml/input/data/code/train_ddp_broken.py", line 14, in <module>'
+    for text in (reason, str(raised.value)):  # what describe_training_job and the learner's exception say
+        assert cause in text and line in text, text
+        assert "ChildFailedError" not in text and "CalledProcessError" not in text
+    assert reason.startswith("AlgorithmError: ExecuteUserScriptError:\nExitCode 1\n")
+    assert "--node_rank=1 train_ddp_broken.py" in reason, "the command of the host that failed"
+    host_logs = jobkit.log_messages(logs, name)
+    assert any(cause in m for s, msgs in host_logs.items() if "/algo-2-" in s for m in msgs)
 
 
 def test_checkpoint_sync_skips_a_file_renamed_while_it_runs(aws, tmp_path, monkeypatch):

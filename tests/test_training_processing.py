@@ -46,7 +46,7 @@ def request(lab, name, **extra):
 
 
 def wait(sm, name):
-    deadline = time.time() + 60
+    deadline = time.time() + 300  # only catches a hang
     while time.time() < deadline:
         job = sm.describe_processing_job(ProcessingJobName=name)
         if job["ProcessingJobStatus"] in ("Completed", "Failed", "Stopped"):
@@ -79,7 +79,10 @@ def test_failing_processing_script_reports_its_error(aws):
     sm.create_processing_job(**request(lab, "split-crash", Environment={"MODE": "crash"}))
     job = wait(sm, "split-crash")
     assert job["ProcessingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith("AlgorithmError: See job logs for more information\n")
     assert "RuntimeError: processing failed on purpose" in job["FailureReason"]
+    assert 'File "/opt/ml/processing/input/code/preprocess.py", line 20, in <module>' in job["FailureReason"]
+    assert "RuntimeError: processing failed on purpose" in job["ExitMessage"]
 
 
 def test_local_path_outside_opt_ml_processing_is_rejected(aws):

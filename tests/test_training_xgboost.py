@@ -122,3 +122,12 @@ def test_xgboost_image_with_an_entry_point_runs_the_script(aws):
     job = jobkit.wait(sm, "xgb-script")
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     assert "model.json" in jobkit.read_tar(s3, job["ModelArtifacts"]["S3ModelArtifacts"])
+
+
+def test_csv_weights_reads_the_second_column_as_instance_weights(tmp_path):
+    from labkit.offline.training.algorithms.xgboost import load_channel
+
+    (tmp_path / "train.csv").write_text("1,0.5,3.0,4.0\n0,2.0,1.0,2.0\n")
+    weighted = load_channel(tmp_path, "text/csv", csv_weights=True)
+    assert weighted.num_col() == 2 and list(weighted.get_weight()) == [0.5, 2.0]
+    assert load_channel(tmp_path, "text/csv").num_col() == 3

@@ -1,30 +1,42 @@
 """Execute lab notebooks with papermill and judge the result.
 
-``labkit run`` executes every lab's solution on the offline backend and prints a
-summary (pass/fail, score, time, what the lab would have cost on AWS). ``labkit check``
-also executes each learner version, which must run to the end without an error
-outside its answer and test cells, and score 0. Executed notebooks and logs go to
-``build/executed/<lab>/`` (ignored by git) for inspection. ``labkit check --realworld DIR``
+``labkit run`` executes every lab's solution on the offline backend and prints one line
+per lab as it finishes (result, score, seconds, what it would have cost on AWS), then a
+table. ``labkit check`` also executes each learner version, which must run to the end
+without an error outside its answer and test cells, and score 0. A test passes by the one
+rule that grading uses too (:func:`labkit.grading.score.cell_failure`).
+
+Everything lands in ``build/executed/<lab>/`` (ignored by git): the executed notebook
+(``<version>.ipynb``), the cells' output streams, the kernel's own log, and under
+``<version>-logs/`` the full CloudWatch log of every job and endpoint the notebook ran
+(:mod:`labkit.offline.runlog`) with ``failures.jsonl``; the summary prints the root cause
+of each failed job, endpoint or pipeline of a lab that failed. ``labkit check --realworld DIR``
 runs AWS's own public notebooks instead (:mod:`labkit.realworld`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+import warnings
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .authoring import LABS, REPO, SOLUTIONS, lab_names
+from .grading.score import cell_failure
+from .offline import runlog
 
 BUILD = REPO / "build" / "executed"
 ERROR_MARKER = "papermill-error-cell-tag"
 CELL_TIMEOUT_S = 900
+HEARTBEAT_S = 60.0
 
 
 @dataclass
@@ -48,6 +60,8 @@ class Execution:
     cost_usd: float | None = None
     output: str = ""
     crashed: str = ""  # kernel death or a failure before any cell ran
+    failures: list[dict] = field(default_factory=list)  # jobs, endpoints, pipelines that failed
+    logs: str = ""  # the folder with every job's and endpoint's log
 
     @property
     def errors_outside_exercises(self) -> list[CellError]:
@@ -73,6 +87,16 @@ class Execution:
                 errs = errs + [CellError("-", "test", "ScoreNotZero", f"learner version scored {self.score}")]
         return "; ".join(f"cell {e.cell_id}: {e.ename}: {e.evalue[:300]}" for e in errs)
 
+    def root_causes(self) -> list[str]:
+        """One entry per job, endpoint or pipeline that failed: what, and the root cause from its log."""
+        return [f"{f.get('kind')} {f.get('name')}: {f.get('reason', '').strip()}" for f in self.failures]
+
+    def line(self) -> str:
+        """The console line printed when this execution finishes."""
+        cost = "" if self.cost_usd is None else f"  ${self.cost_usd:,.4f}"
+        return (f"{self.lab:<28} {self.version:<8} {'pass' if self.ok else 'FAIL':<4} "
+                f"{self.score:>5g}/{self.max_score:<3g} {self.seconds:7.1f} s{cost}")
+
 
 def _cell_kind(cell: dict) -> str:
     meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -84,32 +108,94 @@ def _cell_kind(cell: dict) -> str:
 
 
 def judge(nb: dict, lab: str, version: str, seconds: float) -> Execution:
-    """Score an executed notebook the way nbgrader autogrades code tests."""
+    """Score an executed notebook by the grader's rule (:func:`~labkit.grading.score.cell_failure`)."""
     score = max_score = 0.0
     errors = []
     for cell in nb["cells"]:
         if ERROR_MARKER in cell.get("metadata", {}).get("tags", []) or cell.get("cell_type") != "code":
             continue
         kind = _cell_kind(cell)
-        failed = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if kind == "test":
+            failure = cell_failure(cell)
+        else:
+            failure = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
         cell_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or cell.get("id", "?")
-        for out in failed[:1]:
-            errors.append(CellError(cell_id, kind, out.get("ename", ""), out.get("evalue", "")))
+        if failure is not None:
+            errors.append(CellError(cell_id, kind, failure.get("ename", ""), failure.get("evalue", "")))
         if kind == "test":
             points = float(cell["metadata"]["nbgrader"].get("points", 0))
             max_score += points
-            executed = cell.get("execution_count") is not None
-            if executed and not failed:
+            if failure is None:
                 score += points
     return Execution(lab, version, seconds, score, max_score, errors)
 
 
-def execute(lab: str, version: str, out_dir: Path | None = None) -> Execution:
-    """Execute ``solutions/<lab>`` or ``labs/<lab>`` on the offline backend and judge it."""
+def _kernel_manager_class(log_path: Path) -> type:
+    """Kernels on IPC sockets whose own output goes to ``log_path`` (nbclient starts and stops them).
+
+    IPC sockets: no TCP ports to pick and race for when kernels start in parallel, and no
+    "Kernel is running over TCP without encryption" warning. The kernel process's own stdout
+    and stderr (its start-up log, anything written below Python) go to the log file, so
+    the console shows only the runner's lines; cell outputs stay in the notebook.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class QuietKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            log = open(log_path, "ab")  # noqa: SIM115 - the child keeps its own copy of the descriptor
+            try:
+                await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdout": log, "stderr": log})
+            finally:
+                log.close()
+
+    return QuietKernelManager
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """``os.environ`` updated with ``values`` for the block (the kernel started in it inherits them)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _quiet_logs(log_path: Path):
+    """papermill's and nbclient's messages ("Interrupting kernel", ...) go to the lab's log, not the console."""
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    loggers = [logging.getLogger(name) for name in ("papermill", "traitlets", "nbclient", "jupyter_client")]
+    saved = [(lg.handlers[:], lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.handlers, lg.propagate = [handler], False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, (handlers, propagate) in zip(loggers, saved, strict=True):
+            lg.handlers, lg.propagate = handlers, propagate
+        handler.close()
+
+
+def execute(lab: str, version: str, out_dir: Path | None = None, source_dir: Path | None = None) -> Execution:
+    """Execute ``solutions/<lab>`` or ``labs/<lab>`` (or ``source_dir/<lab>.ipynb``) offline and judge it."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    source_dir = (SOLUTIONS if version == "solution" else LABS) / lab
+    source_dir = source_dir or (SOLUTIONS if version == "solution" else LABS) / lab
     out_dir = out_dir or BUILD / lab
     out_dir.mkdir(parents=True, exist_ok=True)
     # Labs write files (train.py, inference.py...): run in a scratch copy, never in the repo.
@@ -123,43 +209,50 @@ def execute(lab: str, version: str, out_dir: Path | None = None) -> Execution:
     report_dir.mkdir(exist_ok=True)
     for old in report_dir.glob("*.json"):
         old.unlink()
-    # The offline backend is forced: a runner must never reach a real account. Each notebook gets
-    # a private, empty backend in its kernel (embedded), never the user's shared one.
-    os.environ.update({"LABKIT_BACKEND": "offline", "LABKIT_OFFLINE_MODE": "embedded",
-                       "LABKIT_REPORT_DIR": str(report_dir),
-                       "LABKIT_LAB": lab, "PYTHONUNBUFFERED": "1"})
-    # The kernel draws inline, so executed notebooks keep their figures; this process may not.
-    own_backend = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    log_dir = out_dir / f"{version}-logs"
+    shutil.rmtree(log_dir, ignore_errors=True)
+    log_dir.mkdir()
+    kernel_log = out_dir / f"{version}.kernel.log"
+    kernel_log.write_bytes(b"")
+    # The kernel inherits this environment. The offline backend is forced: a runner must never
+    # reach a real account, and each notebook gets a private, empty backend in its kernel
+    # (embedded), never the user's shared one. The kernel draws inline, so executed notebooks
+    # keep their figures.
+    kernel_env = {"LABKIT_BACKEND": "offline", "LABKIT_OFFLINE_MODE": "embedded", "LABKIT_REPORT_DIR": str(report_dir),
+                  runlog.LOG_DIR_VARIABLE: str(log_dir), "LABKIT_LAB": lab, "PYTHONUNBUFFERED": "1",
+                  "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     start = time.perf_counter()
     crashed = ""
     with open(out_dir / f"{version}.stdout.log", "w") as stdout, \
-            open(out_dir / f"{version}.stderr.log", "w") as stderr:
+            open(out_dir / f"{version}.stderr.log", "w") as stderr, _quiet_logs(kernel_log), \
+            _environment(kernel_env):
         try:
             papermill.execute_notebook(
                 str(notebook), str(output), cwd=str(work), kernel_name="python3",
                 progress_bar=False, stdout_file=stdout, stderr_file=stderr,
                 execution_timeout=CELL_TIMEOUT_S, allow_errors=True,
+                kernel_manager_class=_kernel_manager_class(kernel_log),
             )
         except PapermillExecutionError:
             pass  # judged from the saved notebook below
         except Exception as err:  # the kernel died, or could not start
             crashed = f"{type(err).__name__}: {err}"
-        finally:
-            if own_backend is None:
-                os.environ.pop("MPLBACKEND", None)
-            else:
-                os.environ["MPLBACKEND"] = own_backend
     seconds = time.perf_counter() - start
     if not output.exists():
-        return Execution(lab, version, seconds, 0.0, 0.0, crashed=crashed or "no output notebook")
+        return Execution(lab, version, seconds, 0.0, 0.0, crashed=crashed or "no output notebook",
+                         failures=runlog.read_failures(log_dir), logs=_shown(log_dir))
     result = judge(json.loads(output.read_text()), lab, version, seconds)
     result.crashed = crashed
-    result.output = str(output.relative_to(REPO)) if output.is_relative_to(REPO) else str(output)
+    result.failures, result.logs = runlog.read_failures(log_dir), _shown(log_dir)
+    result.output = _shown(output)
     bills = list(report_dir.glob("*.bill.json"))
     if bills:
         result.cost_usd = sum(_bill_total(b) for b in bills)
     return result
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def _bill_total(path: Path) -> float:
@@ -174,16 +267,43 @@ def _execute_star(args: tuple[str, str]) -> Execution:
     return execute(*args)
 
 
-def run_many(labs: list[str], versions: list[str], workers: int) -> list[Execution]:
+def run_many(labs: list[str], versions: list[str], workers: int,
+             on_done=lambda result: None, heartbeat: float = HEARTBEAT_S) -> list[Execution]:
+    """Execute every (lab, version), ``workers`` at a time; ``on_done(result)`` as each finishes.
+
+    While nothing finishes for ``heartbeat`` seconds, a line says what is still running.
+    Results come back in the order of ``labs`` and ``versions``.
+    """
     jobs = [(lab, v) for lab in labs for v in versions]
     if workers <= 1 or len(jobs) == 1:
         results = []
         for job in jobs:
-            print(f"  running {job[0]} ({job[1]}) ...", flush=True)
             results.append(execute(*job))
+            on_done(results[-1])
         return results
+    started = time.monotonic()
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_execute_star, jobs))
+        pending: dict[Future, tuple[str, str]] = {pool.submit(_execute_star, job): job for job in jobs}
+        done: dict[tuple[str, str], Execution] = {}
+        while pending:
+            finished, _ = wait(pending, timeout=heartbeat, return_when=FIRST_COMPLETED)
+            if not finished:
+                running = [f"{lab} ({version})" for f, (lab, version) in pending.items() if f.running()]
+                print(f"  ... {time.monotonic() - started:.0f} s, still running: {', '.join(running)}", flush=True)
+            for future in finished:
+                job = pending.pop(future)
+                done[job] = future.result()
+                on_done(done[job])
+    return [done[job] for job in jobs]
+
+
+def failure_report(r: Execution) -> str:
+    """Why an execution failed: its cells' errors, the root cause of each failed job, where the logs are."""
+    lines = [f"{r.lab} ({r.version}) failed: {r.problems()}"]
+    for cause in r.root_causes():
+        lines.append("  " + cause.replace("\n", "\n    "))
+    lines.append(f"  notebook: {r.output or BUILD / r.lab}; every job's and endpoint's log: {r.logs}")
+    return "\n".join(lines)
 
 
 def summary(results: list[Execution]) -> str:
@@ -212,14 +332,15 @@ def _main(argv: list[str] | None, versions: list[str], prog: str) -> int:
     if unknown:
         print(f"unknown lab(s): {', '.join(unknown)}; labs: {', '.join(lab_names())}", file=sys.stderr)
         return 2
-    print(f"Executing {len(labs)} lab(s) on the offline backend ({', '.join(versions)}); "
-          f"notebooks and logs in {BUILD.relative_to(REPO)}/")
-    results = run_many(labs, versions, args.workers)
+    print(f"Executing {len(labs)} lab(s) on the offline backend ({', '.join(versions)}), "
+          f"{min(args.workers, len(labs) * len(versions))} at a "
+          f"time; notebooks and logs in {BUILD.relative_to(REPO)}/<lab>/", flush=True)
+    results = run_many(labs, versions, args.workers, on_done=lambda r: print("  " + r.line(), flush=True))
     table = summary(results)
     print("\n" + table)
     for r in results:
         if not r.ok:
-            print(f"\n{r.lab} ({r.version}) failed: {r.problems()}\n  see {r.output or BUILD / r.lab}")
+            print("\n" + failure_report(r))
     (BUILD / "summary.md").write_text(table + "\n")
     (BUILD / "summary.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
     return 0 if all(r.ok for r in results) else 1

@@ -43,7 +43,7 @@ from .quotas import BedrockAccess, GuardError, ModelAccessMissing, QuotaChecker,
 DEFAULT_CAP_USD = 5.00
 # Per-lab caps by lab number (SYLLABUS.md): GPU and tuning labs need more headroom.
 DEFAULT_CAPS = {"00": 1.0, "01": 3.0, "02": 25.0, "03": 10.0, "04": 5.0, "05": 5.0, "06": 2.0, "07": 3.0,
-                "08": 5.0, "09": 1.0, "10": 3.0, "11": 2.0, "12": 1.0}
+                "08": 5.0, "09": 1.0, "10": 3.0, "11": 2.0, "12": 1.0, "14": 2.0, "15": 3.0}
 DEFAULT_ASSUMED_HOURS = 2.0
 DEFAULT_MAX_RUNTIME_S = 86400  # AWS's default StoppingCondition.MaxRuntimeInSeconds
 

@@ -63,6 +63,7 @@ Event kinds and fields (``usage.record(kind, resource, **fields)``):
 ``glue:object``             object_type, database, start, [end]; ``glue:requests``: requests
 ``cloudtrail:trail``        copy (1: the free first copy of management events), data_events, start, [end]
 ``emr:cluster``             nodes [{role, instance_type, count, market}], start, [end] (not priced)
+``ec2:instance``            instance_type, [instance_count], start, [end], [spot] (EC2 instances, Batch jobs)
 ``bedrock:guardrail``       guardrail_id and the assessment's units: topicPolicyUnits,
                             contentPolicyUnits, wordPolicyUnits, sensitiveInformationPolicyUnits,
                             sensitiveInformationPolicyFreeUnits, contextualGroundingPolicyUnits
@@ -617,7 +618,28 @@ def _vector_query_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, r
     return rows
 
 
+def _ec2_instance_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+                       now: float) -> list[BillRow]:
+    """EC2 instances (and the instances behind AWS Batch jobs): per second from start to end (or now)
+    at the on-demand rate; Spot at the family's typical saving (``data/pricing/spot.json``)."""
+    rows = []
+    for e in events:
+        price = catalogue.ec2_instance(e["instance_type"], region)
+        hours = _seconds(e, now) * float(e.get("instance_count") or 1) / 3600
+        on_demand = hours * price.price_usd
+        if e.get("spot"):
+            saving, _ = catalogue.spot_savings(e["instance_type"])
+            rows.append(_row(e["resource"], "ec2 (spot)", hours, f"{e['instance_type']} instance-hours", price,
+                             on_demand * (1 - saving), on_demand_cost=on_demand,
+                             note=f"typical {saving:.0%} Spot saving for the family (data/pricing/spot.json)"))
+        else:
+            rows.append(_row(e["resource"], "ec2", hours, f"{e['instance_type']} instance-hours", price, on_demand,
+                             note=e.get("note", "")))
+    return rows
+
+
 SERVICE_RULES: dict[str, Rule] = {
+    "ec2:instance": _ec2_instance_rows,
     "athena:query": _athena_rows,
     "kinesis:stream": _kinesis_stream_rows,
     "kinesis:put": _kinesis_data_rows,

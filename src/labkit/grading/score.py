@@ -1,19 +1,25 @@
 """Step "score": nbgrader's SaveAutoGrades into the private gradebook, then per-test results.
 
-A test earns its points when its cell ran without an error output (nbgrader's rule, which
-also counts output on stderr as a failure and an ``execute_result`` number as partial
-credit). Messages shown to learners are cleaned here: never a traceback, and for hidden
-tests only a message written in the lab source itself, never one built from values (a
-learner's object could put anything into a formatted message).
+A test earns its points when its cell ran without an error output: :func:`cell_failure`, the
+one rule for "this test passed" that ``labkit run``/``check``, the notebook tests and
+``labkit grade`` all use. Library logging and warnings on stderr never fail a test; an
+exception always does. nbgrader's own rule (``determine_grade``) also fails a cell for any
+stderr output and gives an ``execute_result`` number as partial credit, so nbgrader is shown
+each test cell as this rule judges it (:func:`as_judged`). Messages shown to learners are
+cleaned here: never a traceback, and for hidden tests only a message written in the lab
+source itself, never one built from values (a learner's object could put anything into a
+formatted message).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 import warnings
 from dataclasses import dataclass
 
+import nbformat
 from nbformat import NotebookNode
 
 from .assignment import Assignment, TestSpec
@@ -50,15 +56,28 @@ class TestResult:
     hidden_failure: bool = False
 
 
-def _first_error(cell: NotebookNode) -> dict | None:
+def cell_failure(cell: dict) -> dict | None:
+    """THE pass rule: the error output that fails this test cell, or None when it passed.
+
+    A test cell passes iff it ran and produced no error output (an exception). Output on
+    stderr (library logging, warnings) never fails it. A cell that never ran fails as "NotRun".
+    """
     for out in cell.get("outputs", []):
         if out.get("output_type") == "error":
             return out
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream" and out.get("name") == "stderr":
-            return {"ename": "Stderr", "evalue": "the test wrote to stderr (a warning counts as a failure)",
-                    "traceback": []}
+    if cell.get("execution_count") is None and not cell.get("outputs"):
+        return {"output_type": "error", "ename": "NotRun", "evalue": "the cell was not executed", "traceback": []}
     return None
+
+
+def as_judged(nb: NotebookNode) -> NotebookNode:
+    """A copy of ``nb`` whose test cells show nbgrader only what :func:`cell_failure` judged."""
+    view = copy.deepcopy(nb)
+    for cell in view.cells:
+        if cell.cell_type == "code" and cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            failure = cell_failure(cell)
+            cell.outputs = [nbformat.from_dict(failure)] if failure else []
+    return view
 
 
 def _failure_line(error: dict) -> int | None:
@@ -84,7 +103,7 @@ def explain(test: TestSpec, cell: NotebookNode | None, earned: float | None) -> 
     if cell is None:
         return TestResult(test.grade_id, 0.0, test.points, "not run", "the test cell was not executed",
                           HINTS["NotRun"])
-    error = _first_error(cell)
+    error = cell_failure(cell)
     if error is None and points >= test.points:
         return TestResult(test.grade_id, points, test.points, "passed")
     if error is None:
@@ -120,7 +139,7 @@ def save_grades(nb: NotebookNode | None, assignment: Assignment, student: str) -
             gb.update_or_create_student(student)
             gb.update_or_create_submission(assignment.lab, student)
         if nb is not None:
-            SaveAutoGrades().preprocess(nb, resources)
+            SaveAutoGrades().preprocess(as_judged(nb), resources)
         scores = {}
         with Gradebook(assignment.db_url) as gb:
             for test in assignment.tests:

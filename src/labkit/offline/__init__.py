@@ -58,6 +58,7 @@ ENGINE_MODULES = [
     "labkit.offline.s3",
     "labkit.offline.training",
     "labkit.offline.hosting",
+    "labkit.offline.cloudformation",
     "labkit.offline.bedrock",
     "labkit.offline.aoss",
     "labkit.offline.pricing",
@@ -70,6 +71,13 @@ ENGINE_MODULES = [
     "labkit.offline.eks",
     "labkit.offline.cost_explorer",
     "labkit.offline.metering",
+    "labkit.offline.clarify",
+    "labkit.offline.debugger",
+    "labkit.offline.model_cards",
+    "labkit.offline.ec2_cluster",
+    "labkit.offline.batch",
+    "labkit.offline.warm_pools",
+    "labkit.offline.inference_recommender",
 ]
 
 _lock = threading.RLock()
@@ -164,7 +172,14 @@ def _set_environment() -> None:
         "MOTO_ALLOW_NONEXISTENT_REGION": "false",
     })
     config = Path(tempfile.gettempdir()) / "labkit-sagemaker-config.yaml"
-    config.write_text(SDK_CONFIG)
+    if not config.exists() or config.read_text() != SDK_CONFIG:
+        # Every backend on this machine (kernels, test workers) shares this file: replace it whole,
+        # never truncate it under a reader, which would see an empty or partial config.
+        fd, tmp = tempfile.mkstemp(dir=config.parent, prefix=".labkit-sagemaker-config-")
+        with os.fdopen(fd, "w") as f:
+            f.write(SDK_CONFIG)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, config)
     os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(config)
     os.environ["SAGEMAKER_ADMIN_CONFIG_OVERRIDE"] = str(config)
 

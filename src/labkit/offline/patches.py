@@ -20,8 +20,9 @@ SageMaker SDK modules (patched when imported, through an import hook):
     - polling sleeps capped to :data:`POLL_S` (``TrainingJob.wait(poll=5)``,
       ``Endpoint.wait_for_status``, ``ModelBuilder.deploy``'s 30 s polls, v2's
       ``Session.wait_for_endpoint``, v2 ``fit(logs=...)``, v3 ``PipelineExecution.wait``);
-    - v3's config schema checked once (it re-validated a constant schema on every lookup,
-      0.2-0.4 s each);
+    - the config schema checked once (both SDKs re-validate a constant schema on every
+      config lookup: 0.2-0.4 s each for v3, about 1.3 s for v2 on a loaded machine, several
+      per ``fit``); every config is still validated against it;
     - ``sts_regional_endpoint``: both SDK generations build their STS client with an
       explicit regional ``endpoint_url``, which overrides ``AWS_ENDPOINT_URL``; offline it
       answers the local endpoint.
@@ -54,12 +55,16 @@ POLL_S = 0.05
 PIPELINE_POLL_S = 0.25
 # Modules whose ``time.sleep`` calls are status polls (v3 resources, session helper, transformer; v2 session).
 POLLING_MODULES = ("sagemaker.core.resources", "sagemaker.core.helper.session_helper",
-                   "sagemaker.core.transformer", "sagemaker.session")
+                   "sagemaker.core.transformer", "sagemaker.session",
+                   # v3 Processor.run(wait=True) (Clarify, Model Monitor) polls through _wait_until here
+                   "sagemaker.core.common_utils")
 # Modules that define ``sts_regional_endpoint`` (v3, v2).
 STS_ENDPOINT_MODULES = ("sagemaker.core.helper.session_helper", "sagemaker.core.common_utils",
                         "sagemaker.session", "sagemaker.utils")
 # ObjectExists: an asynchronous endpoint's answer appears in S3 as soon as it is computed.
-FAST_WAITERS = {"EndpointInService", "EndpointDeleted", "TransformJobCompletedOrStopped", "ObjectExists"}
+FAST_WAITERS = {"EndpointInService", "EndpointDeleted", "TransformJobCompletedOrStopped", "ObjectExists",
+                "StackCreateComplete", "StackUpdateComplete", "StackDeleteComplete", "StackRollbackComplete",
+                "ChangeSetCreateComplete"}
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 _lock = threading.RLock()
@@ -316,11 +321,8 @@ def _patch_sts_endpoint(module: types.ModuleType) -> None:
     _wrap(module, "sts_regional_endpoint", make)
 
 
-def _patch_config_manager(module: types.ModuleType) -> None:
-    cls = getattr(module, "SageMakerConfig", None)
-    original = getattr(cls, "validate_sagemaker_config", None)
-    if original is None or getattr(original, "_labkit_prompt", False):
-        return
+def _checked_once(original: Callable[..., None], module: types.ModuleType) -> Callable[..., None]:
+    """``validate_sagemaker_config`` that checks the (constant) schema once, then only the config."""
     checked: dict[int, Any] = {}
 
     def validate_sagemaker_config(sagemaker_config: dict | None = None) -> None:
@@ -338,7 +340,25 @@ def _patch_config_manager(module: types.ModuleType) -> None:
 
     validate_sagemaker_config._labkit_prompt = True  # type: ignore[attr-defined]
     validate_sagemaker_config.__doc__ = original.__doc__
-    _set(cls, "validate_sagemaker_config", staticmethod(validate_sagemaker_config))
+    return validate_sagemaker_config
+
+
+def _patch_config_manager(module: types.ModuleType) -> None:
+    """SDK v3: the static method ``SageMakerConfig.validate_sagemaker_config``."""
+    cls = getattr(module, "SageMakerConfig", None)
+    original = getattr(cls, "validate_sagemaker_config", None)
+    if original is None or getattr(original, "_labkit_prompt", False):
+        return
+    _set(cls, "validate_sagemaker_config", staticmethod(_checked_once(original, module)))
+
+
+def _patch_v2_config(module: types.ModuleType) -> None:
+    """SDK v2: the module function ``sagemaker.config.config.validate_sagemaker_config``."""
+    original = getattr(module, "validate_sagemaker_config", None)
+    if (original is None or getattr(original, "_labkit_prompt", False)
+            or not hasattr(module, "SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA")):
+        return
+    _set(module, "validate_sagemaker_config", _checked_once(original, module))
 
 
 def _patch_pipeline_wait(module: types.ModuleType) -> None:
@@ -368,6 +388,7 @@ for _name in STS_ENDPOINT_MODULES:
 _SDK_PATCHES["sagemaker.session"].append(_patch_v2_logs)
 _SDK_PATCHES["sagemaker.serve.deployment_progress"] = [_patch_deployment_progress]
 _SDK_PATCHES["sagemaker.core.config.config_manager"] = [_patch_config_manager]
+_SDK_PATCHES["sagemaker.config.config"] = [_patch_v2_config]
 _SDK_PATCHES["sagemaker.mlops.workflow.pipeline"] = [_patch_pipeline_wait]
 
 

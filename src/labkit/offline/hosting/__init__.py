@@ -3,7 +3,10 @@
 Importing this module (``labkit.offline.ENGINE_MODULES`` does) registers the boto3
 handlers of :mod:`.api`: CreateEndpointConfig, CreateEndpoint, UpdateEndpoint,
 DeleteEndpoint, InvokeEndpoint, InvokeEndpointAsync, CreateTransformJob and
-StopTransformJob, plus Application Auto Scaling checks (:mod:`.autoscaling`).
+StopTransformJob, plus Application Auto Scaling checks (:mod:`.autoscaling`). An
+``UpdateEndpoint`` with a ``DeploymentConfig`` runs as deployment guardrails do (blue/green with
+canary, linear or rolling traffic shifting, rolled back by alarms: :mod:`.deployment`), and every
+request a model serves publishes SageMaker's invocation metrics to CloudWatch (:mod:`.metrics`).
 Each endpoint variant is a model server subprocess (:mod:`.server`) that runs the
 sagemaker-inference toolkit's handler contract over the learner's ``inference.py``; on
 Linux a warm zygote forks them in milliseconds (:mod:`.process`), and every one of them
@@ -21,12 +24,13 @@ from __future__ import annotations
 import atexit
 
 from .. import on_reset, patches
-from . import autoscaling, process, transform
+from . import autoscaling, deployment, metrics, process, transform
 from .api import engine
 from .autoscaling import desired_instance_count, simulate_target_tracking
 from .process import stop_all
 
 patches.on_import("sagemaker.serve", process.warm_up)
+engine.observers.append(metrics.record)  # AWS/SageMaker invocation metrics from every request served
 
 
 def wait_for_endpoint(name: str, timeout: float = 60.0) -> str:
@@ -58,5 +62,5 @@ def _reset() -> None:
 atexit.register(_reset)
 
 
-__all__ = ["autoscaling", "desired_instance_count", "engine", "loaded_models", "simulate_target_tracking",
+__all__ = ["autoscaling", "deployment", "desired_instance_count", "engine", "loaded_models", "simulate_target_tracking",
            "wait_for_endpoint"]

@@ -7,6 +7,7 @@ jobs); the handlers here validate as SageMaker does, update those records and dr
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from .. import ACCOUNT_ID, REGION, dispatch, s3_location
@@ -84,6 +85,32 @@ def validate_model_data(params: dict[str, Any]) -> None:
 @dispatch.after("sagemaker", "CreateModel")
 def _warm_up(params: dict[str, Any], parsed: dict[str, Any]) -> None:
     process.warm_up()
+
+
+def _utc(moment: Any) -> Any:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dispatch.operation("sagemaker", "ListModels")
+def list_models(params: dict[str, Any]) -> dict[str, Any]:
+    """ListModels with its filters, order and pages (moto 5.2 ignores them all and lists every model).
+
+    Without ``MaxResults`` every match is returned in one page.
+    """
+    models = [m for m in _moto()._models.values()
+              if params.get("NameContains", "") in m.model_name
+              and ("CreationTimeBefore" not in params or _utc(m.creation_time) < _utc(params["CreationTimeBefore"]))
+              and ("CreationTimeAfter" not in params or _utc(m.creation_time) >= _utc(params["CreationTimeAfter"]))]
+    by_name = params.get("SortBy", "CreationTime") == "Name"
+    models.sort(key=lambda m: m.model_name if by_name else _utc(m.creation_time),
+                reverse=params.get("SortOrder", "Descending") == "Descending")
+    start = int(params["NextToken"]) if str(params.get("NextToken", "")).isdigit() else 0
+    end = start + int(params["MaxResults"]) if params.get("MaxResults") else len(models)
+    page = {"Models": [{"ModelName": m.model_name, "ModelArn": m.arn, "CreationTime": _utc(m.creation_time)}
+                       for m in models[start:end]]}
+    if end < len(models):
+        page["NextToken"] = str(end)
+    return page
 
 
 # --- endpoint configurations ---------------------------------------------------------------
@@ -211,7 +238,10 @@ def update_endpoint(params: dict[str, Any]) -> dict[str, Any]:
     if record is None or name not in engine.endpoints:
         raise invalid(f"Could not find endpoint \"{_arn('endpoint', name)}\".")
     config = _config(params["EndpointConfigName"])
-    engine.update(name, config, on_status=_sync)
+    from . import deployment  # a DeploymentConfig: blue/green traffic shifting and auto-rollback
+
+    if not deployment.start(engine, name, config, params, on_status=_sync):
+        engine.update(name, config, on_status=_sync)
     record.endpoint_status = "Updating"
     return {"EndpointArn": record.arn}
 

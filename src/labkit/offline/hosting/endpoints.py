@@ -20,10 +20,11 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, usage
+from .. import ACCOUNT_ID, REGION, runlog, usage
 from ..dispatch import AWSError
 from . import artifacts, storage
 from .capture import DataCapture
@@ -36,15 +37,6 @@ START_TIMEOUT_S = 120.0
 # How long a deleted endpoint stays ``Deleting`` before it is gone (AWS: a minute or more). Long
 # enough that "wait until it is gone" is observable, short enough for prompt waiters (0.05 s polls).
 DELETING_S = float(os.environ.get("LABKIT_ENDPOINT_DELETING_S", "0.5"))
-
-
-def _error_line(text: str) -> str:
-    """The exception line of a traceback (its last ``SomethingError: ...`` line)."""
-    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
-    for line in reversed(lines):
-        if re.match(r"^[\w.]+(Error|Exception|Exit|Interrupt)\b", line):
-            return line
-    return lines[-1] if lines else ""
 
 
 def runtime_error(message: str) -> AWSError:
@@ -64,6 +56,7 @@ class Variant:
     instance_type: str | None = None
     instance_count: int = 1
     serverless: dict[str, Any] | None = None
+    config_name: str = ""  # the endpoint configuration it came from (a blue/green update has two)
     prepared: artifacts.PreparedModel | None = None
     process: ModelProcess | None = None
     log: storage.LogStream | None = None
@@ -104,6 +97,8 @@ class Endpoint:
     failure: str | None = None
     rng: random.Random = field(default_factory=random.Random)
     async_queue: Any = None
+    # Picks the variant of a request when set (a blue/green deployment shifting traffic); else choose_variant.
+    router: Callable[[Endpoint, str | None], Variant] | None = None
 
     @property
     def arn(self) -> str:
@@ -135,7 +130,7 @@ def variants_from_config(endpoint: str, config: dict[str, Any]) -> dict[str, Var
             endpoint=endpoint, name=pv["VariantName"], model_name=pv["ModelName"],
             container=model_container(pv["ModelName"]), weight=float(pv.get("InitialVariantWeight", 1.0)),
             instance_type=pv.get("InstanceType"), instance_count=int(pv.get("InitialInstanceCount", 1) or 1),
-            serverless=pv.get("ServerlessConfig"))
+            serverless=pv.get("ServerlessConfig"), config_name=config["EndpointConfigName"])
     return out
 
 
@@ -145,6 +140,8 @@ class HostingEngine:
     def __init__(self) -> None:
         self.endpoints: dict[str, Endpoint] = {}
         self.lock = threading.RLock()
+        # Called after each request that reached a model: (endpoint, variant, HTTP status, seconds).
+        self.observers: list[Callable[[Endpoint, Variant, int, float], None]] = []
         self._stop = threading.Event()
         # Started with the first endpoint, not at import: the grader forks warm kernels from a
         # process that has imported this engine, and a process with threads must not fork.
@@ -190,14 +187,15 @@ class HostingEngine:
         if failure is None:
             for variant in variants.values():
                 if variant.process is not None and not variant.process.wait(START_TIMEOUT_S):
-                    last = [_error_line(variant.process.failure)]
                     failure = (f"The primary container for production variant {variant.name} did not pass the "
                                "ping health check. Please check CloudWatch logs for this endpoint. "
-                               f"(model server: {last[0]})")
+                               f"(model server: {variant.process.root_cause})")[:1024]
                     break
         if failure is not None:
             for variant in variants.values():
                 self._stop_variant(variant)
+        if failure:
+            runlog.failed("Endpoint", endpoint.name, failure)
         if endpoint.status == "Creating":
             endpoint.status, endpoint.failure = ("Failed", failure) if failure else ("InService", None)
             if not failure:
@@ -404,18 +402,27 @@ class HostingEngine:
             raise runtime_error(f"Endpoint {name} is an asynchronous endpoint (AsyncInferenceConfig): "
                                 "call invoke_endpoint_async with an InputLocation in S3.")
         with self.lock:
-            variant = self.choose_variant(endpoint, target_variant)
+            variant = (endpoint.router or self.choose_variant)(endpoint, target_variant)
             limit = int(variant.serverless.get("MaxConcurrency", 1)) if variant.serverless else None
             if limit is not None and variant.in_flight >= limit:
                 raise AWSError("ThrottlingException", f"Endpoint {name} is serving {limit} concurrent requests, "
                                "its MaxConcurrency. Retry with backoff or raise MaxConcurrency.", 429)
             variant.in_flight += 1
+        started, status = time.perf_counter(), 0  # 0: the request did not reach the model
         try:
-            return self._invoke_variant(endpoint, variant, body, content_type, accept, custom_attributes,
-                                        inference_id, target_model)
+            result = self._invoke_variant(endpoint, variant, body, content_type, accept, custom_attributes,
+                                          inference_id, target_model)
+            status = 200
+            return result
+        except AWSError as err:
+            status = int(err.extra.get("OriginalStatusCode", 0))
+            raise
         finally:
             with self.lock:
                 variant.in_flight -= 1
+            if status:
+                for observe in self.observers:
+                    observe(endpoint, variant, status, time.perf_counter() - started)
 
     def _invoke_variant(self, endpoint: Endpoint, variant: Variant, body: bytes, content_type: str | None,
                         accept: str | None, custom_attributes: str | None, inference_id: str | None,

@@ -106,13 +106,22 @@ class ModelProcess:
                 continue
             if line.startswith(FAILED):
                 continue
-            self._tail = (self._tail + [line.rstrip()])[-40:]
+            self._tail = (self._tail + [line.rstrip()])[-80:]
             with contextlib.suppress(Exception):  # logging must never kill the reader
                 self.log(line)
         if self.state != "stopped":
             self.failure = "\n".join(self._tail[-15:]) or f"the model server exited ({proc.wait()})"
             self.state = "failed"
         self._event.set()
+
+    @property
+    def root_cause(self) -> str:
+        """Why the server stopped, from its own output: the exception and the learner's line that raised it
+        (the model folder written as the container's ``/opt/ml/model``)."""
+        from .. import failures
+
+        cause = failures.explain({"model server": failures.timed(self._tail)}, "model server")
+        return cause.replace(self.args[1].rstrip("/"), "/opt/ml/model")
 
     def wait(self, timeout: float = 120.0) -> bool:
         """Block until the server serves (True) or failed (False)."""

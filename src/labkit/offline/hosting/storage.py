@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from .. import ACCOUNT_ID, REGION, s3_location
+from .. import ACCOUNT_ID, REGION, runlog, s3_location
 
 
 def _s3():
@@ -70,6 +70,7 @@ class LogStream:
         message = message.rstrip("\n")
         if not message:
             return
+        runlog.mirror(self.group, self.stream, message)
         with self._lock:
             backend = self._backend()
             try:

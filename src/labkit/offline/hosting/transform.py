@@ -24,7 +24,7 @@ import time
 import uuid
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, s3_location, usage
+from .. import ACCOUNT_ID, REGION, failures, runlog, s3_location, usage
 from ..dispatch import AWSError
 from . import artifacts, storage
 from .endpoints import model_container
@@ -197,6 +197,12 @@ def _batches(records: list[str], strategy: str, max_bytes: int) -> list[list[str
     return batches
 
 
+def _container_error(answer: str, model_dir: str) -> str:
+    """An error answer, as its root cause (the learner's exception and line) when it is a traceback."""
+    cause = failures.explain({"container": failures.timed(answer.splitlines())})
+    return cause.replace(model_dir.rstrip("/"), "/opt/ml/model") if cause else answer[:500]
+
+
 def run_job(params: dict[str, Any], log: storage.LogStream, stop: threading.Event) -> None:
     """Run the whole transform; raises RuntimeError with the failure reason."""
     container = model_container(params["ModelName"])
@@ -209,8 +215,7 @@ def run_job(params: dict[str, Any], log: storage.LogStream, stop: threading.Even
                            log=log.write, workdir=prepared.workdir, image=prepared.image).start()
     try:
         if not process.wait(120):
-            raise RuntimeError("ClientError: the model container failed to start: "
-                               + (process.failure.strip().splitlines() or [""])[-1])
+            raise RuntimeError("ClientError: the model container failed to start: " + process.root_cause)
         tin, tout = params["TransformInput"], params["TransformOutput"]
         dp = params.get("DataProcessing") or {}
         content_type, accept = tin.get("ContentType"), tout.get("Accept")
@@ -237,7 +242,7 @@ def run_job(params: dict[str, Any], log: storage.LogStream, stop: threading.Even
                 status, body, _ = process.invoke(raw[0], headers)
                 if status >= 400:
                     raise RuntimeError(f"ClientError: {uri}: the container answered {status}: "
-                                       f"{body.decode('utf-8', 'replace')[:500]}")
+                                       f"{_container_error(body.decode('utf-8', 'replace'), prepared.model_dir)}")
                 storage.put(f"{out_path}/{rel}.out", body)
                 continue
             for batch in batches_in:
@@ -245,7 +250,8 @@ def run_job(params: dict[str, Any], log: storage.LogStream, stop: threading.Even
                 status, body, _ = process.invoke("\n".join(sent).encode(), headers)
                 answer = body.decode("utf-8", "replace")
                 if status >= 400:
-                    raise RuntimeError(f"ClientError: {uri}: the container answered {status}: {answer[:500]}")
+                    raise RuntimeError(f"ClientError: {uri}: the container answered {status}: "
+                                       f"{_container_error(answer, prepared.model_dir)}")
                 if dp.get("JoinSource") == "Input" or dp.get("OutputFilter"):
                     lines = answer.splitlines() if len(batch) > 1 else [answer.strip()]
                     if len(lines) != len(batch):
@@ -291,6 +297,9 @@ def _execute(params: dict[str, Any], stop: threading.Event) -> None:
     usage.record("sagemaker:transform", name, instance_type=resources.get("InstanceType"),
                  instance_count=int(resources.get("InstanceCount", 1)), seconds=seconds, start=started,
                  end=time.time())
+    reason = reason[:1024]
+    if status == "Failed":
+        runlog.failed("TransformJob", name, reason)
     if record is not None:
         record.transform_job_status, record.failure_reason = status, reason or None
         record.transform_end_time = record.last_modified_time = utcnow()

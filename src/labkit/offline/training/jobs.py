@@ -16,23 +16,25 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, dispatch, on_reset, usage
+from .. import ACCOUNT_ID, REGION, dispatch, failures, on_reset, runlog, usage
 from . import images, storage
-from .environment import Channel, HostEnvironment
+from .environment import CONTAINER_ROOT, Channel, HostEnvironment
 from .metrics import MetricCollector, xgboost_definitions
 from .runner import (
     HostProcess,
     JobSetupError,
     all_succeeded,
-    error_lines,
     first_failure,
     process_environment,
     terminate_all,
@@ -59,8 +61,21 @@ MESSAGES = {
 }
 
 
+# SDK v3's driver logs "Executing command: torchrun ..."; its CalledProcessError (in the failure
+# file) and torchrun's ChildFailedError only wrap what failed.
+_LAUNCH_LINE = "Executing command: "
+_LAUNCHER_FAILURE = re.compile(r"CalledProcessError|ChildFailedError")
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def container_paths(text: str, hosts: list[HostEnvironment]) -> str:
+    """``text`` with each host's folder written as the container path it stands for (``/opt/ml``)."""
+    for env in hosts:
+        text = text.replace(str(env.root), CONTAINER_ROOT)
+    return text
 
 
 _base: list[Path] = []
@@ -73,12 +88,20 @@ def work_dir() -> Path:
     return _base[0]
 
 
-def free_port() -> int:
-    import socket
+def reserve_port() -> socket.socket:
+    """A loopback port for a job's rendezvous, held from now until the job ends.
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    On AWS each instance has its own network, and the rendezvous port (``algo-1:7777``) is
+    always free. Here every job shares this machine's ports, and a port that is merely chosen
+    (bound to 0, then closed) can be taken by anything that starts before torchrun's master
+    binds it, seconds later on a busy machine. So the port stays bound, not listening, with
+    ``SO_REUSEADDR``: the kernel hands it to no one else, while the job's master (c10d's
+    TCPStore sets ``SO_REUSEADDR`` too) can still bind it and listen. Close it when the job ends.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 @dataclass
@@ -92,6 +115,12 @@ class SpotInterruption:
 
 
 _interruptions: list[SpotInterruption] = []
+
+# Engines that follow a job's life (the Debugger's rules and profiler) register fn(run, event):
+# "hosts" (the hosts' folders and config files exist, nothing runs yet), "launched" (the hosts'
+# processes run; again after a spot restart) and "finished" (the outcome is known, before it is
+# recorded, so that what they add is there when the job is seen as ended).
+observers: list[Callable[[TrainingRun, str], None]] = []
 
 
 @dispatch.backend_function
@@ -132,6 +161,8 @@ class TrainingRun:
         self.metrics = MetricCollector(definitions)
         self.lines: list[str] = []
         self._sinks: dict[str, Any] = {}
+        self._commands: dict[str, str] = {}
+        self._port: socket.socket | None = None
         self.processes: list[HostProcess] = []
         self.hosts: list[HostEnvironment] = []
         self._stop = threading.Event()
@@ -169,6 +200,13 @@ class TrainingRun:
     def start(self) -> None:
         self.thread.start()
 
+    def _notify(self, event: str) -> None:
+        for observer in observers:
+            try:
+                observer(self, event)
+            except Exception as err:  # an observer's failure is its own, never the job's
+                self.lines.append(f"labkit: {getattr(observer, '__module__', observer)} failed on {event}: {err!r}")
+
     def stop(self, reason: str = "Stopped") -> None:
         """StopTrainingJob: Stopping now, Stopped once the processes have exited."""
         if self.done.is_set() or self._stop.is_set():
@@ -188,6 +226,8 @@ class TrainingRun:
         stream = storage.LogStream(storage.LOG_GROUP_TRAINING, f"{self.name}/{host}-{int(time.time())}")
 
         def write(line: str) -> None:
+            if line.startswith(_LAUNCH_LINE):  # the SDK v3 driver names the command it starts
+                self._commands[host] = line[len(_LAUNCH_LINE):].strip()
             message = stream.write(line)
             self.lines.append(message)
             self.metrics.feed(message)
@@ -201,7 +241,8 @@ class TrainingRun:
         mode = spec.get("TrainingInputMode", "File")
         channels = [Channel.from_request(c, mode) for c in self.request.get("InputDataConfig", [])]
         checkpoint = self.request.get("CheckpointConfig") or {}
-        port = free_port()
+        self._port = reserve_port()
+        port = self._port.getsockname()[1]
         arn = self.record.arn
         for host in names:
             env = HostEnvironment(job_name=self.name, job_arn=arn, root=work_dir() / self.name / host,
@@ -288,6 +329,7 @@ class TrainingRun:
                 self._restore_checkpoints()
                 self._transition("Training", MESSAGES["Training"])
                 self._launch()
+                self._notify("launched")
                 run_started = time.time()
                 continue
             if time.time() - last_sync >= CHECKPOINT_SYNC_SECONDS:
@@ -296,21 +338,32 @@ class TrainingRun:
             time.sleep(POLL_SECONDS)
 
     def _failure_reason(self, index: int, code: int) -> str:
-        env = self.hosts[index]
-        proc = self.processes[index]
-        message = error_lines(list(proc.tail))
-        if env.failure_file.exists() and env.failure_file.read_text().strip():
-            text = env.failure_file.read_text().strip()
+        """FailureReason as AWS writes it, its message the root cause from the hosts' own output.
+
+        Not the launchers' wrappers (the SDK driver's CalledProcessError, torchrun's
+        ChildFailedError), and not a host that failed only because its peer had gone: the
+        first real failure of any rank (:mod:`labkit.offline.failures`).
+        """
+        outputs = {env.current_host: list(proc.tail) for env, proc in zip(self.hosts, self.processes, strict=False)}
+        cause = failures.root_cause(outputs)
+        if cause is not None:  # the host where it happened ("algo-2 rank 1" -> algo-2)
+            index = next((i for i, env in enumerate(self.hosts) if cause.source.split()[0] == env.current_host),
+                         index)
+            code = self.processes[index].poll() or code
+        env, proc = self.hosts[index], self.processes[index]
+        message = container_paths(cause.text if cause else failures.last_lines(outputs[env.current_host]),
+                                  self.hosts)
+        written = env.failure_file.read_text().strip() if env.failure_file.exists() else ""
+        if written and not _LAUNCHER_FAILURE.search(written):
+            # The script wrote its own reason (the container contract): AWS shows it as written.
+            text = container_paths(written, self.hosts)
             if not text.startswith(("ClientError", "AlgorithmError")):
                 text = "AlgorithmError: " + text
-            if message and message not in text:
-                # A driver's own traceback (SDK v3's CalledProcessError) hides the script's error.
-                suffix = f'\nErrorMessage "{message}"'
-                text = text[:1024 - len(suffix)] + suffix
-            return text[:1024]
-        command = " ".join(proc.argv[:2] + (["..."] if len(proc.argv) > 2 else []))
-        return (f'AlgorithmError: ExecuteUserScriptError:\nExitCode {code}\nErrorMessage "{message}"\n'
-                f'Command "{command}", exit code: {code}')[:1024]
+            first = message.splitlines()[0] if message else ""
+            return failures.fit(text, f'\nErrorMessage "{message}"' if first and first not in text else "")
+        command = container_paths(self._commands.get(env.current_host) or " ".join(proc.argv), self.hosts)
+        return failures.fit(f'AlgorithmError: ExecuteUserScriptError:\nExitCode {code}\nErrorMessage "', message,
+                            f'"\nCommand "{command[:300]}", exit code: {code}')
 
     def _upload(self) -> None:
         out = self.request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
@@ -333,6 +386,7 @@ class TrainingRun:
         if not self.image.emulated:
             return "Failed", images.not_emulated_message(self.image.uri)
         self._make_hosts()
+        self._notify("hosts")
         if self._stop.is_set():
             return self._stop_reason, None
         self._transition("Downloading", MESSAGES["Downloading"])
@@ -345,6 +399,7 @@ class TrainingRun:
             self._launch()
         except JobSetupError as err:
             return "Failed", str(err)
+        self._notify("launched")
         outcome, reason = self._watch()
         self.script_seconds = time.time() - script_start
         if outcome != "Failed":
@@ -353,6 +408,10 @@ class TrainingRun:
         return outcome, reason
 
     def _finish(self, outcome: str, reason: str | None) -> None:
+        self.outcome = outcome
+        self._notify("finished")
+        if self._port is not None:
+            self._port.close()
         status = {"Completed": "Completed", "Failed": "Failed"}.get(outcome, "Stopped")
         self._transition(outcome, MESSAGES.get(outcome, outcome))
         end = self.transitions[-1]["StartTime"]
@@ -361,6 +420,8 @@ class TrainingRun:
                                   "last_modified_time": end, "final_metric_data_list": self.metrics.final()}
         if reason:
             fields["failure_reason"] = reason
+        if status == "Failed":
+            runlog.failed("TrainingJob", self.name, reason or "")
         if self.training_started is not None:
             seconds = max(1, math.ceil(time.time() - self.training_started))
             billable = max(1, math.ceil(seconds * (1 - SPOT_DISCOUNT))) if self.spot else seconds

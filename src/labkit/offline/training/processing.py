@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from .. import dispatch, s3_location, usage
+from .. import dispatch, failures, runlog, s3_location, usage
 from ..dispatch import AWSError
 from . import api, images, jobs, shapes, storage
 from .environment import HostEnvironment, remap
@@ -25,7 +27,6 @@ from .runner import (
     HostProcess,
     all_succeeded,
     argv0,
-    error_lines,
     first_failure,
     process_environment,
     remap_text,
@@ -33,6 +34,11 @@ from .runner import (
 )
 
 PROCESSING_ROOT = "/opt/ml/processing"
+# Images whose container starts helpers for its job (Clarify's shadow endpoint), registered by the
+# engines that own them: repository -> fn(request) returning (environment for the job's processes,
+# cleanup to run when the job ends). A ValueError it raises fails the job with a ClientError.
+Sidecar = Callable[[dict[str, Any]], tuple[dict[str, str], Callable[[], None]]]
+SIDECARS: dict[str, Sidecar] = {}
 
 
 def now() -> dt.datetime:
@@ -84,6 +90,7 @@ class ProcessingRun:
         self._stop = threading.Event()
         self.done = threading.Event()
         self.started: float | None = None
+        self._cleanup: Callable[[], None] | None = None
         for key, value in {"processing_job_status": "InProgress", "processing_end_time": None,
                            "last_modified_time": now()}.items():
             setattr(record, key, value)
@@ -108,9 +115,16 @@ class ProcessingRun:
         except Exception as err:
             status, reason = "Failed", f"InternalServerError: offline processing engine: {err!r}"
         finally:
+            if self._cleanup is not None:
+                try:
+                    self._cleanup()
+                except Exception as err:  # a helper that does not stop must not hide the job's outcome
+                    logging.getLogger(__name__).warning("processing job %s: sidecar cleanup failed: %r", self.name, err)
             fields: dict[str, Any] = {"processing_job_status": status, "processing_end_time": now()}
             if reason:
                 fields["failure_reason"] = reason
+            if status == "Failed":
+                runlog.failed("ProcessingJob", self.name, reason or "")
             if exit_message:
                 fields["exit_message"] = exit_message
             self._set(**fields)
@@ -131,6 +145,12 @@ class ProcessingRun:
                               "'/opt/ml/processing/input/code/preprocess.py'])."), None
         self.started = time.time()
         self._set(processing_start_time=now())
+        sidecar_env: dict[str, str] = {}
+        if self.image.repository in SIDECARS:
+            try:
+                sidecar_env, self._cleanup = SIDECARS[self.image.repository](self.request)
+            except ValueError as err:
+                return "Failed", f"ClientError: {err}", None
         names = [f"algo-{i + 1}" for i in range(self.instance_count)]
         for i, host in enumerate(names):
             env = HostEnvironment(job_name=self.name, job_arn=self.record.arn,
@@ -154,7 +174,7 @@ class ProcessingRun:
         for env in self.hosts:
             words = [remap_text(w, env.root) for w in words_of]
             stream = storage.LogStream(storage.LOG_GROUP_PROCESSING, f"{self.name}/{env.current_host}-{int(time.time())}")
-            extra = {"SM_CURRENT_HOST": env.current_host, "SM_HOSTS": json.dumps(env.hosts)}
+            extra = {"SM_CURRENT_HOST": env.current_host, "SM_HOSTS": json.dumps(env.hosts), **sidecar_env}
             self.processes.append(HostProcess([argv0(words[0], env.root), *words[1:]], env.root,
                                               process_environment(env, extra, sm_variables=False), stream.write))
         return self._watch()
@@ -165,8 +185,12 @@ class ProcessingRun:
             failed = first_failure(self.processes)
             if failed:
                 terminate_all(self.processes)
-                message = error_lines(list(self.processes[failed[0]].tail))
-                return "Failed", f"AlgorithmError: See job logs for more information\n{message}"[:1024], message
+                outputs = {env.current_host: list(proc.tail) for env, proc in zip(self.hosts, self.processes,
+                                                                                  strict=False)}
+                message = jobs.container_paths(failures.explain(outputs, self.hosts[failed[0]].current_host),
+                                               self.hosts)
+                return ("Failed", failures.fit("AlgorithmError: See job logs for more information\n", message),
+                        message[:1024])
             if all_succeeded(self.processes):
                 self._upload()
                 return "Completed", None, None

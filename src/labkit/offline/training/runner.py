@@ -4,18 +4,18 @@
 containers follow: a ``ContainerEntrypoint`` as given, else the framework's entry point
 ``sagemaker_program`` with ``--key value`` arguments, else the built-in algorithm).
 :class:`HostProcess` runs it in a subprocess of this Python, in its own process group,
-streams every output line to a sink and keeps the last lines for ``FailureReason``.
+streams every output line to a sink and keeps the last lines (timed) for ``FailureReason``.
 """
 
 from __future__ import annotations
 
 import collections
 import os
-import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -117,35 +117,16 @@ def process_environment(env: HostEnvironment, extra: dict[str, str] | None = Non
     return out
 
 
-
-
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning|Failure)\b")
-
-
-def error_lines(lines: list[str], limit: int = 3) -> str:
-    """The last error of a run's output: the exception line(s) after the last traceback."""
-    text = [ln for ln in lines if ln.strip()]
-    if not text:
-        return ""
-    tb = max((i for i, ln in enumerate(text) if ln.startswith("Traceback (most recent call last)")), default=-1)
-    if tb >= 0:
-        # The exception line follows the frames (which a driver's logger may have un-indented).
-        after = text[tb + 1:]
-        for ln in after:
-            if _EXCEPTION_LINE.match(ln):
-                return ln
-        for ln in after:
-            if not ln.startswith((" ", "\t", "File ")):
-                return ln
-    return "\n".join(text[-limit:])
-
-
 class HostProcess:
-    """One host's process; lines go to ``sink`` as they are printed."""
+    """One host's process; lines go to ``sink`` as they are printed.
+
+    ``tail`` keeps the last lines with the time each was read, so that the root cause of a
+    failure can be told from its consequences on other hosts (:mod:`labkit.offline.failures`).
+    """
 
     def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], sink: Callable[[str], None]):
         self.argv = argv
-        self.tail: collections.deque[str] = collections.deque(maxlen=200)
+        self.tail: collections.deque[tuple[float, str]] = collections.deque(maxlen=400)
         self._sink = sink
         self.proc = subprocess.Popen(argv, cwd=str(cwd), env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -157,7 +138,7 @@ class HostProcess:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             line = line.rstrip("\n")
-            self.tail.append(line)
+            self.tail.append((time.time(), line))
             self._sink(line)
 
     def poll(self) -> int | None:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, on_reset, s3_location
+from .. import ACCOUNT_ID, REGION, on_reset, runlog, s3_location
 
 LOG_GROUP_TRAINING = "/aws/sagemaker/TrainingJobs"
 LOG_GROUP_PROCESSING = "/aws/sagemaker/ProcessingJobs"
@@ -136,6 +136,7 @@ class LogStream:
 
     def write(self, line: str) -> str:
         message = line.rstrip("\n").replace("\t", "#011")
+        runlog.mirror(self.group, self.stream, message)
         event = {"timestamp": int(time.time() * 1000), "message": message or " "}
         with self._lock:
             self._backend.put_log_events(self.group, self.stream, [event])

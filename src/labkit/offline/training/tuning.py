@@ -54,7 +54,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import _reset_hooks, dispatch
+from .. import _reset_hooks, dispatch, runlog
 from ..dispatch import AWSError
 from . import api, images, jobs, metrics, shapes
 
@@ -573,6 +573,8 @@ class TuningRun:
             self.failure_reason = reason
             self.ended_at = now()
             self._sync_record()
+        if status == "Failed":
+            runlog.failed("HyperParameterTuningJob", self.name, reason or "")
         self.done.set()
 
     def _sync_record(self) -> None:

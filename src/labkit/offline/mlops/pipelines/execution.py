@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ... import s3_location
+from ... import failures, runlog, s3_location
 from ...training import storage
 from .definition import RUNNABLE, Definition, StepDef
 from .expressions import ExpressionError, Scope
@@ -303,11 +303,18 @@ class PipelineRun:
                 if fail_steps:
                     self.failure_reason = fail_steps[0].failure or "Fail step reached."
                 else:
+                    # AWS names no step here; the first failed step's own reason (a job's root
+                    # cause) saves the learner a ListPipelineExecutionSteps call.
                     names = ", ".join(sorted(r.step.name for r in failed))
-                    self.failure_reason = f"Step failure: One or multiple steps failed ({names})."
+                    first = min(failed, key=lambda r: r.end or now())
+                    cause = " ".join((first.failure or "").split())
+                    self.failure_reason = failures.fit(f"Step failure: One or multiple steps failed ({names}). "
+                                                       f"{first.step.name}: ", cause, limit=1300)
             else:
                 self.status = "Succeeded"
             self.last_modified = now()
+        if self.status == "Failed":
+            runlog.failed("PipelineExecution", f"{self.pipeline_name}/{self.execution_id}", self.failure_reason or "")
         self.done.set()
 
     # --- one step ------------------------------------------------------------------
@@ -348,7 +355,7 @@ class PipelineRun:
                 status = "Stopped"
             record.status, record.end = status, now()
             if reason:
-                record.failure = reason[:3072]
+                record.failure = reason[:1024]
             self.last_modified = record.end
 
     def _request(self, step: StepDef, operation: str, extra: dict[str, Any]) -> dict[str, Any]:

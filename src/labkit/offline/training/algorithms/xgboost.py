@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-INT_PARAMS = {"num_round", "max_depth", "num_class", "early_stopping_rounds", "seed", "max_leaves", "max_bin",
+INT_PARAMS = {"csv_weights", "num_round", "max_depth", "num_class", "early_stopping_rounds", "seed", "max_leaves", "max_bin",
               "num_parallel_tree", "verbosity", "silent", "nthread", "max_cat_to_onehot", "updater_seq"}
 FLOAT_PARAMS = {"eta", "learning_rate", "gamma", "min_child_weight", "subsample", "colsample_bytree",
                 "colsample_bylevel", "colsample_bynode", "lambda", "reg_lambda", "alpha", "reg_alpha",
@@ -32,10 +32,10 @@ FLOAT_PARAMS = {"eta", "learning_rate", "gamma", "min_child_weight", "subsample"
                 "rate_drop", "skip_drop", "lambda_bias"}
 STR_PARAMS = {"objective", "eval_metric", "booster", "tree_method", "grow_policy", "sampling_method",
               "process_type", "sample_type", "normalize_type", "dsplit", "interaction_constraints",
-              "monotone_constraints", "prob_buffer_row", "refresh_leaf", "one_drop", "csv_weights",
+              "monotone_constraints", "prob_buffer_row", "refresh_leaf", "one_drop",
               "deterministic_histogram", "save_model_on_termination", "single_precision_histogram",
               "use_dask_gpu_training", "updater"}
-IGNORED = {"csv_weights", "save_model_on_termination", "single_precision_histogram", "use_dask_gpu_training",
+IGNORED = {"save_model_on_termination", "single_precision_histogram", "use_dask_gpu_training",
            "deterministic_histogram", "silent", "dsplit", "prob_buffer_row", "_kfold", "_num_cv_round"}
 
 
@@ -83,8 +83,9 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def load_channel(folder: Path, content_type: str | None) -> Any:
-    """A DMatrix from a channel folder in the container's formats."""
+def load_channel(folder: Path, content_type: str | None, csv_weights: bool = False) -> Any:
+    """A DMatrix from a channel folder in the container's formats (``csv_weights``: the CSV's
+    second column is each row's instance weight, as the container reads it)."""
     import numpy as np
     import xgboost as xgb
 
@@ -102,6 +103,8 @@ def load_channel(folder: Path, content_type: str | None) -> Any:
                                   "The XGBoost algorithm expects numeric CSV with the label in the first "
                                   "column and no header row.") from None
         data = np.vstack(arrays)
+        if csv_weights:
+            return xgb.DMatrix(data[:, 2:], label=data[:, 0], weight=data[:, 1])
         return xgb.DMatrix(data[:, 1:], label=data[:, 0])
     if kind in ("text/libsvm", "libsvm", "text/x-libsvm"):
         from sklearn.datasets import load_svmlight_files
@@ -132,10 +135,12 @@ def train(config_dir: Path, data_dir: Path, model_dir: Path) -> Any:
         raise ClientError("The XGBoost algorithm needs a 'train' channel (and optionally 'validation').")
     import xgboost as xgb
 
-    dtrain = load_channel(data_dir / "train", channels["train"].get("ContentType"))
+    weighted = bool(params.pop("csv_weights", 0))
+    dtrain = load_channel(data_dir / "train", channels["train"].get("ContentType"), weighted)
     evals = [(dtrain, "train")]
     if "validation" in channels:
-        evals.append((load_channel(data_dir / "validation", channels["validation"].get("ContentType")), "validation"))
+        evals.append((load_channel(data_dir / "validation", channels["validation"].get("ContentType"), weighted),
+                      "validation"))
     if early and len(evals) < 2:
         raise ClientError("early_stopping_rounds needs a 'validation' channel.")
     booster = xgb.train(params, dtrain, num_boost_round=num_round, evals=evals, early_stopping_rounds=early,

@@ -150,6 +150,23 @@ def _patch_torch_serialization(module) -> None:
 _AFTER_IMPORT = {"torch.serialization": _patch_torch_serialization}
 
 
+def _start_debugger_hook(module) -> None:
+    """SageMaker Debugger's tensor collection, started as AWS's PyTorch containers start smdebug's
+    hook when the job has a DebugHookConfig (the collector: ``labkit/offline/debugger/hook.py``)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        "debugger", "hook.py")
+    spec = importlib.util.spec_from_file_location("labkit_debugger_hook", path)
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    hook.install(module)
+
+
+if _ROOT and os.path.exists(_map("/opt/ml/input/config/debughookconfig.json")):
+    _AFTER_IMPORT["torch"] = _start_debugger_hook
+
+
 class _PatchAfterImport(importlib.abc.MetaPathFinder):
     """Runs ``_AFTER_IMPORT[name](module)`` once the module has been executed."""
 
