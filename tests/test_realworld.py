@@ -65,6 +65,23 @@ def test_judge_reads_errors_checks_and_background_failures(tmp_path):
     assert "| repo | abc | nb.ipynb | x | failed at cell 1; 1 job(s) failed in the background |" in table
 
 
+def test_judge_reads_a_traceback_rendered_by_rich_as_the_cells_error(tmp_path):
+    """SDK v2 installs rich's traceback handler: the exception is a display, not an error output."""
+    case = realworld.Case("t", "repo", "nb.ipynb", "x")
+    rich = ["\x1b[31m╭─ Traceback (most recent call last) ─╮\x1b[0m\n", "│ in <module>:2 │\n", "╰──────╯\n",
+            "\x1b[1;91mUnicodeDecodeError: \x1b[0m'utf-8' codec can't decode byte 0x93\n"]
+    executed = {"cells": [
+        {"cell_type": "code", "metadata": {}, "outputs": [{"output_type": "display_data",
+                                                           "data": {"text/plain": ["Traceback of a chart\n"]}}]},
+        {"cell_type": "code", "metadata": {}, "outputs": [{"output_type": "display_data",
+                                                           "data": {"text/plain": rich, "text/html": ["..."]}}]}]}
+    (tmp_path / "executed.ipynb").write_text(json.dumps(executed))
+    outcome = realworld.Outcome("t", "repo", "abc", "nb.ipynb", "x")
+    realworld.judge(outcome, case, tmp_path / "executed.ipynb", tmp_path / "state.json")
+    assert (outcome.status, outcome.failed_cell) == ("failed", 1)
+    assert outcome.error == "UnicodeDecodeError: 'utf-8' codec can't decode byte 0x93"
+
+
 def test_generated_data_has_the_shapes_the_notebooks_read(tmp_path):
     rows = realworld._abalone(20).decode().splitlines()
     assert len(rows) == 20 and all(len(r.split(",")) == 9 and r[0] in "MFI" for r in rows)

@@ -351,7 +351,9 @@ CASES: list[Case] = [
          "NPY predictions", sdk="v2", folders={"scikit_learn_data": "california-housing"},
          environment={"SCIKIT_LEARN_DATA": "scikit_learn_data"},
          expect=(("a model artifact", r"Model artifact persisted at s3://\S+/model\.tar\.gz"),
-                 ("predictions", r"\[[-\d. e]+\]"))),
+                 ("predictions", r"\[[-\d. e]+\]")),
+         tests="test_endpoint.py::test_invoke_endpoint_over_http_answers_the_models_own_content_type; "
+               "test_realworld.py::test_judge_reads_a_traceback_rendered_by_rich_as_the_cells_error"),
     Case("serverless-xgboost", EXAMPLES, "     deploy_and_monitor/sm-serverless_inference.ipynb",
          "a serverless endpoint of a built-in XGBoost model (SDK v2 Estimator, `!aws s3 cp`, boto3)", sdk="v2",
          s3={"s3://sagemaker-example-files-prod-us-east-1/datasets/tabular/uci_abalone/train_csv/"
@@ -587,6 +589,25 @@ def _v2_kernel() -> str:
     return "labkit-sdk-v2"
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+RAISED = re.compile(r"^(\w[\w.]*(?:Error|Exception|Exit|Interrupt)): ?(.*)$")
+
+
+def _error_of(out: dict) -> tuple[str, str] | None:
+    """``(name, message)`` of an exception a cell raised: an error output, or a traceback rendered by rich
+    (SDK v2 installs rich's traceback handler, whose report is a display, not an error output)."""
+    if out.get("output_type") == "error":
+        return out.get("ename", ""), out.get("evalue", "")
+    if out.get("output_type") != "display_data":
+        return None
+    text = ANSI.sub("", "".join(out.get("data", {}).get("text/plain", "")))
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or "Traceback" not in lines[0]:
+        return None
+    raised = RAISED.match(lines[-1].strip())
+    return (raised.group(1), raised.group(2)) if raised else None
+
+
 def _outputs_text(cell: dict) -> str:
     parts = []
     for out in cell.get("outputs", []):
@@ -659,10 +680,10 @@ def judge(outcome: Outcome, case: Case, executed: Path, state_file: Path) -> Non
     for index, cell in enumerate(cells):
         if cell.get("cell_type") != "code" or REPORT_TAG in cell.get("metadata", {}).get("tags", []):
             continue
-        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        errors = [e for e in map(_error_of, cell.get("outputs", [])) if e]
         if errors and outcome.failed_cell is None:
             outcome.failed_cell = index
-            outcome.error = f"{errors[0].get('ename')}: {errors[0].get('evalue', '')}"[:600]
+            outcome.error = f"{errors[0][0]}: {errors[0][1]}"[:600]
             failing_source = "".join(cell.get("source", ""))[:800]
         text.append(_outputs_text(cell))
     if outcome.status != "crashed":
