@@ -345,7 +345,8 @@ CASES: list[Case] = [
     Case("kb-retrieve", WORKSHOP, "02_Knowledge_Bases_and_RAG/3_customized-rag-with-retrieve-api.ipynb",
          "Knowledge Base Retrieve, then Converse over the passages",
          expect=(("retrieved passages", r'"score": [\d.]+'),
-                 ("an answer from them", r"Final Answer:\s+\(offline stand-in\) (?!I cannot find)"))),
+                 ("an answer from them", r"Final Answer:\s+\(offline stand-in\) (?!I cannot find)")),
+         tests="test_bedrock_models.py::test_responder_reads_passages_formatted_in_as_a_python_list"),
     Case("sklearn-end2end", EXAMPLES, " archived/Sklearn_on_SageMaker_end2end.ipynb",
          "SDK v2 estimator with your own script (SKLearn), the same job through boto3, tuning, deploy, CSV and "
          "NPY predictions", sdk="v2", folders={"scikit_learn_data": "california-housing"},

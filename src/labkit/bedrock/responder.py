@@ -35,6 +35,7 @@ Temperature, top-p and top-k do not change the answer: it is deterministic.
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field
 
@@ -80,8 +81,28 @@ class Prompt:
         return "\n".join([*self.system, *(t for _, t in self.turns)])
 
 
+def _passages(line: str) -> str:
+    """A line that is a Python list of strings, as passages (one paragraph each), else the line itself.
+
+    Prompt templates often format a list of retrieved passages straight in (``{contexts}`` of a list):
+    the model sees its repr, one line with the passages' line breaks written as ``\\n``, and reads the
+    passages in it; so does the stand-in.
+    """
+    stripped = line.strip()
+    if not (stripped.startswith("[") and stripped.endswith("]") and ("'" in stripped or '"' in stripped)):
+        return line
+    try:
+        value = ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return line
+    if not value or not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return line
+    return "\n\n".join(value)
+
+
 def _clean(text: str) -> str:
     text = _SPECIAL.sub("\n", text)
+    text = "\n".join(_passages(line) for line in text.splitlines())
     return "\n".join(_ROLE_LINE.sub("", line) for line in text.splitlines())
 
 
