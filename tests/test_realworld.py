@@ -42,6 +42,8 @@ def test_gaps_are_classified_by_cause_and_owner():
     assert "CLI" in cli.cause
     assert realworld.classify("No module named 'torchvision'").area == "environment (torch CPU build)"
     assert realworld.classify("No module named 'langchain_aws'").area == "environment (pins)"
+    assert realworld.classify("FileNotFoundError: [Errno 2] No such file or directory: 'abalone.py'").area == \
+        "upstream notebook"
     assert realworld.classify("something else entirely") is None
 
 
@@ -80,6 +82,17 @@ def test_judge_reads_a_traceback_rendered_by_rich_as_the_cells_error(tmp_path):
     realworld.judge(outcome, case, tmp_path / "executed.ipynb", tmp_path / "state.json")
     assert (outcome.status, outcome.failed_cell) == ("failed", 1)
     assert outcome.error == "UnicodeDecodeError: 'utf-8' codec can't decode byte 0x93"
+
+
+def test_a_shell_python_that_fails_quietly_is_no_pass(tmp_path):
+    """``! python script.py`` prints its traceback and the cell goes on: the notebook did not do what it shows."""
+    case = realworld.Case("t", "repo", "nb.ipynb", "x")
+    quiet = "Traceback (most recent call last):\n  File \"script.py\", line 3\nModuleNotFoundError: No module named 'joblib'\n"
+    executed = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [{"output_type": "stream", "text": quiet}]}]}
+    (tmp_path / "executed.ipynb").write_text(json.dumps(executed))
+    outcome = realworld.Outcome("t", "repo", "abc", "nb.ipynb", "x")
+    realworld.judge(outcome, case, tmp_path / "executed.ipynb", tmp_path / "state.json")
+    assert outcome.status == "ran to the end" and outcome.gap and not outcome.ok
 
 
 def test_generated_data_has_the_shapes_the_notebooks_read(tmp_path):

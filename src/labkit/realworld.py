@@ -48,7 +48,8 @@ HOME = BUILD / "labkit-home"  # the run's own backend ($LABKIT_HOME), stopped wh
 TABLE = REPO / "docs" / "realworld.md"
 CELL_TIMEOUT_S = 600
 REPORT_TAG = "labkit-realworld-state"
-SHELL_FAILURE = re.compile(r"upload failed|download failed|command not found|Could not connect to the endpoint URL")
+SHELL_FAILURE = re.compile(r"upload failed|download failed|command not found|Could not connect to the endpoint URL|"
+                           r"ModuleNotFoundError: No module named")
 INSTALL = re.compile(r"^\s*[!%]\s*(pip|pip3|conda|mamba)\b")
 ROLE = re.compile(r"\b(?:sagemaker\.)?get_execution_role\(\s*\)")
 
@@ -310,8 +311,10 @@ CASES: list[Case] = [
     Case("xgboost-regression", EXAMPLES, "      build_and_train_models/sm-regression_xgboost/sm-regression_xgboost.ipynb",
          "built-in XGBoost: libsvm training, Bayesian tuning, hosting the best model, text/x-libsvm predictions "
          "(SDK v2, boto3)", sdk="v2",
-         s3={f"s3://sagemaker-sample-files/datasets/tabular/uci_abalone/{part}/abalone.{part}": "abalone-libsvm"
-             for part in ("train", "test", "validation")},
+         s3={**{f"s3://sagemaker-sample-files/datasets/tabular/uci_abalone/{part}/abalone.{part}": "abalone-libsvm"
+                for part in ("train", "test", "validation")},
+             "s3://sagemaker-example-files-prod-us-east-1/datasets/tabular/uci_abalone/abalone.libsvm":
+                 "abalone-libsvm"},
          expect=(("a libsvm prediction", r"Prediction: \d+"), ("an error over the test set", r"MdAPE\) = +[\d.]+")),
          tests="test_hosting_containers.py::test_xgboost_reads_libsvm_under_both_content_types_and_when_none_is_given"),
     Case("xgboost-spot", EXAMPLES, "      build_and_train_models/sm-managed_spot_training_xgboost/"
@@ -404,6 +407,9 @@ GAPS: list[Gap] = [
         "2.13.0 (torchvision 0.28.0) is the CUDA one (its _C.so links libtorch_cuda.so and libc10_cuda.so), which "
         "does not import beside the course's CPU torch ('operator torchvision::nms does not exist'); the CPU "
         "build is only on PyTorch's own index, which this project cannot reach", "environment (torch CPU build)"),
+    Gap(r"FileNotFoundError: .*No such file or directory: '[\w.-]+\.py'", "a script the notebook names (its "
+        "entry_point) is neither in its folder in the upstream repository nor written by the notebook: the SDK "
+        "fails the same way, before any request, on AWS", "upstream notebook"),
     Gap(r"No module named '[\w.]+'", "a package the notebook installs "
         "that the course environment lacks (install cells are removed: the environment is pinned)",
         "environment (pins)"),
@@ -559,7 +565,9 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ran to the end" and all(self.checks.values()) and not self.background_failures
+        # A gap found in its outputs (a shell command that failed quietly) is no pass either.
+        return (self.status == "ran to the end" and all(self.checks.values()) and not self.background_failures
+                and not self.gap)
 
 
 def _commit(root: Path) -> str:
@@ -572,8 +580,8 @@ def _commit(root: Path) -> str:
         return "unknown"
 
 
-def _v2_kernel() -> str:
-    """A Jupyter kernel on the SDK v2 environment the tests build (``build/sdk-v2-venv``)."""
+def _v2_kernel() -> tuple[str, Path]:
+    """A Jupyter kernel on the SDK v2 environment the tests build (``build/sdk-v2-venv``), and its bin folder."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("_labkit_sdk_v2", REPO / "tests" / "test_sdk_v2.py")
@@ -587,7 +595,7 @@ def _v2_kernel() -> str:
         "display_name": "Python (SDK v2)", "language": "python"}))
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(BUILD / "jupyter"),
                                                                os.environ.get("JUPYTER_PATH")]))
-    return "labkit-sdk-v2"
+    return "labkit-sdk-v2", Path(python).parent
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -641,11 +649,13 @@ def run_case(case: Case, root: Path) -> Outcome:
     notebook = work / f"learner-{source.name}"
     notebook.write_text(json.dumps(nb))
     output = work / "executed.ipynb"
-    kernel = _v2_kernel() if case.sdk == "v2" else "python3"
+    kernel, bin_folder = _v2_kernel() if case.sdk == "v2" else ("python3", Path(sys.executable).parent)
     # The run's notebooks share one backend of their own (not the user's), as a learner's notebooks share theirs.
     # HOME too: what a kernel writes to its user's home (``~/.aws/config``, ``%store``) stays in the run's folder.
     env = {"LABKIT_BACKEND": "offline", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "LABKIT_HOME": str(HOME),
-           "HOME": str(BUILD / "home")}
+           "HOME": str(BUILD / "home"),
+           # The kernel's environment is active, as in a learner's Jupyter: `!python script.py` runs in it.
+           "PATH": os.pathsep.join([str(bin_folder), os.environ.get("PATH", "")])}
     (BUILD / "home").mkdir(parents=True, exist_ok=True)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -726,7 +736,8 @@ def table(outcomes: list[Outcome]) -> str:
         "`get_execution_role()` replaced by `lab.role_arn`, package installs removed, small generated data in "
         "place of internet downloads; never an edit to an API call). The run's kernels share one offline backend "
         "and one home folder of their own, as a learner's notebooks share theirs. A notebook passes when it runs to "
-        "the end, its outputs show what AWS would return and no job failed in the background. The notebooks are not in "
+        "the end (an exception a cell shows, even one rendered by rich, or a shell command that failed quietly, is a "
+        "failure), its outputs show what AWS would return and no job failed in the background. The notebooks are not in "
         "this repository; what they revealed is held in CI by the tests named here.",
         "",
         f"**{passed} of {len(outcomes)} pass.** Last run: {time.strftime('%Y-%m-%d')}.",
