@@ -2,7 +2,7 @@
 """Set up the course and run it, from a fresh clone, with nothing but Python 3.11+.
 
     python3 course.py run     # install, then execute every lab offline: pass/fail, time, cost
-    python3 course.py test    # install with the test tools, then lint and run the test suite
+    python3 course.py test    # install with the test tools, then lint, type-check and run the tests
 
 Both create ``.venv/`` beside this file on first use and install the pinned versions
 from ``pyproject.toml`` into it; later runs reuse it unless ``pyproject.toml`` changed.
@@ -70,6 +70,8 @@ def main(argv: list[str]) -> int:
     ensure_environment("dev")
     _say("ruff check")
     _run(BIN / "ruff", "check", "src", "tests", "bench", "course.py", env=env)
+    _say("mypy")
+    _run(BIN / "mypy", env=env)  # src/labkit, as [tool.mypy] in pyproject.toml says
     _say("pytest")
     return subprocess.run([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT, env=env).returncode
 

@@ -140,6 +140,25 @@ def run_labkit(notebooks: dict, work: Path, count: int) -> tuple[float, dict[str
     return seconds, {r.student: r.total for r in run.results}, run.isolation, workers
 
 
+def run_outputs(solution: Path, work: Path) -> tuple[float, float]:
+    """Seconds to grade the solution, and the solution with a cell of 10,000 small outputs
+    (``display(i)``), in one run with one worker (a first submission absorbs the start-up): the
+    grader's bookkeeping must stay linear in the number of outputs."""
+    from labkit.grading import grade
+
+    sol = nbformat.read(solution, as_version=4)
+    noisy = copy.deepcopy(sol)
+    noisy.cells.insert(2, nbformat.v4.new_code_cell("from IPython.display import display\n"
+                                                    "for i in range(10_000):\n    display(i)"))
+    folder = work / "outputs"
+    for name, nb in (("a-warm-up", sol), ("b-outputs", noisy), ("c-normal", sol)):
+        (folder / name).mkdir(parents=True)
+        nbformat.write(nb, folder / name / f"{LAB}.ipynb")
+    seconds = {r.student: r.seconds for r in grade(LAB, folder, work / "outputs-out", course_root=ROOT,
+                                                   workers=1).results}
+    return seconds["c-normal"], seconds["b-outputs"]
+
+
 def main(count: int = 40) -> str:
     count = int(os.environ.get("LABKIT_BENCH_GRADING_COUNT", count))
     notebooks = submissions(ROOT / "solutions" / LAB / f"{LAB}.ipynb", ROOT / "labs" / LAB / f"{LAB}.ipynb")
@@ -150,6 +169,7 @@ def main(count: int = 40) -> str:
         load_between, cpu_between = os.getloadavg(), _cpu()
         lk_seconds, lk_totals, isolation, workers = run_labkit(notebooks, work, count)
         load_after, cpu_after = os.getloadavg(), _cpu()
+        normal_s, outputs_s = run_outputs(ROOT / "solutions" / LAB / f"{LAB}.ipynb", work)
     nb_cpu = sum(cpu_between) - sum(cpu_before)
     lk_cpu = sum(cpu_after) - sum(cpu_between)
     kinds = {s: s.split("-", 1)[1].replace("-", "_") for s in lk_totals}
@@ -174,6 +194,11 @@ def main(count: int = 40) -> str:
         f"{nb_seconds:.1f} | {per_min(nb_seconds):.1f} | {nb_cpu / count:.2f} | 1x | |",
         f"| `labkit grade`, {workers} workers ({isolated}; feedback pages + CSV) | {lk_seconds:.1f} | "
         f"{per_min(lk_seconds):.1f} | {lk_cpu / count:.2f} | {nb_seconds / lk_seconds:.1f}x | >= 4x |",
+        "",
+        "| one submission of the solution, graded alone | seconds | ratio | target |",
+        "|---|---|---|---|",
+        f"| as handed out | {normal_s:.1f} | 1x | |",
+        f"| with a cell of 10,000 small outputs (`display(i)`) | {outputs_s:.1f} | {outputs_s / normal_s:.1f}x | < 4x |",
         "",
         f"Totals by kind, labkit (nbgrader): {by_kind}. Kinds where the totals differ: "
         f"{', '.join(differ) or 'none'} (nbgrader loses the whole crashed submission and does not restore a "

@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import Stubber
 
 from labkit.cost import catalogue as cat
-from labkit.cost import meter
+from labkit.cost import measured, meter
 from labkit.offline import usage
 
 NOW = 1_800_000_000.0
@@ -186,7 +186,7 @@ def test_sandbox_events_from_describe_calls():
         stub.add_response("list_processing_jobs", {"ProcessingJobSummaries": []})
         stub.add_response("list_transform_jobs", {"TransformJobSummaries": []})
         stub.add_response("list_endpoints", {"Endpoints": []})
-        events = meter.sandbox_events(sm, "02-gpu", since=t0.timestamp() - 10, now=t0.timestamp() + 4000)
+        events = measured.sandbox_events(sm, "02-gpu", since=t0.timestamp() - 10, now=t0.timestamp() + 4000)
         stub.assert_no_pending_responses()
     assert events == [{"kind": "sagemaker:training", "resource": "spot-job", "instance_type": "ml.g5.xlarge",
                        "instance_count": 2, "seconds": 3000, "spot": True, "billable_seconds": 900}]
@@ -227,7 +227,7 @@ def test_a_real_offline_training_job_is_billed_the_same_both_ways(lab):
         guard_mod.uninstall()
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     offline_rows, _ = meter.price_events([e for e in usage.events() if e["kind"] == "sagemaker:training"])
-    sandbox_rows, _ = meter.price_events(meter.sandbox_events(sm, "tests", since=since))
+    sandbox_rows, _ = meter.price_events(measured.sandbox_events(sm, "tests", since=since))
     [offline], [sandbox] = offline_rows, sandbox_rows
     expected = 2 * job["BillableTimeInSeconds"] / 3600 * 0.23
     assert offline.kind == sandbox.kind == "training (spot)"

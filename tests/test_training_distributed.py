@@ -177,7 +177,7 @@ def test_a_failing_rank_explains_the_two_instance_job(aws, tmp_path):
 
 def test_checkpoint_sync_skips_a_file_renamed_while_it_runs(aws, tmp_path, monkeypatch):
     """A script's atomic tmp -> final rename can race the engine's sync: skip the vanished file."""
-    from labkit.offline.training import storage
+    from labkit.offline import storage
 
     lab, s3, _, _ = aws
     (tmp_path / "a.pt.tmp").write_bytes(b"half")

@@ -14,55 +14,10 @@ backend in this process (see :mod:`labkit.offline`).
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass, field
-from typing import Any
 
-OFFLINE, SANDBOX = "offline", "sandbox"
-BACKENDS = (OFFLINE, SANDBOX)
+from .lab import BACKENDS, OFFLINE, SANDBOX, BackendError, Lab
 
-
-class BackendError(RuntimeError):
-    """The backend cannot start; the message says why and what to do."""
-
-
-@dataclass
-class Lab:
-    """What a lab works with, on whichever backend it runs."""
-
-    name: str
-    backend: str
-    region: str
-    account_id: str
-    role_arn: str
-    bucket: str
-    started_at: float = field(default_factory=time.time)
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def offline(self) -> bool:
-        return self.backend == OFFLINE
-
-    def s3_uri(self, *parts: str) -> str:
-        """``s3://<bucket>/<lab>/<parts...>``: where this lab keeps its objects."""
-        key = "/".join(p.strip("/") for p in (self.name, *parts) if p)
-        return f"s3://{self.bucket}/{key}"
-
-    def bill(self, *, show: bool = True):
-        """What this lab's resources would cost on AWS (see :mod:`labkit.cost`)."""
-        from .cost import bill_for
-
-        return bill_for(self, show=show)
-
-    def cleanup(self, *, dry_run: bool = False) -> list[str]:
-        """Delete what this lab created that is still billed; returns what it removed."""
-        from .cost import cleanup_lab
-
-        return cleanup_lab(self, dry_run=dry_run)
-
-    def __repr__(self) -> str:
-        return (f"Lab({self.name!r}, backend={self.backend!r}, region={self.region!r}, "
-                f"account={self.account_id!r}, bucket={self.bucket!r})")
+__all__ = ["BACKENDS", "OFFLINE", "SANDBOX", "BackendError", "Lab", "connect", "current"]
 
 
 def _chosen_backend(backend: str | None) -> str:

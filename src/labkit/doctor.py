@@ -63,16 +63,20 @@ def check_backend() -> list[Finding]:
                         "unset LABKIT_BACKEND or set it to offline/sandbox")]
     if chosen == "offline":
         from . import offline
+        from .offline import engines
 
         offline.start()
-        for module, state in offline.loaded_engines.items():
-            findings.append(Finding(f"engine {module.rsplit('.', 1)[-1]}", state, state == "loaded",
+        for engine in engines.ENGINES:
+            state = engines.loaded.get(engine.module, "not loaded")
+            answers = "; ".join(f"{service} ({len(ops)})" for service, ops in engines.answered(engine).items())
+            findings.append(Finding(f"engine {engine.name}", f"{state}: {engine.summary}"
+                                    + (f" [{answers}]" if answers else ""), state == "loaded",
                                     "" if state == "loaded" else "this engine is not part of this version yet"))
         offline.stop()
         from .offline import shared
 
-        state = shared.read_state()
-        up = state if shared.answering(state) else None
+        shared_state = shared.read_state()
+        up = shared_state if shared.answering(shared_state) else None
         findings.append(Finding("shared offline backend", f"running at {up['url']} (pid {up['pid']})" if up else
                                 f"not running (labkit.connect() starts it; state in {shared.home()})", True, ""))
         cli = Path(sys.executable).parent / "aws"

@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .authoring import REPO
 
@@ -203,7 +204,7 @@ def _serve_downloads(files: dict[str, bytes]) -> None:
             headers = email.message.Message()
             headers["Content-Length"] = str(len(data))
             response = urllib.response.addinfourl(io.BytesIO(data), headers, request.full_url, 200)
-            response.msg = "OK"
+            response.msg = "OK"  # type: ignore[attr-defined]  # urllib reads it; typeshed's addinfourl lacks it
             return response
 
         https_open = http_open = _answer
@@ -437,7 +438,7 @@ def classify(text: str) -> Gap | None:
 
 
 def _cell(source: str, tag: str | None = None) -> dict:
-    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
+    cell: dict[str, Any] = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
     if tag:
         cell["metadata"]["tags"] = [tag]
     return cell
@@ -585,6 +586,8 @@ def _v2_kernel() -> tuple[str, Path]:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("_labkit_sdk_v2", REPO / "tests" / "test_sdk_v2.py")
+    if spec is None or spec.loader is None:
+        raise ImportError("tests/test_sdk_v2.py is not a Python module")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     python = module.build_v2_environment()

@@ -62,7 +62,9 @@ def _source(cell: dict) -> str:
 
 def _regions(text: str, markers: tuple[str, str]) -> tuple[list[str], list[str]]:
     """(lines inside the marked regions, lines outside them) of one cell's source."""
-    inside, outside, within = [], [], False
+    inside: list[str] = []
+    outside: list[str] = []
+    within = False
     for line in text.splitlines():
         if line.strip() == markers[0]:
             within = True

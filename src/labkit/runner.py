@@ -326,6 +326,9 @@ def _main(argv: list[str] | None, versions: list[str], prog: str) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("labs", nargs="*", help="labs to run (default: all)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    from .scale import add_arguments as add_scale_arguments  # --on sagemaker: labkit.scale
+
+    add_scale_arguments(parser, instances_help="processing jobs at once, one notebook each (default 4)")
     args = parser.parse_args(argv)
     labs = args.labs or lab_names()
     unknown = sorted(set(labs) - set(lab_names()))
@@ -335,7 +338,14 @@ def _main(argv: list[str] | None, versions: list[str], prog: str) -> int:
     print(f"Executing {len(labs)} lab(s) on the offline backend ({', '.join(versions)}), "
           f"{min(args.workers, len(labs) * len(versions))} at a "
           f"time; notebooks and logs in {BUILD.relative_to(REPO)}/<lab>/", flush=True)
-    results = run_many(labs, versions, args.workers, on_done=lambda r: print("  " + r.line(), flush=True))
+    if args.on == "sagemaker":
+        from .scale.checking import main_on_sagemaker
+
+        results = main_on_sagemaker(labs, versions, args)
+        if isinstance(results, int):  # a dry run, or refused before anything ran
+            return results
+    else:
+        results = run_many(labs, versions, args.workers, on_done=lambda r: print("  " + r.line(), flush=True))
     table = summary(results)
     print("\n" + table)
     for r in results:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .connect import SANDBOX, BackendError, Lab
-
-TAG_KEY = "labkit:lab"
+from .cost.cleanup import TAG_KEY
+from .lab import SANDBOX, BackendError, Lab
 
 # Create operations that take a ``Tags`` list of {Key, Value}: the guard adds the lab tag.
 TAGGED_CREATES = {

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import catalog, responder
-from .chat import ChatRequest, Message, ToolResult, ToolSpec
+from .chat import Block, ChatRequest, Message, ToolResult, ToolSpec
 from .errors import BedrockError, not_found, validation
 
 TEST_ALIAS = "TSTALIASID"
@@ -176,7 +176,7 @@ class Agents:
         out = []
         for rec in self.agents.values():
             a = rec.draft.agent
-            summary = {k: a[k] for k in ("agentId", "agentName", "agentStatus", "description", "updatedAt") if k in a}
+            summary: dict[str, Any] = {k: a[k] for k in ("agentId", "agentName", "agentStatus", "description", "updatedAt") if k in a}
             numbered = [v for v in rec.versions if v != "DRAFT"]
             summary["latestAgentVersion"] = max(numbered, key=int) if numbered else "DRAFT"
             out.append(summary)
@@ -566,7 +566,7 @@ class Agents:
         if state.get("invocationId") != pending["invocationId"]:
             raise validation(f"The invocationId {state.get('invocationId')} does not match the pending invocation "
                              f"{pending['invocationId']}.")
-        blocks = []
+        blocks: list[Block] = []
         for r in results:
             fr = r.get("functionResult")
             if fr is None:

@@ -163,7 +163,9 @@ class MiniLM:
             list(_pool().map(run, batches))
         elif batches:
             run(batches[0])
-        return np.stack(out) if out else np.zeros((0, NATIVE_DIMENSION), np.float32)
+        vectors = [v for v in out if v is not None]
+        assert len(vectors) == len(out), "every text has its vector"
+        return np.stack(vectors) if vectors else np.zeros((0, NATIVE_DIMENSION), np.float32)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length sentence embeddings (384-d), as the model's Normalize module gives."""

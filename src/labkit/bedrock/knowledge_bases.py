@@ -132,9 +132,9 @@ class KnowledgeBases:
 
     # --- knowledge bases (moto's records) ------------------------------------------------------
     def knowledge_base(self, kb_id: str) -> Any:
-        from moto.bedrockagent.models import bedrockagent_backends
+        from ..offline import moto_state
 
-        kb = bedrockagent_backends[self.account_id][self.region].knowledge_bases.get(kb_id)
+        kb = moto_state.backend("bedrockagent", region=self.region, account=self.account_id).knowledge_bases.get(kb_id)
         if kb is None:
             raise not_found(f"Knowledge base with id {kb_id} does not exist")
         return kb
@@ -146,9 +146,9 @@ class KnowledgeBases:
         random characters; the record is made through its backend and then given the
         real storage configuration, a 10-character id as AWS makes them and ``ACTIVE``.
         """
-        from moto.bedrockagent.models import bedrockagent_backends
+        from ..offline import moto_state
 
-        backend = bedrockagent_backends[self.account_id][self.region]
+        backend = moto_state.backend("bedrockagent", region=self.region, account=self.account_id)
         storage = p.get("storageConfiguration") or {}
         config = p["knowledgeBaseConfiguration"]
         if config.get("type") != "VECTOR":

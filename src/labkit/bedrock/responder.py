@@ -162,7 +162,7 @@ def quoted_from(sentence: str, passage: str) -> bool:
 
 
 def sentences(text: str) -> list[str]:
-    out = []
+    out: list[str] = []
     for line in _paragraph_lines(text):
         out.extend(s.strip() for s in _SENTENCE_END.split(line) if s.strip())
     return out
@@ -173,7 +173,7 @@ def labelled_sentences(text: str) -> list[tuple[str, str | None]]:
     marks = list(_SOURCE_MARK.finditer(text))
     if not marks:
         return [(s, None) for s in sentences(text)]
-    out = [(s, None) for s in sentences(text[: marks[0].start()])]
+    out: list[tuple[str, str | None]] = [(s, None) for s in sentences(text[: marks[0].start()])]
     for i, m in enumerate(marks):
         end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
         out.extend((s, m.group(1)) for s in sentences(text[m.end():end]))

@@ -111,25 +111,12 @@ def client_side_answer(model: Any, **_: Any) -> Any:
     return AWSResponse("", err.status, {}, io.BytesIO(b"")), parsed
 
 
-_installed = False
-
-
 def install_client_side() -> None:
     """Register :func:`client_side_answer` on boto3's default session and future sessions (idempotent)."""
-    global _installed
-    from botocore.handlers import BUILTIN_HANDLERS
+    from labkit.offline import patches
 
-    events = [f"before-call.{service}" for service in OPERATIONS]
-    with _lock:
-        if not _installed:
-            BUILTIN_HANDLERS.extend((event, client_side_answer) for event in events)
-            _installed = True
-    import boto3
-
-    session = boto3.DEFAULT_SESSION
-    if session is not None:
-        for event in events:
-            session.events.register(event, client_side_answer, unique_id=f"labkit-throttle-{event}")
+    patches.add_botocore_handlers([(f"before-call.{service}", client_side_answer) for service in OPERATIONS],
+                                  default_session=True)
 
 
 # Clients take their session's handlers when they are created: register now, so that a

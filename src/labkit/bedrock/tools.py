@@ -251,12 +251,11 @@ def _fill(schema: dict[str, Any], question: str, found: _Candidates, forced: boo
                 value = prop["default"]
         elif kind == "array":
             item = prop.get("items") or {"type": "string"}
+            values: list[Any] = []
             if item.get("type") in ("integer", "number"):
-                values = []
                 while (n := found.take_number(item["type"] == "integer")) is not None:
                     values.append(n)
             else:
-                values = []
                 while (s := found.take_string(item.get("pattern"), _prefers(name, item))) is not None:
                     values.append(s)
             value = values or None

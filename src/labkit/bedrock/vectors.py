@@ -292,12 +292,11 @@ def metadata_problem(key: str, metadata: Any, non_filterable: Iterable[str] = ()
 # --- the store beside moto ---------------------------------------------------------------------
 
 
-def _moto_backend():
-    from moto.s3vectors.models import s3vectors_backends
+def moto_backend() -> Any:
+    """moto's S3 Vectors backend, whose records (buckets, indexes) the store sits beside."""
+    from ..offline import moto_state
 
-    from ..offline import ACCOUNT_ID
-
-    return s3vectors_backends[ACCOUNT_ID]["aws"]  # moto keys S3 Vectors by partition
+    return moto_state.backend("s3vectors")
 
 
 class VectorStore:
@@ -331,7 +330,7 @@ class VectorStore:
         from moto.core.exceptions import ServiceException
 
         try:
-            return _moto_backend().get_index(bucket, name, arn)
+            return moto_backend().get_index(bucket, name, arn)
         except ServiceException as err:
             raise _error(err.code, err.message, 404) from None
 

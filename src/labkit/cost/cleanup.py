@@ -21,8 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..sandbox import TAG_KEY
-
+TAG_KEY = "labkit:lab"  # on every resource a lab creates (the sandbox's guard adds it)
 SHARED = "shared"
 
 

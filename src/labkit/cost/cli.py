@@ -36,7 +36,7 @@ def main_cleanup(argv: list[str]) -> int:
 
         if not offline.connected():
             state = shared.read_state()
-            if not shared.answering(state):
+            if state is None or not shared.answering(state):
                 print("labkit cleanup: the offline backend is not running, so nothing is left running. "
                       "(For a real account: LABKIT_BACKEND=sandbox labkit cleanup.)")
                 return 0

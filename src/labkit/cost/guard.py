@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from . import catalogue as cat
 from .quotas import BedrockAccess, GuardError, ModelAccessMissing, QuotaChecker, QuotaTooLow
@@ -223,7 +223,8 @@ class Guard:
     def check(self, service: str, operation: str, params: dict[str, Any]) -> Estimate | None:
         """Refuse (raise) or admit a call; an admitted create is added to the commitment."""
         if service == "bedrock-runtime":
-            return self._check_bedrock(params)
+            self._check_bedrock(params)
+            return None
         estimate = self.estimate(operation, params)
         with self._lock:
             if estimate.worst_usd > self.cap - self.committed + 1e-9:
@@ -338,8 +339,8 @@ def active() -> Guard | None:
     return _active[0]
 
 
-def install(lab: Any, *, cap_usd: float | None = None, quotas: QuotaChecker | None | bool = None,
-            bedrock: BedrockAccess | None | bool = None, **kwargs: Any) -> Guard:
+def install(lab: Any, *, cap_usd: float | None = None, quotas: QuotaChecker | Literal[False] | None = None,
+            bedrock: BedrockAccess | Literal[False] | None = None, **kwargs: Any) -> Guard:
     """Guard every botocore client created from now on for ``lab``; returns the :class:`Guard`.
 
     ``quotas`` and ``bedrock``: a checker, ``False`` for none, or ``None`` for the default,

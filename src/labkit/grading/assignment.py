@@ -38,12 +38,18 @@ class TestSpec:
     visible_source: str
     hidden: bool
 
-    def hidden_from_line(self) -> int | None:
-        """1-based line where the hidden tests begin in ``source`` (None if there are none)."""
+    def hidden_lines(self) -> set[int]:
+        """1-based lines of ``source`` inside a hidden block, its BEGIN and END markers included
+        (a block without END runs to the end of the cell); visible lines after END are not hidden."""
+        lines, inside = set(), False
         for number, line in enumerate(self.source.splitlines(), start=1):
             if line.strip() == HIDDEN_BEGIN:
-                return number
-        return None
+                inside = True
+            if inside:
+                lines.add(number)
+            if line.strip() == HIDDEN_END:
+                inside = False
+        return lines
 
 
 @dataclass
@@ -59,6 +65,18 @@ class Assignment:
     notebook_name: str
     release_notebook: nbformat.NotebookNode
     tests: list[TestSpec] = field(default_factory=list)
+    source_notebook: nbformat.NotebookNode | None = None  # solutions and hidden tests: never shown to learners
+    _secrets: object = field(default=None, repr=False)
+
+    @property
+    def secrets(self):
+        """The lab's hidden lines, for :mod:`labkit.grading.redact` (computed once)."""
+        if self._secrets is None:
+            from .redact import Secrets
+
+            visible = [c.source for c in self.release_notebook.cells if c.cell_type == "code"]
+            self._secrets = Secrets([t.source for t in self.tests], visible)
+        return self._secrets
 
     @property
     def max_score(self) -> float:
@@ -66,6 +84,10 @@ class Assignment:
 
     def test(self, grade_id: str) -> TestSpec | None:
         return next((t for t in self.tests if t.grade_id == grade_id), None)
+
+    def source_cell(self, grade_id: str) -> nbformat.NotebookNode | None:
+        cells = self.source_notebook.cells if self.source_notebook is not None else []
+        return next((c for c in cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id), None)
 
     def released_files(self) -> list[Path]:
         """Files a submission's scratch folder starts with (not the notebook itself)."""
@@ -185,4 +207,4 @@ def prepare_assignment(lab: str, run_dir: Path, course_root: Path | None = None)
                               "(nbgrader metadata grade=true with points): nothing to grade.")
     return Assignment(lab=lab, course_root=root, source_dir=source, private_course=course,
                       db_url=f"sqlite:///{course / 'gradebook.db'}", release_dir=release_dir,
-                      notebook_name=lab, release_notebook=release_nb, tests=tests)
+                      notebook_name=lab, release_notebook=release_nb, tests=tests, source_notebook=source_nb)

@@ -28,9 +28,11 @@ def write_grades_csv(results, assignment: Assignment, out: Path) -> Path:
 
 def write_reports(results, assignment: Assignment, out: Path, isolation: dict) -> Path:
     """``report.json`` (everything) and ``reports/<student>/<lab>.json`` per submission."""
+    from .submissions import safe_name
+
     out = Path(out)
     for result in results:
-        path = out / "reports" / result.student / f"{assignment.lab}.json"
+        path = out / "reports" / safe_name(result.student) / f"{assignment.lab}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(result), indent=1))
     summary = {"lab": assignment.lab, "max_score": assignment.max_score, "isolation": isolation,

@@ -45,7 +45,9 @@ def render(result, assignment: Assignment) -> str:
 
 
 def write_feedback(result, assignment: Assignment, out: Path) -> Path:
-    path = Path(out) / "feedback" / result.student / f"{assignment.lab}.html"
+    from .submissions import safe_name
+
+    path = Path(out) / "feedback" / safe_name(result.student) / f"{assignment.lab}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(result, assignment), encoding="utf-8")
     return path

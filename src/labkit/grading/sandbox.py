@@ -3,24 +3,30 @@
 ``python -m labkit.grading.sandbox POLICY.json -- KERNEL-COMMAND...`` is what the grader
 starts instead of the bare kernel command. It applies, in order, what this machine offers:
 
+- the submission's cgroup (CPU share, process cap; see :mod:`labkit.grading.fairshare`),
+  joined first, so the kernel and everything it starts are in it;
 - Linux namespaces (``unshare`` through libc; as root directly, otherwise inside a new user
-  namespace where unprivileged ones are allowed): a private mount namespace in which the
-  course's ``solutions/`` and ``autograder/`` folders, the submissions folder, the output
-  folder and the grader's private course are covered by empty read-only tmpfs mounts; a new
-  network namespace with only loopback (the kernel talks to the grader over Unix sockets);
-  a new PID namespace, so every process the submission starts dies with it.
-- As root: the kernel runs under a uid of its own (no name, no home, no groups), so the
-  repository's private files are unreadable, ``RLIMIT_NPROC`` counts only its processes, and
-  the grader can find and kill every process it left behind by uid.
-- On Linux, with or without namespaces: the sandbox's init is a child subreaper, so every
+  namespace where unprivileged ones are allowed): a new mount namespace whose root is built
+  from an **allowlist** (:func:`_new_root`): the system folders and the Python installation
+  read-only, the course data read-only, the submission's own scratch and kernel folders, and
+  a private ``/tmp``, ``/var/tmp``, ``/dev/shm`` and ``/run/lock`` sharing one size-limited
+  tmpfs. Nothing else of the machine exists in there: no homes, no other checkout, no
+  ``.git``, no other submission, no output folder. Also a network namespace with only
+  loopback, and a PID namespace, so every process the submission starts dies with it;
+- the kernel's own uid when the grader runs as root (decided by the grader and passed in
+  the policy); in a user namespace, every capability is dropped before the kernel starts;
+- on Linux, with or without namespaces: the sandbox's init is a child subreaper, so every
   process the submission starts, detached or double-forked, is re-parented to it and killed
-  (and counted for the report) when the kernel ends or the grader stops it.
-- Everywhere (Linux and macOS): its own session, resource limits (``RLIMIT_AS`` memory,
-  ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` largest file, ``RLIMIT_CORE`` 0), a scratch working
-  folder that is also ``HOME``, an environment with the offline backend and no credentials,
-  and a marker variable by which leftovers are found.
+  (and counted for the report) when the kernel ends or the grader stops it;
+- everywhere: its own session, resource limits (``RLIMIT_AS`` memory, ``RLIMIT_CPU``,
+  ``RLIMIT_FSIZE`` largest file, ``RLIMIT_CORE`` 0, ``RLIMIT_NPROC`` with a uid of its own), a
+  lower priority where no cgroup shares the CPU, a scratch working folder that is also ``HOME``,
+  an environment with the offline backend and no credentials, and a marker variable by which
+  leftovers are found.
 
-What was enforced is written to ``status.json`` beside the policy, and reported.
+Nothing here opens a path the submission can write after its code has run: what the launcher
+reports (``status.json``, the count of leftover processes) goes to files it opened in the
+grader's private folder before the kernel started.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import platform
 import select
 import signal
 import socket
@@ -39,10 +46,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = (0x00020000, 0x04000000, 0x10000000,
+                                                                       0x20000000, 0x40000000)
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 1, 36, 38, 24, 47
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41}
 MARKER = "LABKIT_GRADING_SANDBOX"
+# Device nodes a kernel needs; bound from the host's /dev into the sandbox's own /dev.
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 
 @dataclass
@@ -52,16 +64,20 @@ class Policy:
     scratch: str
     kernel_dir: str
     token: str
-    uid: int | None = None
-    hide: list[str] = field(default_factory=list)
+    uid: int | None = None        # the kernel's uid (root only), None to keep the grader's
     memory_mb: int = 4096
     cpu_seconds: int = 900
     file_mb: int = 256
     nproc: int = 512
     namespaces: bool = True
     tmp_mb: int = 512
-    reach: list[str] = field(default_factory=list)
+    read_only: list[str] = field(default_factory=list)   # what the kernel may see, read-only
+    read_write: list[str] = field(default_factory=list)  # the submission's own folders
+    root_dir: str = ""            # an empty folder the sandbox's root is mounted on
+    cgroup: list[str] = field(default_factory=list)      # cgroup.procs files to join
+    nice: int = 0                 # added priority penalty where no cgroup shares the CPU
     status_path: str = ""
+    leftovers_path: str = ""
     env: dict[str, str] = field(default_factory=dict)
     warm: str = ""  # the run's warm process (its Unix socket), "" to start the kernel directly
 
@@ -88,9 +104,14 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
+def _mount(libc, source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _check(libc.mount(source.encode() if source else None, target.encode(), fstype.encode() if fstype else None,
+                      flags, data.encode() if data else None), f"mount {source or ''} on {target}")
+
+
 def _unshare(libc: ctypes.CDLL) -> str:
-    """Enter new mount, network and PID namespaces; returns how (root or user namespace)."""
-    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID
+    """Enter new mount, network, PID and host-name namespaces; returns how (root or user namespace)."""
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWUTS
     if os.geteuid() == 0:
         _check(libc.unshare(flags), "unshare")
         return "root"
@@ -102,89 +123,121 @@ def _unshare(libc: ctypes.CDLL) -> str:
     return "user namespace"
 
 
-def _hide(libc: ctypes.CDLL, paths: list[str]) -> list[str]:
-    """Make mounts private, then cover each path with an empty read-only tmpfs."""
-    _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
-    hidden = []
-    for path in paths:
-        if not os.path.isdir(path):
-            continue
-        opts = b"size=64k,mode=0555"
-        _check(libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
-                          opts), f"mount tmpfs on {path}")
-        hidden.append(path)
-    return hidden
-
-
-TMP_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")
-
-
-def _under_tmp(path: str) -> bool:
-    return any(path == f or path.startswith(f + "/") for f in TMP_FOLDERS)
-
-
-def _private_tmp(libc: ctypes.CDLL, keep: list[str], size_mb: int) -> list[str]:
-    """Give the sandbox its own empty /tmp, /var/tmp and /dev/shm, keeping ``keep`` visible.
-
-    ``keep`` is the job folder (which lives under /tmp) and whatever of the Python
-    installation, this package and the course data happens to live under a temporary
-    folder too (a clone in /tmp, as CI may make). Each is held open and bind-mounted back
-    at the same path, so the grader outside sees the same paths as the kernel inside.
-    """
-    kept = sorted({os.path.realpath(k) for k in keep if os.path.isdir(k) and _under_tmp(os.path.realpath(k))})
-    fds = [(path, os.open(path, os.O_RDONLY | os.O_DIRECTORY)) for path in kept]
-    covered = []
-    try:
-        for folder in TMP_FOLDERS:
-            if os.path.isdir(folder) and not os.path.islink(folder):
-                _check(libc.mount(b"tmpfs", folder.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
-                                  f"size={size_mb}m,mode=1777".encode()), f"mount tmpfs on {folder}")
-                covered.append(folder)
-        for path, fd in fds:
-            os.makedirs(path, exist_ok=True)
-            _check(libc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, 4096 | MS_REC, None),
-                   f"bind {path}")
-    finally:
-        for _, fd in fds:
-            os.close(fd)
-    return covered
-
-
-def _first_closed(path: str) -> tuple[str, str] | None:
-    """The first folder on ``path`` that other users cannot enter, and its child on the path."""
-    parts = Path(path).resolve().parts
-    for depth in range(1, len(parts) - 1):
-        folder = os.path.join(*parts[:depth])
+def probe_namespaces() -> str:
+    """"" when this process may create the sandbox's namespaces, else why not (forks to try)."""
+    if not sys.platform.startswith("linux"):
+        return "not Linux"
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
         try:
-            if not os.stat(folder).st_mode & 0o001:
-                return folder, parts[depth]
-        except OSError:
-            return None
-    return None
+            _unshare(_libc())
+            os.write(write, b"ok")
+        except BaseException as err:  # noqa: BLE001 (reported to the parent)
+            os.write(write, str(err).encode()[:500])
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        answer = f.read().decode(errors="replace")
+    os.waitpid(pid, 0)
+    return "" if answer == "ok" else answer or "the probe died"
 
 
-def _reach(libc: ctypes.CDLL, needed: list[str]) -> list[str]:
-    """Let the sandbox's uid reach what the kernel needs (the Python installation) when a
-    folder above it is closed (``/root`` for a pyenv Python): that folder is covered by an
-    empty tmpfs and only the needed child is bound back, so the rest stays out of sight."""
-    opened = []
-    for path in needed:
-        for _ in range(8):
-            closed = _first_closed(path)
-            if closed is None:
-                break
-            folder, child = closed
-            fd = os.open(os.path.join(folder, child), os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                _check(libc.mount(b"tmpfs", folder.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=64k,mode=0755"),
-                       f"mount tmpfs on {folder}")
-                os.makedirs(os.path.join(folder, child), exist_ok=True)
-                _check(libc.mount(f"/proc/self/fd/{fd}".encode(), os.path.join(folder, child).encode(), None,
-                                  4096 | MS_REC, None), f"bind {folder}/{child}")
-                opened.append(os.path.join(folder, child))
-            finally:
-                os.close(fd)
-    return opened
+def _statvfs_flags(path: str) -> int:
+    """The mount flags a read-only remount of a bind of ``path`` must keep (locked in user namespaces)."""
+    try:
+        flags = os.statvfs(path).f_flag
+    except OSError:
+        return 0
+    return (MS_NOSUID if flags & os.ST_NOSUID else 0) | (MS_NODEV if flags & os.ST_NODEV else 0) | (
+        MS_NOEXEC if flags & os.ST_NOEXEC else 0)
+
+
+def _materialise(root: str, path: str, libc, read_only: bool, bound: list[str], depth: int = 0) -> None:
+    """Make ``path`` exist in the new root as on the host: symbolic links on the way are re-created
+    (same target), then the host's file or folder is bind-mounted there."""
+    if depth > 16:
+        raise OSError(40, f"too many links on the way to {path}")
+    current = "/"
+    parts = [p for p in path.split("/") if p]
+    for index, part in enumerate(parts):
+        host = os.path.join(current, part)
+        inside = root + host
+        if os.path.islink(host):
+            target = os.readlink(host)
+            if not os.path.lexists(inside):
+                os.makedirs(os.path.dirname(inside), exist_ok=True)
+                os.symlink(target, inside)
+            resolved = os.path.normpath(os.path.join(current, target))
+            rest = "/".join(parts[index + 1:])
+            _materialise(root, os.path.join(resolved, rest) if rest else resolved, libc, read_only, bound, depth + 1)
+            return
+        current = host
+    inside = root + current
+    if any(current == b or current.startswith(b.rstrip("/") + "/") for b in bound):
+        return  # already there, inside a folder bound before
+    if os.path.isdir(current):
+        os.makedirs(inside, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(inside), exist_ok=True)
+        if not os.path.lexists(inside):
+            os.close(os.open(inside, os.O_WRONLY | os.O_CREAT, 0o644))
+    _mount(libc, current, inside, None, MS_BIND | MS_REC)
+    if read_only:
+        _mount(libc, None, inside, None, MS_BIND | MS_REMOUNT | MS_RDONLY | _statvfs_flags(current))
+    bound.append(current)
+
+
+def _new_root(libc, policy: Policy) -> dict:
+    """Build the sandbox's root from the allowlist and pivot into it; the old root is detached."""
+    root = policy.root_dir
+    _mount(libc, "tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=0755")
+    # one size-limited tmpfs for every world-writable folder the kernel gets
+    shared = os.path.join(root, ".tmpfs")
+    os.mkdir(shared)
+    _mount(libc, "tmpfs", shared, "tmpfs", MS_NOSUID | MS_NODEV, f"size={policy.tmp_mb}m,mode=0755")
+    for name, where in (("tmp", "/tmp"), ("var-tmp", "/var/tmp"), ("shm", "/dev/shm"), ("lock", "/run/lock")):
+        os.mkdir(os.path.join(shared, name), 0o1777)
+        os.chmod(os.path.join(shared, name), 0o1777)
+        os.makedirs(root + where, exist_ok=True)
+        _mount(libc, os.path.join(shared, name), root + where, None, MS_BIND)
+    _check(libc.umount2(shared.encode(), MNT_DETACH), "umount the shared tmpfs")
+    os.rmdir(shared)
+    bound: list[str] = []
+    for name in DEVICES:
+        if os.path.exists(f"/dev/{name}"):
+            _materialise(root, f"/dev/{name}", libc, False, bound)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        with contextlib.suppress(FileExistsError):
+            os.symlink(target, f"{root}/dev/{name}")
+    os.makedirs(f"{root}/proc", exist_ok=True)
+    visible, skipped = [], {}
+    for path in policy.read_write:
+        _materialise(root, path, libc, False, bound)
+        visible.append(path)
+    for path in sorted(policy.read_only, key=len):
+        try:
+            _materialise(root, path, libc, True, bound)
+            visible.append(path)
+        except OSError as err:
+            skipped[path] = err.strerror or str(err)
+    number = SYS_PIVOT_ROOT.get(platform.machine())
+    old = os.path.join(root, ".old-root")
+    os.mkdir(old)
+    os.chdir(root)
+    if number is not None and libc.syscall(number, b".", b".old-root") == 0:
+        os.chdir("/")
+        _check(libc.umount2(b"/.old-root", MNT_DETACH), "detach the old root")
+        os.rmdir("/.old-root")
+        how = "pivot_root"
+    else:
+        os.rmdir(old)
+        os.chroot(root)
+        os.chdir("/")
+        how = "chroot"
+    return {"root": f"allowlist ({how})", "visible": visible, "not_visible": skipped}
 
 
 def _loopback_up() -> None:
@@ -213,6 +266,7 @@ def _limits(policy: Policy, own_uid: bool) -> list[str]:
     limit("RLIMIT_CPU", policy.cpu_seconds)
     limit("RLIMIT_FSIZE", policy.file_mb * 1024 * 1024)
     limit("RLIMIT_CORE", 0)
+    limit("RLIMIT_NICE", 0)
     if own_uid:  # counts every process of the uid: meaningful only for a uid of its own
         limit("RLIMIT_NPROC", policy.nproc)
     return applied
@@ -222,6 +276,26 @@ def _drop_to(uid: int) -> None:
     os.setgroups([])
     os.setgid(uid)
     os.setuid(uid)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_capabilities(libc) -> None:
+    """No capability left (a user namespace grants them all), none to regain: the kernel cannot
+    mount, unmount or pivot to see what the sandbox covers."""
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    for cap in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:
+            break
+    libc.prctl(PR_CAP_AMBIENT, 4, 0, 0, 0)
+    data = (_CapData * 2)()
+    _check(libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), data), "capset")
 
 
 class _Stop(Exception):
@@ -343,6 +417,19 @@ def _supervise(init: int, control: socket.socket | None) -> int:
                 os.kill(init, signal.SIGKILL)
 
 
+def _join_cgroup(files: list[str]) -> str:
+    for path in files:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+        except OSError as err:
+            return f"could not join {path}: {err.strerror}"
+    return ""
+
+
 def launch(policy_path: Path, command: list[str], start=_exec_kernel,
            control: socket.socket | None = None) -> int:
     """Apply the policy and run ``command`` (the kernel); returns its exit status.
@@ -353,44 +440,47 @@ def launch(policy_path: Path, command: list[str], start=_exec_kernel,
     """
     policy = Policy.load(policy_path)
     status_file = open(policy.status_path or Path(policy_path).with_name("status.json"), "w")  # noqa: SIM115
+    leftovers = os.open(policy.leftovers_path or os.devnull,
+                        os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     status: dict[str, object] = {"platform": sys.platform, "uid": None, "namespaces": None,
                                  "kernel": "warm fork" if start is not _exec_kernel else "exec"}
     libc = _libc() if sys.platform.startswith("linux") else None
+    if policy.cgroup:
+        problem = _join_cgroup(policy.cgroup)
+        status["cgroup"] = problem or "joined"
     in_pid_ns = False
     if libc is not None and policy.namespaces:
         try:
             status["namespaces"] = _unshare(libc)
             in_pid_ns = True
-            status["hidden"] = _hide(libc, policy.hide)
-            if policy.uid is not None and os.geteuid() == 0:
-                status["reached"] = _reach(libc, policy.reach)
-            status["private_tmp"] = _private_tmp(libc, [str(Path(policy.scratch).parent), *policy.reach],
-                                                  policy.tmp_mb)
+            _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+            status.update(_new_root(libc, policy))
+            _check(libc.sethostname(b"localhost", 9), "sethostname")  # resolvable without DNS
             try:
                 _loopback_up()
                 status["network"] = "own namespace, loopback only"
             except OSError as err:
                 status["network"] = f"own namespace, no loopback ({err})"
-        except OSError as err:
-            status["namespaces"] = None
+        except OSError as err:  # fail closed: never a kernel half inside the walls
             status["namespace_error"] = str(err)
+            status_file.write(json.dumps(status))
+            status_file.close()
+            print(f"labkit sandbox: the namespaces this grader checked could not be set up: {err}", file=sys.stderr)
+            return 126
     own_uid = policy.uid is not None and os.geteuid() == 0
-    if own_uid and not status.get("namespaces") and any(_first_closed(p) for p in policy.reach):
-        own_uid = False  # the Python installation is under a folder other users cannot enter
-        status["uid_note"] = ("kept the grader's uid: the Python installation is not readable by other "
-                              "users and no mount namespace is available to expose it")
-    if own_uid:
-        for folder in (policy.scratch, policy.kernel_dir):
-            for path in [folder, *(str(p) for p in Path(folder).rglob("*"))]:
-                os.lchown(path, policy.uid, policy.uid)
+    if own_uid and policy.uid is not None:  # the connection file jupyter_client just wrote into this start's folder
+        for name in os.listdir(policy.kernel_dir):
+            os.chown(os.path.join(policy.kernel_dir, name), policy.uid, policy.uid, follow_symlinks=False)
     status["uid"] = policy.uid if own_uid else os.geteuid()
     status["limits"] = {"memory_mb": policy.memory_mb, "cpu_seconds": policy.cpu_seconds,
-                        "file_mb": policy.file_mb, "nproc": policy.nproc if own_uid else None}
-    with status_file:  # opened before /tmp was covered
+                        "file_mb": policy.file_mb, "nproc": policy.nproc if own_uid else None,
+                        "tmp_mb": policy.tmp_mb if in_pid_ns else None, "nice": policy.nice}
+    with status_file:  # opened before the root was replaced
         status_file.write(json.dumps(status))
 
     init = os.fork()
     if init:  # the supervisor: wait, and take the namespace down with it
+        os.close(leftovers)
         return _supervise(init, control)
 
     # init of the new PID namespace (or subreaper without one): dies with the supervisor
@@ -408,12 +498,17 @@ def launch(policy_path: Path, command: list[str], start=_exec_kernel,
     kernel = os.fork()
     if kernel == 0:
         try:
+            os.close(leftovers)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.setsid()
             os.chdir(policy.scratch)
             _limits(policy, own_uid)
-            if own_uid:
+            if policy.nice:
+                os.nice(policy.nice)
+            if own_uid and policy.uid is not None:
                 _drop_to(policy.uid)
+            elif libc is not None and status.get("namespaces") == "user namespace":
+                _drop_capabilities(libc)
             if libc is not None:  # dies with init (the credentials change above cleared it)
                 libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             env = dict(policy.env, **{MARKER: policy.token, "HOME": policy.scratch})
@@ -431,10 +526,10 @@ def launch(policy_path: Path, command: list[str], start=_exec_kernel,
     if in_pid_ns:  # all of it dies with this process anyway; killed first to count it
         left = _kill_tree(alive) if _own_proc() else 0
     else:
-        left = _kill_tree(alive) + kill_marked(policy.token, policy.uid if own_uid else None)
+        left = _kill_tree(alive) + len(kill_marked(policy.token, policy.uid if own_uid else None))
     if left:
-        with contextlib.suppress(OSError), open(os.path.join(policy.kernel_dir, "leftovers"), "a") as f:
-            f.write(f"{left}\n")
+        with contextlib.suppress(OSError):
+            os.write(leftovers, f"{left}\n".encode())
     os._exit(code if code >= 0 else 128 - code)
 
 
@@ -461,7 +556,12 @@ def _marked(pid: int, token: str, uid: int | None) -> bool:
         return False
 
 
-def kill_marked(token: str, uid: int | None = None, rounds: int = 5) -> int:
+def marked_pids(token: str, uid: int | None = None) -> list[int]:
+    """The processes of this sandbox, found by its uid or by the marker variable."""
+    return [pid for pid in _proc_pids() if _marked(pid, token, uid)]
+
+
+def kill_marked(token: str, uid: int | None = None, rounds: int = 5) -> set[int]:
     """SIGKILL every process of this sandbox (by its uid, or by the marker variable); count them.
 
     Repeated a few times, so a process forking while it is being killed is caught too.
@@ -469,7 +569,7 @@ def kill_marked(token: str, uid: int | None = None, rounds: int = 5) -> int:
     """
     killed: set[int] = set()
     for _ in range(rounds):
-        found = [pid for pid in _proc_pids() if _marked(pid, token, uid)]
+        found = marked_pids(token, uid)
         if not found:
             break
         for pid in found:
@@ -477,27 +577,65 @@ def kill_marked(token: str, uid: int | None = None, rounds: int = 5) -> int:
                 os.kill(pid, signal.SIGKILL)
                 killed.add(pid)
         time.sleep(0.05)
-    return len(killed)
+    return killed
 
 
-def pick_uid(slot: int) -> int | None:
-    """A uid no process uses, for one sandbox (root only; None otherwise)."""
-    if os.geteuid() != 0 or not sys.platform.startswith("linux"):
-        return None
-    used = set()
-    for pid in _proc_pids():
+def first_closed(path: str) -> str | None:
+    """The first folder on ``path`` that other users cannot enter (None: all can be entered)."""
+    parts = Path(path).resolve().parts
+    for depth in range(1, len(parts)):
+        folder = os.path.join(*parts[:depth])
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("Uid:"):
-                    used.add(int(line.split()[1]))
-        except (OSError, ValueError):
-            continue
-    base = 61000 + (os.getpid() % 100) * 40
-    for offset in range(4000):
-        uid = 61000 + (base - 61000 + slot + offset) % 4000
-        if uid not in used:
-            return uid
+            if not os.stat(folder).st_mode & 0o001:
+                return folder
+        except OSError:
+            return folder
     return None
+
+
+class UidLease:
+    """A uid no process uses, held for one submission (root only): an exclusive lock per uid in a
+    folder only root can write, so concurrent grading runs never share one."""
+
+    FOLDER = Path("/run/labkit-grading-uids")
+    FIRST, COUNT = 61000, 4000
+
+    def __init__(self, slot: int):
+        self.uid: int | None = None
+        self._fd: int | None = None
+        if os.geteuid() != 0 or not sys.platform.startswith("linux"):
+            return
+        import fcntl
+
+        folder = self.FOLDER if Path("/run").is_dir() else Path("/tmp") / "labkit-grading-uids"
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+        used = set()
+        for pid in _proc_pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("Uid:"):
+                        used.add(int(line.split()[1]))
+            except (OSError, ValueError):
+                continue
+        start = (os.getpid() * 37 + slot * 7) % self.COUNT
+        for offset in range(self.COUNT):
+            uid = self.FIRST + (start + offset) % self.COUNT
+            if uid in used:
+                continue
+            fd = os.open(folder / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self.uid, self._fd = uid, fd
+            return
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _via_warm(policy: Policy, policy_path: Path, command: list[str]) -> int | None:

@@ -3,12 +3,14 @@
 A test earns its points when its cell ran without an error output: :func:`cell_failure`, the
 one rule for "this test passed" that ``labkit run``/``check``, the notebook tests and
 ``labkit grade`` all use. Library logging and warnings on stderr never fail a test; an
-exception always does. nbgrader's own rule (``determine_grade``) also fails a cell for any
-stderr output and gives an ``execute_result`` number as partial credit, so nbgrader is shown
-each test cell as this rule judges it (:func:`as_judged`). Messages shown to learners are
-cleaned here: never a traceback, and for hidden tests only a message written in the lab
-source itself, never one built from values (a learner's object could put anything into a
-formatted message).
+exception always does (the grader writes its own outcomes, a timeout, a dead kernel, a cell
+not run, tampering, as error outputs too). nbgrader's own rule (``determine_grade``) also fails
+a cell for any stderr output and gives an ``execute_result`` number as partial credit, so
+nbgrader is shown each test cell as this rule judges it (:func:`as_judged`). Messages shown to
+learners are cleaned here (:mod:`labkit.grading.redact`): never a traceback, never the name of
+an exception class the submission defined; for hidden tests only a message written in the lab
+source itself, never one built from values; for visible tests nothing that holds a line of a
+hidden test in any encoding.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from .assignment import Assignment, TestSpec
+from .redact import HIDDEN, literals, shown_exception
 
 _DB_LOCK = threading.Lock()
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -42,6 +45,8 @@ HINTS = {
                    "pieces, or free what you no longer need.",
     "AssertionError": "A check in the test failed: compare your answer with what the exercise asks, "
                       "including its type and structure.",
+    "Tampered": "The submission changed how the notebook runs or checks code (see the notes): tests after "
+                "that point were not graded and an instructor will review it. Remove that code.",
 }
 
 
@@ -86,42 +91,43 @@ def _failure_line(error: dict) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _redact(message: str, test: TestSpec) -> str:
-    start = test.hidden_from_line()
-    if start is None:
-        return message
-    for line in test.source.splitlines()[start - 1:]:
-        piece = line.strip()
-        if len(piece) >= 6 and piece in message:
-            return "(details hidden)"
-    return message
-
-
-def explain(test: TestSpec, cell: NotebookNode | None, earned: float | None) -> TestResult:
+def explain(test: TestSpec, cell: NotebookNode | None, earned: float | None, assignment: Assignment | None = None
+            ) -> TestResult:
     """The learner-facing result of one test cell."""
     points = float(earned or 0.0)
     if cell is None:
         return TestResult(test.grade_id, 0.0, test.points, "not run", "the test cell was not executed",
                           HINTS["NotRun"])
+    grader = cell.get("metadata", {}).get("labkit", {})
+    if grader.get("tampered"):
+        return TestResult(test.grade_id, 0.0, test.points, "failed", "not graded: the submission changed how the "
+                          "kernel runs tests (flagged for review)", HINTS["Tampered"])
     error = cell_failure(cell)
     if error is None and points >= test.points:
         return TestResult(test.grade_id, points, test.points, "passed")
     if error is None:
         return TestResult(test.grade_id, points, test.points, "partial",
                           f"partial credit: {points:g} of {test.points:g}")
-    ename, evalue = str(error.get("ename", "Error")), str(error.get("evalue", "")).strip()
-    line, start = _failure_line(error), test.hidden_from_line()
-    hidden = start is not None and (line is None or line >= start) and ename not in (
-        "TimeoutError", "KernelDied", "NotRun")
+    raw_name, evalue = str(error.get("ename", "Error")), str(error.get("evalue", "")).strip()
+    ename = shown_exception(raw_name)
+    if "failed_in" in grader:
+        hidden = grader["failed_in"] == "hidden"
+    else:  # outcomes the grader wrote itself (timeouts, kernel deaths, not run) carry no learner text
+        line, hidden_lines = _failure_line(error), test.hidden_lines()
+        hidden = bool(hidden_lines) and (line is None or line in hidden_lines) and raw_name not in (
+            "TimeoutError", "KernelDied", "NotRun")
     if hidden:
-        shown = evalue if evalue and evalue in test.source else ""
+        shown = evalue if evalue and evalue in literals(test.source) else ""
         message = f"a hidden test failed ({ename})" + (f": {shown}" if shown else "")
     else:
-        message = f"{ename}: {_redact(evalue, test)[:500]}" if evalue else ename
-    hint = HINTS.get(ename, f"Your code raised {ename}: run the answer cell and this test yourself, "
-                            "read the message and fix the cause.")
-    status = "not run" if ename == "NotRun" else "failed"
-    return TestResult(test.grade_id, points, test.points, status, _redact(message, test), hint, hidden)
+        text = evalue if assignment is None else assignment.secrets.learner_text(evalue)
+        message = f"{ename}: {text}" if text else ename
+        if text == HIDDEN:
+            message = f"{ename}: {HIDDEN}"
+    hint = HINTS.get(raw_name if ename == raw_name else "", f"Your code raised {ename}: run the answer cell and "
+                     "this test yourself, read the message and fix the cause.")
+    status = "not run" if raw_name == "NotRun" else "failed"
+    return TestResult(test.grade_id, points, test.points, status, message, hint, hidden)
 
 
 def save_grades(nb: NotebookNode | None, assignment: Assignment, student: str) -> dict[str, float]:

@@ -9,7 +9,7 @@ test or gradebook in it, and listens on a Unix socket in the grader's private fo
 For each kernel the sandbox launcher (what jupyter_client starts, see
 :mod:`labkit.grading.sandbox`) connects, passes its stdin/stdout/stderr and the policy,
 and the warm process forks a *leader*, which applies exactly the walls of an ``exec``-ed
-kernel (namespaces, hidden folders, uid, limits, environment) through
+kernel (cgroup, namespaces, allowlist root, uid, limits, environment) through
 :func:`~labkit.grading.sandbox.launch` and then starts ipykernel in place of ``execve``.
 The launcher relays "stop" (SIGTERM) and the leader relays the exit status back, so
 jupyter_client sees an ordinary kernel process.
@@ -33,6 +33,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import subprocess
 
 # Threads that survive a fork safely (jemalloc, bundled with pyarrow, re-creates its
 # background threads in the child).
@@ -61,7 +65,8 @@ def _unsafe_threads() -> list[str]:
 
 def preload(modules: list[str]) -> tuple[list[str], dict[str, str], str | None]:
     """Import ``modules`` in order; (imported, failed with why, first module that started a thread)."""
-    loaded, failed = [], {}
+    loaded: list[str] = []
+    failed: dict[str, str] = {}
     for name in modules:
         try:
             importlib.import_module(name)
@@ -174,13 +179,13 @@ def lab_imports(nb) -> list[str]:
 
 def warm_modules(release_nb) -> list[str]:
     """What the warm process imports for a lab: the course's modules, then the lab's own."""
-    from labkit.offline import ENGINE_MODULES
+    from labkit.offline import engines
 
     own = lab_imports(release_nb)
     modules = list(KERNEL_MODULES)
     if any(m == "labkit" or m.startswith("labkit.") for m in own):
         for name in COURSE_MODULES:
-            modules += list(ENGINE_MODULES) if name == "@engines" else [name]
+            modules += engines.modules() if name == "@engines" else [name]
     modules += own
     return [m for m in dict.fromkeys(modules) if m not in THREAD_STARTERS and not m.startswith("labkit.grading")]
 
@@ -197,7 +202,7 @@ class WarmProcess:
         self.socket = ""
         self.status: dict = {"warm": "starting"}
         self._ready = threading.Event()
-        self._proc = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._stopped = False
         self._thread = threading.Thread(target=self._start, name="labkit-warm", daemon=True)
 
@@ -218,11 +223,12 @@ class WarmProcess:
                                             "cwd": str(self.folder)}))
                 if self._stopped:
                     return
-                self._proc = subprocess.Popen([sys.executable, "-m", "labkit.grading.warm", str(path), str(spec)],
-                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                              stderr=subprocess.DEVNULL, cwd=self.folder, env=self.env,
-                                              start_new_session=True)
-                line = self._proc.stdout.readline()
+                proc = self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "labkit.grading.warm", str(path), str(spec)], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=self.folder, env=self.env,
+                    start_new_session=True)
+                assert proc.stdout is not None  # a PIPE
+                line = proc.stdout.readline()
                 try:
                     answer = json.loads(line)
                 except ValueError:
@@ -234,11 +240,11 @@ class WarmProcess:
                                    "warm_modules": answer.get("modules", []),
                                    "warm_failed": answer.get("failed", {})}
                     return
-                self._proc.wait()
+                proc.wait()
                 if answer.get("threads"):
                     exclude.append(answer["threads"])
                     continue
-                self.status = {"warm": f"off: the warm process stopped (exit {self._proc.returncode})"}
+                self.status = {"warm": f"off: the warm process stopped (exit {proc.returncode})"}
                 return
             self.status = {"warm": f"off: modules start threads at import: {', '.join(exclude)}"}
         except OSError as err:
@@ -256,7 +262,8 @@ class WarmProcess:
         proc = self._proc
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(OSError):
-                proc.stdin.close()
+                if proc.stdin is not None:
+                    proc.stdin.close()
             try:
                 proc.wait(5)
             except Exception:

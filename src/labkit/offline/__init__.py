@@ -1,8 +1,8 @@
 """The offline backend: a local AWS, served on a loopback endpoint.
 
-moto keeps the records of every service; the engines in this package add what moto only
-records (running jobs, serving endpoints, answering Bedrock) through
-:mod:`labkit.offline.dispatch`. The backend runs one of two ways (:func:`mode`):
+moto keeps the records of every service; the engines in this package (listed in
+:mod:`.engines`) add what moto only records (running jobs, serving endpoints, answering
+Bedrock) through :mod:`labkit.offline.dispatch`. The backend runs one of two ways (:func:`mode`):
 
 - ``embedded`` (grading, tests, ``labkit run``/``check``; ``LABKIT_OFFLINE_MODE=embedded``):
   :func:`start` runs a private, empty backend inside this process (moto's in-process mock,
@@ -23,7 +23,6 @@ Studio space. A request nothing here answers is refused, never sent to AWS.
 from __future__ import annotations
 
 import atexit
-import importlib
 import json
 import os
 import secrets
@@ -36,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import dispatch, patches, usage
+from . import dispatch, engines, patches, usage
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
@@ -50,36 +49,6 @@ EMBEDDED, SHARED = "embedded", "shared"
 MODES = (EMBEDDED, SHARED)
 MODE_VARIABLE = "LABKIT_OFFLINE_MODE"
 
-# Engine modules register their handlers on import. Each is optional so that the
-# backend stays usable while an engine is being built; a missing one is reported by
-# ``labkit doctor``.
-ENGINE_MODULES = [
-    "labkit.offline.iam",
-    "labkit.offline.s3",
-    "labkit.offline.training",
-    "labkit.offline.hosting",
-    "labkit.offline.cloudformation",
-    "labkit.offline.bedrock",
-    "labkit.offline.aoss",
-    "labkit.offline.pricing",
-    "labkit.offline.mlops",
-    "labkit.offline.athena",
-    "labkit.offline.stepfunctions",
-    "labkit.offline.emr",
-    "labkit.offline.cloudwatch",
-    "labkit.offline.cloudtrail",
-    "labkit.offline.eks",
-    "labkit.offline.cost_explorer",
-    "labkit.offline.metering",
-    "labkit.offline.clarify",
-    "labkit.offline.debugger",
-    "labkit.offline.model_cards",
-    "labkit.offline.ec2_cluster",
-    "labkit.offline.batch",
-    "labkit.offline.warm_pools",
-    "labkit.offline.inference_recommender",
-]
-
 _lock = threading.RLock()
 _mock = None
 _server: Any = None  # endpoint.Server of an embedded backend
@@ -90,7 +59,6 @@ _attached: dict[str, Any] | None = None  # the shared backend this kernel is att
 _config_dir: Path | None = None
 _started_at = 0.0
 _serving = EMBEDDED  # what this process's own endpoint is: embedded, or the shared backend
-loaded_engines: dict[str, str] = {}
 _reset_hooks: list[Callable[[], None]] = []
 
 
@@ -216,11 +184,6 @@ def configure_clients(url: str, credentials: dict[str, str], config_dir: Path) -
     for var in ("NO_PROXY", "no_proxy"):
         hosts = [h for h in os.environ.get(var, "").split(",") if h.strip()]
         os.environ[var] = ",".join(hosts + [h for h in ("127.0.0.1", "localhost", "::1") if h not in hosts])
-    from . import (
-        opensearch_client,  # opensearch-py ignores AWS_ENDPOINT_URL: its collection hosts are routed here
-    )
-
-    opensearch_client.install()
 
 
 def subprocess_environment() -> dict[str, str]:
@@ -234,20 +197,6 @@ def subprocess_environment() -> dict[str, str]:
     if url:
         env["AWS_ENDPOINT_URL"] = url
     return env
-
-
-def _load_engines() -> None:
-    for name in ENGINE_MODULES:
-        if name in loaded_engines:
-            continue
-        try:
-            importlib.import_module(name)
-            loaded_engines[name] = "loaded"
-        except ModuleNotFoundError as err:
-            if err.name == name:
-                loaded_engines[name] = "not built yet"
-            else:
-                raise
 
 
 def _seed() -> None:
@@ -266,17 +215,16 @@ def _seed() -> None:
 def _assume_execution_role() -> None:
     """The caller is the execution role's session, as in Studio; the same keys across resets."""
     global _credentials
-    from moto.iam.models import iam_backends
-    from moto.sts.models import sts_backends
+    from . import moto_state
 
-    role = sts_backends[ACCOUNT_ID]["aws"].assume_role(
+    role = moto_state.backend("sts").assume_role(
         region_name=REGION, role_session_name=SESSION_NAME, role_arn=ROLE_ARN, policy="", duration=43200,
         external_id="")
     if not _credentials:
         _credentials = {"AccessKeyId": role.access_key_id, "SecretAccessKey": role.secret_access_key,
                         "SessionToken": role.session_token}
         return
-    keys = iam_backends[ACCOUNT_ID]["aws"].access_keys
+    keys = moto_state.backend("iam").access_keys
     key = keys.pop(role.access_key_id)
     key.access_key_id, key.secret_access_key = _credentials["AccessKeyId"], _credentials["SecretAccessKey"]
     keys[key.access_key_id] = key
@@ -308,7 +256,7 @@ def start(*, port: int = 0, config_dir: Path | None = None,
             _mock.reset()
         dispatch.enable()
         usage.reset()
-        _load_engines()
+        engines.load()
         import boto3
 
         boto3.DEFAULT_SESSION = None
@@ -423,4 +371,4 @@ def status() -> dict[str, Any]:
     return {"pid": os.getpid(), "url": endpoint_url(), "mode": SHARED if _attached else _serving,
             "started_at": _started_at, "account": ACCOUNT_ID, "region": REGION, "role_arn": ROLE_ARN,
             "caller_arn": CALLER_ARN, "bucket": BUCKET, "credentials": dict(_credentials),
-            "engines": dict(loaded_engines)}
+            "engines": dict(engines.loaded)}

@@ -41,18 +41,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ACCOUNT_ID, REGION, dispatch, on_reset, subprocess_environment, usage
+from . import ACCOUNT_ID, REGION, dispatch, moto_state, on_reset, storage, subprocess_environment, usage
 from .dispatch import AWSError
 
 POLL_S = 0.05
 OPTIMAL = "m5.large"
 _lock = threading.RLock()
-
-
-def _moto() -> Any:
-    from moto.batch.models import batch_backends
-
-    return batch_backends[ACCOUNT_ID][REGION]
 
 
 def client_error(message: str) -> AWSError:
@@ -246,7 +240,7 @@ class Scheduler:
 
     # --- submission ----------------------------------------------------------------------------
     def submit(self, request: dict[str, Any]) -> Job:
-        backend = _moto()
+        backend = moto_state.backend("batch")
         queue = backend.get_job_queue(request["jobQueue"])
         if queue is None:
             raise client_error(f"Job queue {request['jobQueue']} not found.")
@@ -346,7 +340,7 @@ class Scheduler:
                    if j.status in ("STARTING", "RUNNING") and j.compute_environment is environment)
 
     def _place(self, job: Job) -> Any:
-        backend = _moto()
+        backend = moto_state.backend("batch")
         for item in sorted(job.queue.env_order_json, key=lambda e: e["order"]):
             environment = backend.get_compute_environment(item["computeEnvironment"])
             if environment is None or environment.state != "ENABLED":
@@ -379,7 +373,8 @@ class Scheduler:
             return
         threading.Thread(target=_pipe_logs, args=(job.process, stream), daemon=True).start()
         job.status = "RUNNING"
-        job.deadline = now + job.timeout() if job.timeout() else None
+        timeout = job.timeout()
+        job.deadline = now + timeout if timeout else None
         job.reclaim_at = self._reclaim_time(job, now)
         resources = environment.compute_resources or {}
         instance_type = next((t for t in resources.get("instanceTypes", [OPTIMAL]) if t != "optimal"), OPTIMAL)
@@ -484,9 +479,7 @@ def _kill(process: subprocess.Popen) -> None:
 
 
 def _pipe_logs(process: subprocess.Popen, stream: str) -> None:
-    from .training import storage
-
-    log = storage.LogStream("/aws/batch/job", stream)
+    log = storage.LogStream("/aws/batch/job", stream, job=True)
     assert process.stdout is not None
     for line in process.stdout:
         log.write(line.rstrip("\n"))
@@ -527,7 +520,7 @@ def list_jobs(params: dict[str, Any]) -> dict[str, Any]:
             parent = scheduler.jobs.get(params["arrayJobId"])
             chosen = list(parent.children) if parent else []
         else:
-            queue = _moto().get_job_queue(params.get("jobQueue", ""))
+            queue = moto_state.backend("batch").get_job_queue(params.get("jobQueue", ""))
             if queue is None:
                 raise client_error("Give jobQueue (an existing queue) or arrayJobId.")
             chosen = [j for j in scheduler.jobs.values() if j.queue is queue and j.parent is None]

@@ -295,13 +295,18 @@ def _after_delete_index(p: dict[str, Any], parsed: dict[str, Any]) -> None:
     state.vectors.forget(p.get("vectorBucketName"), p.get("indexName"), p.get("indexArn"))
 
 
+def _forward(engine: str, method: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A handler calling ``state.<engine>.<method>(params)``, looked up per call (a reset replaces them)."""
+    return lambda params: getattr(getattr(state, engine), method)(params)
+
+
 # --- bedrock-agent: data sources and ingestion -----------------------------------------------
 
 for _name, _method in (("CreateKnowledgeBase", "create_knowledge_base"), ("CreateDataSource", "create_data_source"), ("GetDataSource", "get_data_source"),
                        ("ListDataSources", "list_data_sources"), ("DeleteDataSource", "delete_data_source"),
                        ("StartIngestionJob", "start_ingestion_job"), ("GetIngestionJob", "get_ingestion_job"),
                        ("ListIngestionJobs", "list_ingestion_jobs")):
-    _op("bedrock-agent", _name)(lambda p, _method=_method: getattr(state.kb, _method)(p))
+    _op("bedrock-agent", _name)(_forward("kb", _method))
 
 
 # --- bedrock-agent: agents, action groups, aliases (moto's agents are replaced) --------------------
@@ -321,7 +326,7 @@ for _name, _method in (("CreateAgent", "create_agent"), ("GetAgent", "get_agent"
                        ("CreateAgentAlias", "create_alias"), ("GetAgentAlias", "get_alias"),
                        ("ListAgentAliases", "list_aliases"), ("UpdateAgentAlias", "update_alias"),
                        ("DeleteAgentAlias", "delete_alias")):
-    _op("bedrock-agent", _name)(lambda p, _method=_method: getattr(state.agents, _method)(p))
+    _op("bedrock-agent", _name)(_forward("agents", _method))
 
 
 def _agent_event(name: str, payload: dict[str, Any]) -> bytes:

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ACCOUNT_ID, REGION, dispatch, on_reset
+from . import dispatch, moto_state, on_reset
 from .dispatch import AWSError
 
 UNITS = ("Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes",
@@ -63,12 +63,6 @@ history: list[dict[str, Any]] = []  # state transitions, newest last
 @on_reset
 def _reset() -> None:
     history.clear()
-
-
-def _backend() -> Any:
-    from moto.cloudwatch.models import cloudwatch_backends
-
-    return cloudwatch_backends[ACCOUNT_ID][REGION]
 
 
 def _utc(ts: datetime) -> datetime:
@@ -231,7 +225,9 @@ def _statistic(values: list[float], counts: list[float], stat: str) -> float:
     if stat == "Average":
         return float(sum(values) / sum(counts))
     q = _percentile(stat)
-    return float(np.percentile(values, q))
+    if q is None:
+        raise ValueError(f"unknown statistic {stat!r}")
+    return float(np.percentile(np.asarray(values), q))
 
 
 def _same_dimensions(datum: Any, alarm: Any) -> bool:
@@ -242,7 +238,7 @@ def _datapoints(alarm: Any, start: datetime) -> dict[datetime, float]:
     """The alarm's statistic per period since ``start``."""
     stat = alarm.extended_statistic or alarm.statistic
     per_period: dict[datetime, tuple[list[float], list[float]]] = {}
-    for datum in _backend().metric_data:
+    for datum in moto_state.backend("cloudwatch").metric_data:
         if datum.namespace != alarm.namespace or datum.name != alarm.metric_name:
             continue
         if not _same_dimensions(datum, alarm) or (alarm.unit and datum.unit != alarm.unit):
@@ -307,7 +303,7 @@ def evaluate(alarm: Any, now: datetime | None = None) -> tuple[str, str, dict[st
 
 def evaluate_all(now: datetime | None = None) -> None:
     """Bring every metric alarm's state up to date with the data (a transition is recorded once)."""
-    for alarm in list(_backend().alarms.values()):
+    for alarm in list(moto_state.backend("cloudwatch").alarms.values()):
         if not hasattr(alarm, "metric_name"):
             continue
         result = evaluate(alarm, now)
@@ -351,7 +347,7 @@ def get_metric_statistics(params: dict[str, Any]) -> dict[str, Any]:
         raise AWSError("InvalidParameterValue", "The parameter StartTime must be less than the parameter EndTime.")
     wanted = {(d["Name"], d["Value"]) for d in params.get("Dimensions") or []}
     slots: dict[datetime, tuple[list[float], list[float], str]] = {}
-    for datum in _backend().metric_data:
+    for datum in moto_state.backend("cloudwatch").metric_data:
         if datum.namespace != params["Namespace"] or datum.name != params["MetricName"]:
             continue
         if {(d.name, d.value) for d in datum.dimensions} != wanted:

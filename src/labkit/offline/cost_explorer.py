@@ -162,7 +162,7 @@ def _usage_type(event: dict[str, Any], row: Any) -> str:
 def ledger(now: float | None = None) -> list[LineItem]:
     """Every priced use of this session, S3 storage of the current lab included."""
     from ..connect import current
-    from ..cost import meter
+    from ..cost import measured, meter
 
     now = time.time() if now is None else now
     events = [e for e in usage.events() if e["kind"] != "s3:storage"]
@@ -172,7 +172,7 @@ def ledger(now: float | None = None) -> list[LineItem]:
 
         s3 = boto3.client("s3", region_name=REGION)
         buckets = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
-        for e in meter.s3_storage_events(s3, buckets, since=lab.started_at, now=now):
+        for e in measured.s3_storage_events(s3, buckets, since=lab.started_at, now=now):
             e.setdefault("at", lab.started_at)
             events.append(e)
     items = []

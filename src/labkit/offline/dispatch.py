@@ -141,6 +141,14 @@ def answers(service: str, name: str) -> bool:
     return key in _handlers or key in _validators or key in _after
 
 
+def registrations() -> list[tuple[str, str, str]]:
+    """``(service, operation, registering module)`` of every handler, validator and after hook."""
+    out = [(service, name, fn.__module__) for (service, name), fn in _handlers.items()]
+    for table in (_validators, _after):
+        out += [(service, name, fn.__module__) for (service, name), fns in table.items() for fn in fns]
+    return out
+
+
 def data_plane(prefix: str) -> Callable[[WSGIApp], WSGIApp]:
     """Register a WSGI app for the endpoint's requests whose path starts with ``/<prefix>/``.
 

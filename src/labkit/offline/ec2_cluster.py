@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import ACCOUNT_ID, REGION, dispatch, on_reset, usage
+from . import ACCOUNT_ID, REGION, dispatch, moto_state, on_reset, usage
 from .dispatch import AWSError
 
 DATA = Path(__file__).resolve().parents[3] / "data" / "ec2"
@@ -52,43 +52,33 @@ def free_capacity() -> dict[str, dict[str, int]]:
     return _load("capacity")["free_instances"]
 
 
-def _ec2() -> Any:
-    from moto.ec2.models import ec2_backends
-
-    return ec2_backends[ACCOUNT_ID][REGION]
-
-
 # --- DLAMI parameters ---------------------------------------------------------------------------
 
-def _install_dlami_parameters() -> None:
-    """Teach moto's SSM the DLAMI parameters (loaded on first use, as moto loads its own)."""
+def load_dlami_parameters(parameters: Any, key: str) -> None:
+    """Teach moto's SSM the DLAMI parameters (loaded on first use, as moto loads its own).
+
+    Called by :mod:`labkit.offline.patches` from moto's ``ParameterDict`` whenever a
+    parameter is looked up.
+    """
     from moto.core.utils import utcnow
-    from moto.ssm.models import Parameter, ParameterDict
+    from moto.ssm.models import Parameter
 
-    if getattr(ParameterDict, "_labkit_dlami", False):
-        return
-    original = ParameterDict._check_loading_status
-
-    def check(self: Any, key: str) -> None:
-        original(self, key)
-        if str(key or "").startswith(("/aws/service/deeplearning", "/aws/service/neuron")) and \
-                not getattr(self, "labkit_dlami_loaded", False):
-            self.labkit_dlami_loaded = True
-            for item in _load("dlami")["parameters"]:
-                defaultdict.__getitem__(self, item["name"]).append(Parameter(
-                    account_id=self.account_id, name=item["name"], value=item["value"], parameter_type="String",
-                    description=item["ami_name"], allowed_pattern=None, keyid=None, last_modified_date=utcnow(),
-                    version=1, data_type="aws:ec2:image"))
-            _register_amis()
-
-    ParameterDict._check_loading_status = check
-    ParameterDict._labkit_dlami = True
+    if str(key or "").startswith(("/aws/service/deeplearning", "/aws/service/neuron")) and \
+            not getattr(parameters, "labkit_dlami_loaded", False):
+        parameters.labkit_dlami_loaded = True
+        for item in _load("dlami")["parameters"]:
+            # moto's stubs declare CloudFormation hooks abstract on Parameter; moto builds them just so
+            defaultdict.__getitem__(parameters, item["name"]).append(Parameter(  # type: ignore[abstract]
+                account_id=parameters.account_id, name=item["name"], value=item["value"], parameter_type="String",
+                description=item["ami_name"], allowed_pattern=None, keyid=None, last_modified_date=utcnow(),
+                version=1, data_type="aws:ec2:image"))
+        _register_amis()
 
 
 def _register_amis() -> None:
     from moto.ec2.models.amis import Ami
 
-    backend = _ec2()
+    backend = moto_state.backend("ec2")
     for item in _load("dlami")["parameters"]:
         if item["value"] not in backend.amis:
             backend.amis[item["value"]] = Ami(backend, ami_id=item["value"], name=item["ami_name"],
@@ -162,7 +152,7 @@ groups = PlacementGroups()
 def _instances(*, group: str | None = None, instance_type: str | None = None, zone: str | None = None) -> list[Any]:
     """moto's pending or running instances that match."""
     out = []
-    for reservation in _ec2().reservations.values():
+    for reservation in moto_state.backend("ec2").reservations.values():
         for instance in reservation.instances:
             if instance._state.name not in ("pending", "running"):
                 continue
@@ -182,7 +172,7 @@ def _launch_template_data(params: dict[str, Any]) -> dict[str, Any]:
     spec = params.get("LaunchTemplate")
     if not spec:
         return {}
-    backend = _ec2()
+    backend = moto_state.backend("ec2")
     template = None
     if spec.get("LaunchTemplateId"):
         template = backend.launch_templates.get(spec["LaunchTemplateId"])
@@ -204,9 +194,9 @@ def _zone(params: dict[str, Any], template: dict[str, Any], group: PlacementGrou
     subnet_id = params.get("SubnetId") or next((n.get("SubnetId") for n in params.get("NetworkInterfaces") or
                                                  template.get("NetworkInterfaces") or [] if n.get("SubnetId")), None)
     if subnet_id:
-        subnet = _ec2().subnets_by_id.get(subnet_id) if hasattr(_ec2(), "subnets_by_id") else None
+        subnet = moto_state.backend("ec2").subnets_by_id.get(subnet_id) if hasattr(moto_state.backend("ec2"), "subnets_by_id") else None
         if subnet is None:
-            for zone_subnets in _ec2().subnets.values():
+            for zone_subnets in moto_state.backend("ec2").subnets.values():
                 if subnet_id in zone_subnets:
                     subnet = zone_subnets[subnet_id]
         if subnet is not None:
@@ -325,7 +315,7 @@ def _after_terminate(params: dict[str, Any], parsed: dict[str, Any]) -> None:
 
 @dispatch.after("ec2", "DescribeInstances")
 def _after_describe(params: dict[str, Any], parsed: dict[str, Any]) -> None:
-    by_id = {i.id: i for r in _ec2().reservations.values() for i in r.instances}
+    by_id = {i.id: i for r in moto_state.backend("ec2").reservations.values() for i in r.instances}
     for reservation in parsed.get("Reservations", []):
         for item in reservation.get("Instances", []):
             instance = by_id.get(item["InstanceId"])
@@ -371,6 +361,3 @@ def delete_placement_group(params: dict[str, Any]) -> dict[str, Any]:
 def _reset() -> None:
     groups.groups.clear()
     _open_usage.clear()
-
-
-_install_dlami_parameters()

@@ -31,7 +31,7 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
-from . import ACCOUNT_ID, REGION, dispatch
+from . import ACCOUNT_ID, REGION, dispatch, moto_state
 from .dispatch import AWSError
 
 # EKS's Kubernetes versions: (released on EKS, end of standard support, end of extended support).
@@ -149,9 +149,9 @@ def _ensure_managed_policy(params: dict[str, Any]) -> None:
     if not arn.startswith("arn:aws:iam::aws:policy/") or name not in EKS_MANAGED_POLICIES:
         return
     from moto.iam.aws_managed_policies import aws_managed_policies_data
-    from moto.iam.models import AWSManagedPolicy, iam_backends
+    from moto.iam.models import AWSManagedPolicy
 
-    backend = iam_backends[ACCOUNT_ID]["global"]
+    backend = moto_state.backend("iam")
     if arn in backend.managed_policies:
         return
     data = json.loads(aws_managed_policies_data).get(name)
@@ -161,9 +161,7 @@ def _ensure_managed_policy(params: dict[str, Any]) -> None:
 
 
 def _cluster(name: str) -> Any:
-    from moto.eks.models import eks_backends
-
-    return eks_backends[ACCOUNT_ID][REGION].clusters.get(name)
+    return moto_state.backend("eks").clusters.get(name)
 
 
 # --- CreateCluster -----------------------------------------------------------------------------------

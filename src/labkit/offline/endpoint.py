@@ -40,7 +40,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from . import dispatch
@@ -318,6 +318,7 @@ def call_in_process(target: Target, request: Any) -> Response:
 
 def _moto_app_factory() -> Any:
     """moto's server application, where an unimplemented operation is refused, not a 500."""
+    from moto.backends import SERVICE_NAMES
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     def create_app(backend: Any) -> Any:
@@ -330,7 +331,8 @@ def _moto_app_factory() -> Any:
             with self.lock:
                 app = self.app_instances.get(backend)
                 if app is None:
-                    app = self.app_instances[backend] = self.create_app(backend)
+                    # a moto service name: the caller checked it against moto's list of modules
+                    app = self.app_instances[backend] = self.create_app(cast(SERVICE_NAMES, backend))
                 return app
 
     return MotoApp(create_app)

@@ -15,7 +15,7 @@ the order in which the lines were printed, across hosts.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 # Launchers that wrap the real failure: their traceback is never the cause.
@@ -137,7 +137,7 @@ def host_evidence(lines: Sequence[Line], source: str) -> list[Evidence]:
     return found
 
 
-def root_cause(outputs: dict[str, Sequence[Line]]) -> Evidence | None:
+def root_cause(outputs: Mapping[str, Sequence[Line]]) -> Evidence | None:
     """The first failure among every host's output that is not a peer's consequence; None if none."""
     candidates = [e for source, lines in outputs.items() for e in host_evidence(lines, source)]
     if not candidates:
@@ -151,7 +151,7 @@ def last_lines(lines: Sequence[Line], limit: int = 3) -> str:
     return "\n".join(text[-limit:])
 
 
-def explain(outputs: dict[str, Sequence[Line]], fallback: str = "") -> str:
+def explain(outputs: Mapping[str, Sequence[Line]], fallback: str = "") -> str:
     """The root cause as text (exception line, then where it was raised), else ``fallback``'s last lines."""
     cause = root_cause(outputs)
     if cause is not None:

@@ -220,10 +220,9 @@ def simulate_custom_policy(params: dict[str, Any]) -> dict[str, Any]:
 
 def principal_policies(principal_arn: str) -> list[Policy]:
     """The identity policies moto holds for a user or role (inline and attached)."""
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.iam.models import iam_backends
+    from . import moto_state
 
-    backend = iam_backends[DEFAULT_ACCOUNT_ID]["global"]
+    backend = moto_state.backend("iam")
     name = principal_arn.rsplit("/", 1)[-1]
     if ":role/" in principal_arn:
         try:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ACCOUNT_ID, REGION, dispatch, on_reset, s3_location
+from . import ACCOUNT_ID, REGION, dispatch, moto_state, on_reset, s3_location
 from .clarify import wait_until_gone
 from .dispatch import AWSError
 
@@ -45,12 +45,12 @@ def _now() -> dt.datetime:
 
 def payloads(uri: str) -> list[bytes]:
     """The request bodies in a SamplePayloadUrl archive (every file in the .tar.gz)."""
-    from .training import storage
+    from . import storage
 
     bucket, key = s3_location.split(uri)
     data = storage.s3().get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-        bodies = [tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()]
+        bodies = [f.read() for m in tar.getmembers() if m.isfile() and (f := tar.extractfile(m)) is not None]
     if not bodies:
         raise ValueError(f"{uri} holds no payload files")
     return bodies
@@ -96,7 +96,8 @@ def _run(job: dict[str, Any]) -> None:
     try:
         bodies = payloads(container["PayloadConfig"]["SamplePayloadUrl"])
         content_type = (container["PayloadConfig"].get("SupportedContentTypes") or ["text/csv"])[0]
-        recommendations, performances = [], []
+        recommendations: list[dict[str, Any]] = []
+        performances: list[dict[str, Any]] = []
         for n, instance_type in enumerate(job["candidates"]):
             name = f"sm-ir-{job['name']}-{n}"[:63]
             api.create_endpoint_config({"EndpointConfigName": name, "ProductionVariants": [
@@ -123,7 +124,7 @@ def _run(job: dict[str, Any]) -> None:
                 with contextlib.suppress(AWSError):
                     api.delete_endpoint({"EndpointName": name})
                 wait_until_gone(name)
-                api._moto().endpoint_configs.pop(name, None)
+                moto_state.backend("sagemaker").endpoint_configs.pop(name, None)
             price = cat.load().sagemaker_instance(instance_type, "hosting", REGION).price_usd
             max_inv, latency = best if best else (0.0, float("nan"))
             metrics = {"CostPerHour": round(price, 4), "MaxInvocations": int(max_inv),
@@ -161,19 +162,18 @@ def _candidates(request: dict[str, Any]) -> list[str]:
 
 
 def _model(config: dict[str, Any]) -> str:
-    from .hosting import api
 
     if config.get("ModelName"):
-        if config["ModelName"] not in api._moto()._models:
+        if config["ModelName"] not in moto_state.backend("sagemaker")._models:
             raise AWSError("ValidationException", f"Could not find model \"{config['ModelName']}\".")
         return config["ModelName"]
     if config.get("ModelPackageVersionArn"):
-        package = next((p for p in api._moto().model_packages.values()
+        package = next((p for p in moto_state.backend("sagemaker").model_packages.values()
                         if p.arn == config["ModelPackageVersionArn"]), None)
         if package is None:
             raise AWSError("ValidationException", f"Could not find model package {config['ModelPackageVersionArn']}.")
         name = f"sm-ir-model-{uuid.uuid4().hex[:10]}"
-        api._moto().create_model(model_name=name, execution_role_arn=jobs_role(config),
+        moto_state.backend("sagemaker").create_model(model_name=name, execution_role_arn=jobs_role(config),
                                  containers=package.inference_specification["Containers"], tags=[])
         return name
     raise AWSError("ValidationException", "InputConfig needs ModelName or ModelPackageVersionArn.")

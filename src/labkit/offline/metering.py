@@ -488,11 +488,11 @@ def vector_bytes(key: str, dimension: int, metadata: Any) -> int:
 
 def _index_state(params: dict[str, Any]) -> None:
     """Re-open the index's storage interval at its bytes now (moto's records are the truth)."""
-    from labkit.bedrock.vectors import _moto_backend
+    from labkit.bedrock.vectors import moto_backend
 
     arn = _index_arn(params)
     try:
-        idx = _moto_backend().get_index(params.get("vectorBucketName"), params.get("indexName"),
+        idx = moto_backend().get_index(params.get("vectorBucketName"), params.get("indexName"),
                                         params.get("indexArn"))
     except Exception:
         close_interval("s3vectors:storage", arn)
@@ -503,9 +503,9 @@ def _index_state(params: dict[str, Any]) -> None:
 
 @dispatch.after("s3vectors", "PutVectors")
 def _vectors_put(params: dict[str, Any], parsed: dict[str, Any]) -> None:
-    from labkit.bedrock.vectors import _moto_backend
+    from labkit.bedrock.vectors import moto_backend
 
-    idx = _moto_backend().get_index(params.get("vectorBucketName"), params.get("indexName"), params.get("indexArn"))
+    idx = moto_backend().get_index(params.get("vectorBucketName"), params.get("indexName"), params.get("indexArn"))
     vectors = params.get("vectors") or []
     usage.record("s3vectors:put", idx.index_arn, vectors=len(vectors),
                  bytes=sum(vector_bytes(v["key"], idx.dimension, v.get("metadata")) for v in vectors))

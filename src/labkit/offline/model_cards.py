@@ -23,19 +23,13 @@ import textwrap
 import threading
 from typing import Any
 
-from . import ACCOUNT_ID, REGION, dispatch, on_reset, s3_location
+from . import ACCOUNT_ID, REGION, dispatch, moto_state, on_reset, s3_location
 from .dispatch import AWSError
 
 SECTIONS = ("model_overview", "intended_uses", "business_details", "training_details", "evaluation_details",
             "additional_information")
 _lock = threading.Lock()
 exports: dict[str, dict[str, Any]] = {}
-
-
-def _moto() -> Any:
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT_ID][REGION]
 
 
 def content_problems(content: str) -> list[str]:
@@ -76,14 +70,14 @@ def validate_create(params: dict[str, Any]) -> None:
 def update_model_card(params: dict[str, Any]) -> dict[str, Any]:
     """A new version; what the request leaves out (content or status) is kept, as on AWS (moto drops it)."""
     _check(params)
-    versions = _moto().model_cards.get(params["ModelCardName"])
+    versions = moto_state.backend("sagemaker").model_cards.get(params["ModelCardName"])
     if not versions:
         raise AWSError("ResourceNotFound", f"Modelcard {params['ModelCardName']} does not exist.")
     last = versions[-1]
     if last.model_card_status in ("Approved", "Archived") and "Content" in params:
         raise AWSError("ValidationException", f"Model card {params['ModelCardName']} is "
                        f"{last.model_card_status}: its content cannot be updated; create a new model card.")
-    arn = _moto().update_model_card(params["ModelCardName"], params.get("Content", last.content),
+    arn = moto_state.backend("sagemaker").update_model_card(params["ModelCardName"], params.get("Content", last.content),
                                     params.get("ModelCardStatus", last.model_card_status))
     return {"ModelCardArn": arn}
 
@@ -134,9 +128,9 @@ def _arn(name: str) -> str:
 
 @dispatch.operation("sagemaker", "CreateModelCardExportJob")
 def create_export(params: dict[str, Any]) -> dict[str, Any]:
-    from .training import storage
+    from . import storage
 
-    versions = _moto().model_cards.get(params["ModelCardName"])
+    versions = moto_state.backend("sagemaker").model_cards.get(params["ModelCardName"])
     if not versions:
         raise AWSError("ResourceNotFound", f"Model card {params['ModelCardName']} does not exist.")
     wanted = params.get("ModelCardVersion")

@@ -6,12 +6,12 @@ The workshop's code names the real collection host::
                http_auth=AWSV4SignerAuth(credentials, region, "aoss"), use_ssl=True, verify_certs=True,
                connection_class=RequestsHttpConnection)
 
-opensearch-py is not configured by ``AWS_ENDPOINT_URL``, so :func:`install` (called when the
-offline backend configures this process's clients) wraps the constructors of its
-``RequestsHttpConnection`` and ``Urllib3HttpConnection`` (the two synchronous connection
-classes; the asyncio one is not patched): while this process uses the offline backend, a
-connection to ``<id>.<region>.aoss.amazonaws.com`` is made to the local endpoint instead
-(plain HTTP on the loopback interface, path prefix ``/_aoss/<id>``), where
+opensearch-py is not configured by ``AWS_ENDPOINT_URL``, so :mod:`labkit.offline.patches`
+wraps the constructors of its ``RequestsHttpConnection`` and ``Urllib3HttpConnection`` (the
+two synchronous connection classes; the asyncio one is not patched) with :func:`route`:
+while this process uses the offline backend, a connection to
+``<id>.<region>.aoss.amazonaws.com`` is made to the local endpoint instead (plain HTTP on
+the loopback interface, path prefix ``/_aoss/<id>``), where
 :mod:`labkit.offline.aoss.http` serves the collection. The request is still signed by the
 learner's auth class, and checked. Any other ``*.amazonaws.com`` host (an OpenSearch Service
 domain, say) is refused: nothing leaves the machine. Other hosts (a local OpenSearch) and
@@ -20,7 +20,6 @@ every host on the sandbox backend are left alone.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,7 +27,6 @@ from .dispatch import NotEmulatedError
 
 AOSS_SUFFIX = ".aoss.amazonaws.com"
 PREFIX = "_aoss"
-_installed = False
 
 
 def endpoint() -> tuple[str, int]:
@@ -63,32 +61,3 @@ def route(kwargs: dict[str, Any]) -> dict[str, Any]:
     out.update(host=local_host, port=port, use_ssl=False, verify_certs=False, url_prefix=prefix, scheme="http",
                ssl_show_warn=False)
     return out
-
-
-def _wrap(cls: Any) -> None:
-    original = cls.__init__
-    if getattr(original, "_labkit_routed", False):
-        return
-
-    @functools.wraps(original)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if args:  # host, port, http_auth, use_ssl given positionally
-            kwargs.update(dict(zip(("host", "port", "http_auth", "use_ssl"), args, strict=False)))
-        original(self, **route(kwargs))
-
-    __init__._labkit_routed = True  # type: ignore[attr-defined]
-    cls.__init__ = __init__
-
-
-def install() -> None:
-    """Route opensearch-py's synchronous connections (idempotent; nothing if opensearch-py is absent)."""
-    global _installed
-    if _installed:
-        return
-    try:
-        from opensearchpy import RequestsHttpConnection, Urllib3HttpConnection
-    except ImportError:  # pragma: no cover - opensearch-py is pinned
-        return
-    _wrap(RequestsHttpConnection)
-    _wrap(Urllib3HttpConnection)
-    _installed = True

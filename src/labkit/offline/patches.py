@@ -28,10 +28,25 @@ SageMaker SDK modules (patched when imported, through an import hook):
       answers the local endpoint.
 moto's answers: empty structures AWS leaves out (``VpcConfig: {}``...) are dropped from
     SageMaker describes, because SDK v3's pydantic resources reject them.
+moto's models (patched when imported, through the same import hook):
+    - Application Auto Scaling: registering a target and putting a policy on an endpoint
+      variant make SageMaker's checks first (:mod:`labkit.offline.hosting.autoscaling`), and
+      deregistering a target deletes its policies and scheduled actions, as AWS does;
+    - SSM's public parameters: the DLAMI and Neuron parameters under ``/aws/service/`` load
+      on first use, as moto loads its own (:mod:`labkit.offline.ec2_cluster`).
+opensearch-py (patched when imported): its synchronous connections to an OpenSearch
+    Serverless collection (``*.aoss.amazonaws.com``), which ``AWS_ENDPOINT_URL`` does not
+    reach, are made to the local endpoint (:mod:`labkit.offline.opensearch_client` says where).
 The SDK's container driver files: :func:`rewrite_sdk_drivers` points the ``/opt/ml`` paths
     in SDK v3's ``sm_drivers`` channel at the job's host folder, as a chroot would.
-The sandbox backend's handlers (the ``labkit:lab`` tag, the spending guard) are added and
-    removed through :func:`add_botocore_handlers` / :func:`remove_botocore_handlers`.
+Handlers of both backends, added through :func:`add_botocore_handlers` and removed through
+    :func:`remove_botocore_handlers` (outside :func:`install`, because they also serve the
+    sandbox): the sandbox backend's ``labkit:lab`` tag and spending guard, and Bedrock's
+    client-side throttle (:mod:`labkit.bedrock.throttling`).
+
+Not here, because it runs in another process: a job's own Python processes remap
+``/opt/ml`` in their file functions (``training/container/sitecustomize.py``, the
+container's view of its file system).
 """
 
 from __future__ import annotations
@@ -70,7 +85,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 _lock = threading.RLock()
 _installed = False
 _originals: list[tuple[Any, str, Any]] = []  # (object, attribute, original value), in the order set
-_on_import: dict[str, list[Callable[[], None]]] = {}
+_on_import: dict[str, list[Callable[[], object]]] = {}
 
 
 def _connected() -> bool:
@@ -179,17 +194,27 @@ def _uninstall_botocore_handlers() -> None:
             BUILTIN_HANDLERS.remove(entry)
 
 
-def add_botocore_handlers(entries: list[tuple[str, Callable[..., Any]]]) -> None:
+def add_botocore_handlers(entries: list[tuple[str, Callable[..., Any]]], *, default_session: bool = False) -> None:
     """Register ``(event, handler)`` pairs for every botocore session created from now on.
 
-    The sandbox backend's tagging and spending guard register through here, so this module
-    stays the one place that changes botocore's handler list.
+    With ``default_session``, on boto3's current default session too (a client takes its
+    session's handlers when it is created). The sandbox backend's tagging and spending
+    guard and Bedrock's client-side throttle register through here, so this module stays
+    the one place that changes botocore's handler list.
     """
     from botocore.handlers import BUILTIN_HANDLERS
 
-    for entry in entries:
-        if entry not in BUILTIN_HANDLERS:
-            BUILTIN_HANDLERS.append(entry)
+    with _lock:
+        for entry in entries:
+            if entry not in BUILTIN_HANDLERS:
+                BUILTIN_HANDLERS.append(entry)
+    if default_session:
+        import boto3
+
+        session = boto3.DEFAULT_SESSION
+        if session is not None:
+            for event, handler in entries:
+                session.events.register(event, handler, unique_id=f"labkit-{event}-{handler.__qualname__}")
 
 
 def remove_botocore_handlers(entries: list[tuple[str, Callable[..., Any]]]) -> None:
@@ -267,15 +292,15 @@ def _patch_polling(module: types.ModuleType) -> None:
         _set(module, "time", _prompt_time)
 
 
-def _wrap(module: types.ModuleType, name: str, make: Callable[[Any], Callable[..., Any]]) -> None:
-    """Replace function ``module.name`` by ``make(original)`` once."""
-    fn = getattr(module, name, None)
+def _wrap(owner: Any, name: str, make: Callable[[Any], Callable[..., Any]]) -> None:
+    """Replace function ``owner.name`` (of a module or a class) by ``make(original)`` once."""
+    fn = getattr(owner, name, None)
     if fn is None or getattr(fn, "_labkit_prompt", False):
         return
     new = make(fn)
     new._labkit_prompt = True  # type: ignore[attr-defined]
     new.__doc__, new.__wrapped__ = fn.__doc__, fn  # type: ignore[attr-defined]
-    _set(module, name, new)
+    _set(owner, name, new)
 
 
 def _patch_deployment_progress(module: types.ModuleType) -> None:
@@ -380,25 +405,107 @@ def _patch_pipeline_wait(module: types.ModuleType) -> None:
     _set(cls, "wait", prompt)
 
 
-_SDK_PATCHES: dict[str, list[Callable[[types.ModuleType], None]]] = {}
+# --- moto's models ------------------------------------------------------------------------------
+
+
+def _patch_application_autoscaling(module: types.ModuleType) -> None:
+    """SageMaker's checks on endpoint-variant targets and policies; deregistering cascades."""
+    from .hosting import autoscaling
+
+    backend = module.ApplicationAutoscalingBackend
+
+    def register(fn: Any) -> Callable[..., Any]:
+        def register_scalable_target(self: Any, namespace: str, r_id: str, dimension: str, min_capacity: int | None,
+                                     max_capacity: int | None, role_arn: str | None, suspended_state: Any) -> Any:
+            autoscaling.check_target(namespace, r_id, dimension, min_capacity, max_capacity)
+            return fn(self, namespace, r_id, dimension, min_capacity, max_capacity, role_arn, suspended_state)
+
+        return register_scalable_target
+
+    def put(fn: Any) -> Callable[..., Any]:
+        def put_scaling_policy(self: Any, policy_name: str, service_namespace: str, resource_id: str,
+                               scalable_dimension: str, policy_body: dict[str, Any] | None,
+                               policy_type: str | None) -> Any:
+            autoscaling.check_policy(policy_name, service_namespace, resource_id, scalable_dimension, policy_body,
+                                     policy_type)
+            return fn(self, policy_name, service_namespace, resource_id, scalable_dimension, policy_body, policy_type)
+
+        return put_scaling_policy
+
+    def deregister(fn: Any) -> Callable[..., Any]:
+        def deregister_scalable_target(self: Any, namespace: str, r_id: str, dimension: str) -> None:
+            fn(self, namespace, r_id, dimension)
+            autoscaling.forget_target(self, namespace, r_id, dimension)
+
+        return deregister_scalable_target
+
+    _wrap(backend, "register_scalable_target", register)
+    _wrap(backend, "put_scaling_policy", put)
+    _wrap(backend, "deregister_scalable_target", deregister)
+
+
+def _patch_ssm_public_parameters(module: types.ModuleType) -> None:
+    """The DLAMI and Neuron parameters join moto's public ``/aws/service/`` parameters on first use."""
+    from . import ec2_cluster
+
+    def make(fn: Any) -> Callable[..., Any]:
+        def _check_loading_status(self: Any, key: str) -> None:
+            fn(self, key)
+            ec2_cluster.load_dlami_parameters(self, key)
+
+        return _check_loading_status
+
+    _wrap(module.ParameterDict, "_check_loading_status", make)
+
+
+# --- opensearch-py ------------------------------------------------------------------------------
+
+
+def _patch_opensearch_connection(class_name: str) -> Callable[[types.ModuleType], None]:
+    """A connection class's constructor, routed by :func:`labkit.offline.opensearch_client.route`."""
+
+    def patch(module: types.ModuleType) -> None:
+        from . import opensearch_client
+
+        def make(fn: Any) -> Callable[..., Any]:
+            def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+                if args:  # host, port, http_auth, use_ssl given positionally
+                    kwargs.update(dict(zip(("host", "port", "http_auth", "use_ssl"), args, strict=False)))
+                fn(self, **opensearch_client.route(kwargs))
+
+            return __init__
+
+        _wrap(getattr(module, class_name), "__init__", make)
+
+    return patch
+
+
+# --- which module gets which patches -----------------------------------------------------------
+
+_MODULE_PATCHES: dict[str, list[Callable[[types.ModuleType], None]]] = {}
 for _name in POLLING_MODULES:
-    _SDK_PATCHES.setdefault(_name, []).append(_patch_polling)
+    _MODULE_PATCHES.setdefault(_name, []).append(_patch_polling)
 for _name in STS_ENDPOINT_MODULES:
-    _SDK_PATCHES.setdefault(_name, []).append(_patch_sts_endpoint)
-_SDK_PATCHES["sagemaker.session"].append(_patch_v2_logs)
-_SDK_PATCHES["sagemaker.serve.deployment_progress"] = [_patch_deployment_progress]
-_SDK_PATCHES["sagemaker.core.config.config_manager"] = [_patch_config_manager]
-_SDK_PATCHES["sagemaker.config.config"] = [_patch_v2_config]
-_SDK_PATCHES["sagemaker.mlops.workflow.pipeline"] = [_patch_pipeline_wait]
+    _MODULE_PATCHES.setdefault(_name, []).append(_patch_sts_endpoint)
+_MODULE_PATCHES["sagemaker.session"].append(_patch_v2_logs)
+_MODULE_PATCHES["sagemaker.serve.deployment_progress"] = [_patch_deployment_progress]
+_MODULE_PATCHES["sagemaker.core.config.config_manager"] = [_patch_config_manager]
+_MODULE_PATCHES["sagemaker.config.config"] = [_patch_v2_config]
+_MODULE_PATCHES["sagemaker.mlops.workflow.pipeline"] = [_patch_pipeline_wait]
+_MODULE_PATCHES["moto.applicationautoscaling.models"] = [_patch_application_autoscaling]
+_MODULE_PATCHES["moto.ssm.models"] = [_patch_ssm_public_parameters]
+# The two synchronous connection classes; the asyncio one is not routed.
+_MODULE_PATCHES["opensearchpy.connection.http_requests"] = [_patch_opensearch_connection("RequestsHttpConnection")]
+_MODULE_PATCHES["opensearchpy.connection.http_urllib3"] = [_patch_opensearch_connection("Urllib3HttpConnection")]
 
 
 def _patch_module(name: str, module: types.ModuleType) -> None:
     with _lock:
-        for fn in _SDK_PATCHES[name]:
+        for fn in _MODULE_PATCHES[name]:
             fn(module)
 
 
-def on_import(name: str, fn: Callable[[], None]) -> None:
+def on_import(name: str, fn: Callable[[], object]) -> None:
     """Call ``fn`` (offline only) when module ``name`` begins to import (hosting warms its zygote)."""
     _on_import.setdefault(name, []).append(fn)
 
@@ -421,7 +528,7 @@ class _PatchingLoader(importlib.abc.Loader):
 
 
 class _Finder(importlib.abc.MetaPathFinder):
-    """Finds the watched SDK modules as the other finders do, with a patching loader."""
+    """Finds the patched modules as the other finders do, with a patching loader."""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if fullname in _on_import and _connected():
@@ -430,7 +537,7 @@ class _Finder(importlib.abc.MetaPathFinder):
             if running():
                 for fn in _on_import[fullname]:
                     fn()
-        if fullname not in _SDK_PATCHES:
+        if fullname not in _MODULE_PATCHES:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -481,12 +588,12 @@ def rewrite_sdk_drivers(folder: Path, root: Path, master: tuple[str, int] | None
 
 
 def install() -> None:
-    """Apply every patch (idempotent): botocore handlers, waiters, SDK modules now and on import."""
+    """Apply every patch (idempotent): botocore handlers, waiters, modules now and on import."""
     global _installed
     with _lock:
         _install_botocore_handlers()
         _install_fast_waiters()
-        for name in _SDK_PATCHES:
+        for name in _MODULE_PATCHES:
             module = sys.modules.get(name)
             if module is not None:
                 _patch_module(name, module)

@@ -109,7 +109,7 @@ def _attributes(price: cat.Price) -> tuple[str, dict[str, str]]:
             attrs.update(component="Serverless Inference", memorySize=f"{a['memory_mb']} MB")
             return "ML Serverless Inference", attrs
         attrs.update(component={"ml-storage": "ML Storage", "serverless-data": "Serverless Inference",
-                                "hosting-data": "Hosting"}.get(a.get("usage"), ""))
+                                "hosting-data": "Hosting"}.get(a.get("usage", ""), ""))
         return "ML Storage" if a.get("usage") == "ml-storage" else "Data Transfer", attrs
     if price.service_code == "AmazonBedrock":
         attrs.update(model=a["model_name"], modelId=a["model_id"], provider=a["provider"],

@@ -257,7 +257,8 @@ def _what_runs(state: dict[str, Any]) -> list[str]:
 
     sm = boto3.client("sagemaker")
     jobs = [j["TrainingJobName"] for j in sm.list_training_jobs(StatusEquals="InProgress")["TrainingJobSummaries"]]
-    endpoints = [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
+    # An endpoint being deleted (``labkit cleanup --yes`` just asked) is no longer left running.
+    endpoints = [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"] if e.get("EndpointStatus") != "Deleting"]
     from ..cost.meter import price_events
     from . import usage
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import dispatch, on_reset, usage
+from . import dispatch, moto_state, on_reset, usage
 from .dispatch import AWSError
 from .training import jobs
 
@@ -126,7 +126,7 @@ def describe(params: dict[str, Any], parsed: dict[str, Any]) -> None:
 
 @dispatch.operation("sagemaker", "UpdateTrainingJob")
 def update_training_job(params: dict[str, Any]) -> dict[str, Any]:
-    record = jobs.account_backend().training_jobs.get(params["TrainingJobName"])
+    record = moto_state.backend("sagemaker").training_jobs.get(params["TrainingJobName"])
     if record is None:
         raise AWSError("ValidationException", "Requested resource not found.")
     keep = (params.get("ResourceConfig") or {}).get("KeepAlivePeriodInSeconds")

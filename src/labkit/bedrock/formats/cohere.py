@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from ..catalog import FoundationModel
-from ..chat import ChatRequest, Document, Generation, Message, ToolResult, ToolSpec, ToolUse
+from ..chat import Block, ChatRequest, Document, Generation, Message, ToolResult, ToolSpec, ToolUse
 from ..errors import malformed
 from . import common
 
@@ -61,7 +61,8 @@ def parse(body: dict[str, Any], model: FoundationModel) -> ChatRequest:
     specs = _tools(body.get("tools"))
     last: list[Any] = [*docs, message] if message else list(docs)
     if body.get("tool_results"):
-        uses, results = [], []
+        uses: list[Block] = []
+        results: list[Block] = []
         for i, r in enumerate(body["tool_results"]):
             call = r.get("call") or {}
             rid = f"call_{i}"

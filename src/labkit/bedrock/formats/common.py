@@ -173,7 +173,7 @@ def tool_specs(config: dict[str, Any], where: str) -> list[ToolSpec]:
         if spec is None:
             raise validation(f"The value at {where}.tools.{i} must be a toolSpec (other tool types are not "
                              "emulated offline).")
-        schema = (spec.get("inputSchema") or {}).get("json")
+        schema = (spec.get("inputSchema") or {}).get("json") or {}  # checked later: check_schema
         out.append(ToolSpec(spec.get("name", ""), spec.get("description", ""), schema))
     return out
 

@@ -137,7 +137,8 @@ def sdxl_parse(body: dict[str, Any], model: FoundationModel) -> ImageRequest:
     prompts = body["text_prompts"]
     if not isinstance(prompts, list) or not prompts:
         raise malformed("#/text_prompts: expected minItems: 1")
-    positive, negative = [], []
+    positive: list[str] = []
+    negative: list[str] = []
     for i, p in enumerate(prompts):
         t = common.text((p or {}).get("text"), f"#/text_prompts/{i}/text", 1)
         (negative if float(p.get("weight", 1.0)) < 0 else positive).append(t)

@@ -27,7 +27,8 @@ def turns(prompt: str) -> tuple[list[str], list[Message]]:
     marks = list(_TURN.finditer(prompt))
     if not marks:
         return [], [Message("user", [_SPECIAL.sub("", prompt).strip() or prompt])]
-    system, out = [], []
+    system: list[str] = []
+    out: list[Message] = []
     for i, m in enumerate(marks):
         role = m.group(1) or m.group(2)
         end = marks[i + 1].start() if i + 1 < len(marks) else len(prompt)

@@ -45,7 +45,7 @@ def parse(body: dict[str, Any], model: FoundationModel) -> ChatRequest:
     if not isinstance(messages, list) or not messages:
         raise validation("A conversation must start with a user message. Try again with a conversation that starts "
                          "with a user message.")
-    turns = []
+    turns: list[Message] = []
     for i, msg in enumerate(messages):
         role = msg.get("role") if isinstance(msg, dict) else None
         if role not in ("user", "assistant"):
@@ -95,6 +95,7 @@ def chunks(gen: Generation, model: FoundationModel, metrics: dict[str, int],
             for piece in common.json_deltas(block.input):
                 out.append({"contentBlockDelta": {"delta": {"toolUse": {"input": piece}}, "contentBlockIndex": index}})
         else:
+            assert isinstance(block, str), "a model generates text, tool uses and reasoning"
             for piece in common.deltas(block):
                 out.append({"contentBlockDelta": {"delta": {"text": piece}, "contentBlockIndex": index}})
         out.append({"contentBlockStop": {"contentBlockIndex": index}})

@@ -25,7 +25,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from .. import ACCOUNT_ID, REGION, dispatch
+from .. import ACCOUNT_ID, REGION, dispatch, moto_state
 from .engine import SearchError, Store
 
 PREFIX = "_aoss"
@@ -43,9 +43,7 @@ def _forbidden() -> Response:
 
 def caller_of(access_key: str) -> str:
     """The ARN STS gives the identity of ``access_key`` (an assumed-role session, a user...)."""
-    from moto.sts.models import sts_backends
-
-    return sts_backends[ACCOUNT_ID]["aws"].get_caller_identity(access_key, REGION)[1]
+    return moto_state.backend("sts").get_caller_identity(access_key, REGION)[1]
 
 
 def _permission(method: str, index: str | None, action: str | None) -> tuple[str, str | None]:

@@ -25,10 +25,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import s3_location
+from .. import moto_state, s3_location
+from .. import storage as s3_storage
 from ..dispatch import AWSError
 from ..training import images, processing
-from ..training import storage as s3_storage
 
 REPOSITORY = "sagemaker-clarify-processing"
 CONFIG_PATH = "/opt/ml/processing/input/config"
@@ -42,7 +42,7 @@ def _analysis_config(request: dict[str, Any]) -> dict[str, Any]:
     for item in request.get("ProcessingInputs", []):
         s3 = item.get("S3Input") or {}
         if item.get("InputName") == "analysis_config" or s3.get("LocalPath", "").rstrip("/") == CONFIG_PATH:
-            keys = s3_storage.list_objects(s3["S3Uri"])
+            keys = s3_storage.list_keys(s3["S3Uri"])
             bucket, _ = s3_location.split(s3["S3Uri"])
             key = next((k for k in keys if k.endswith("analysis_config.json")), keys[0] if keys else None)
             if key is None:
@@ -71,10 +71,8 @@ def _invocations_url(endpoint_name: str) -> str:
 
 def wait_until_gone(name: str, timeout: float = 30.0) -> None:
     """Block while endpoint ``name`` is still listed (``Deleting``): the job ends after its endpoint."""
-    from ..hosting import api
-
     deadline = time.time() + timeout
-    while name in api._moto().endpoints and time.time() < deadline:
+    while name in moto_state.backend("sagemaker").endpoints and time.time() < deadline:
         time.sleep(0.05)
 
 
@@ -105,7 +103,7 @@ def shadow_endpoint(request: dict[str, Any]) -> tuple[dict[str, str], Callable[[
         with contextlib.suppress(AWSError):
             api.delete_endpoint({"EndpointName": name})
         wait_until_gone(name)
-        api._moto().endpoint_configs.pop(name, None)
+        moto_state.backend("sagemaker").endpoint_configs.pop(name, None)
 
     deadline = time.time() + SHADOW_START_TIMEOUT_S
     status = engine.wait(name, SHADOW_START_TIMEOUT_S)

@@ -241,11 +241,13 @@ def analyze(config: dict[str, Any], frame: pd.DataFrame, predict: Predict | None
                                                "label_values_or_threshold")[0]
 
     if "pre_training_bias" in methods:
+        assert label_mask is not None and label_values is not None  # set above for every bias method
         result.analysis["pre_training_bias_metrics"] = {
             "label": cols.label, "label_value_or_threshold": label_text,
             "facets": _facet_reports(frame, cols, bm.PRE_TRAINING, methods["pre_training_bias"].get("methods", "all"),
                                      label_mask, label_values, None)}
     if "post_training_bias" in methods:
+        assert label_mask is not None and label_values is not None
         result.analysis["post_training_bias_metrics"] = {
             "label": cols.label, "label_value_or_threshold": label_text,
             "facets": _facet_reports(frame, cols, bm.POST_TRAINING,

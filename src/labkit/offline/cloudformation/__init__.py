@@ -1,6 +1,6 @@
 """The offline CloudFormation engine: stacks whose resources are made by the same API calls a program makes.
 
-Importing this package (``labkit.offline.ENGINE_MODULES`` does) registers the CloudFormation
+Importing this package (:mod:`labkit.offline.engines` does) registers the CloudFormation
 operations of :mod:`.api`. :mod:`.template` parses and resolves templates, :mod:`.resources`
 creates, updates, reads and deletes each supported resource type through its service's API
 (so a stack's endpoint is served by the hosting engine, its alarm evaluated by the CloudWatch

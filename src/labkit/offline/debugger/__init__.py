@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import ACCOUNT_ID, REGION, dispatch, on_reset, s3_location
+from .. import storage as s3_storage
 from ..dispatch import AWSError
 from ..training import jobs
-from ..training import storage as s3_storage
 from . import rules as builtin
 from .profiler import SystemMonitor
 

@@ -28,6 +28,7 @@ import json
 import os
 import threading
 import time
+from typing import IO, Any
 
 CONFIG = "/opt/ml/input/config/debughookconfig.json"
 DEFAULT_LOCAL_PATH = "/opt/ml/output/tensors"
@@ -47,9 +48,9 @@ class Hook:
             self.intervals = {"losses": default}
         self.out = config.get("LocalPath") or DEFAULT_LOCAL_PATH
         os.makedirs(self.out, exist_ok=True)
-        self.files: dict[str, object] = {}
+        self.files: dict[str, IO[str]] = {}
         self.lock = threading.Lock()
-        self.model = None
+        self.model: Any = None
         self.depth = 0
         self.mode = "TRAIN"
         self.step = -1                     # global step, across modes

@@ -1,6 +1,6 @@
 """The offline SageMaker hosting engine: endpoints that really serve the learner's model.
 
-Importing this module (``labkit.offline.ENGINE_MODULES`` does) registers the boto3
+Importing this module (:mod:`labkit.offline.engines` does) registers the boto3
 handlers of :mod:`.api`: CreateEndpointConfig, CreateEndpoint, UpdateEndpoint,
 DeleteEndpoint, InvokeEndpoint, InvokeEndpointAsync, CreateTransformJob and
 StopTransformJob, plus Application Auto Scaling checks (:mod:`.autoscaling`). An

@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, dispatch, s3_location
+from .. import ACCOUNT_ID, REGION, dispatch, moto_state, s3_location, storage
 from ..dispatch import AWSError
-from . import async_, process, storage, transform
+from . import async_, process, transform
 from .endpoints import Endpoint, HostingEngine
 
 engine = HostingEngine()
@@ -23,12 +23,6 @@ MAX_SERVERLESS_CONCURRENCY = 200
 
 def _arn(kind: str, name: str) -> str:
     return f"arn:aws:sagemaker:{REGION}:{ACCOUNT_ID}:{kind}/{name.lower()}"
-
-
-def _moto():
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT_ID][REGION]
 
 
 def _moto_call(fn, *args: Any, **kwargs: Any) -> Any:
@@ -53,7 +47,7 @@ def invalid(message: str) -> AWSError:
 def _model_data_exists(location: s3_location.S3Location, prefix: bool) -> bool:
     try:
         if prefix:
-            return bool(storage.list_keys(location.uri))
+            return bool(storage.list_keys(location.uri, strict=True))
         storage.get(location.uri)
     except KeyError:
         return False
@@ -97,7 +91,7 @@ def list_models(params: dict[str, Any]) -> dict[str, Any]:
 
     Without ``MaxResults`` every match is returned in one page.
     """
-    models = [m for m in _moto()._models.values()
+    models = [m for m in moto_state.backend("sagemaker")._models.values()
               if params.get("NameContains", "") in m.model_name
               and ("CreationTimeBefore" not in params or _utc(m.creation_time) < _utc(params["CreationTimeBefore"]))
               and ("CreationTimeAfter" not in params or _utc(m.creation_time) >= _utc(params["CreationTimeAfter"]))]
@@ -106,7 +100,7 @@ def list_models(params: dict[str, Any]) -> dict[str, Any]:
                 reverse=params.get("SortOrder", "Descending") == "Descending")
     start = int(params["NextToken"]) if str(params.get("NextToken", "")).isdigit() else 0
     end = start + int(params["MaxResults"]) if params.get("MaxResults") else len(models)
-    page = {"Models": [{"ModelName": m.model_name, "ModelArn": m.arn, "CreationTime": _utc(m.creation_time)}
+    page: dict[str, Any] = {"Models": [{"ModelName": m.model_name, "ModelArn": m.arn, "CreationTime": _utc(m.creation_time)}
                        for m in models[start:end]]}
     if end < len(models):
         page["NextToken"] = str(end)
@@ -119,7 +113,7 @@ def list_models(params: dict[str, Any]) -> dict[str, Any]:
 def validate_endpoint_config(params: dict[str, Any]) -> None:
     """SageMaker's checks of CreateEndpointConfig that botocore leaves to the service."""
     name = params["EndpointConfigName"]
-    if name in _moto().endpoint_configs:
+    if name in moto_state.backend("sagemaker").endpoint_configs:
         raise invalid(f"Cannot create already existing endpoint configuration \"{_arn('endpoint-config', name)}\".")
     variants = params["ProductionVariants"]
     names = [v["VariantName"] for v in variants]
@@ -174,7 +168,7 @@ def validate_endpoint_config(params: dict[str, Any]) -> None:
 @dispatch.operation("sagemaker", "CreateEndpointConfig")
 def create_endpoint_config(params: dict[str, Any]) -> dict[str, Any]:
     validate_endpoint_config(params)
-    config = _moto_call(_moto().create_endpoint_config, endpoint_config_name=params["EndpointConfigName"],
+    config = _moto_call(moto_state.backend("sagemaker").create_endpoint_config, endpoint_config_name=params["EndpointConfigName"],
                         production_variants=params["ProductionVariants"],
                         data_capture_config=params.get("DataCaptureConfig") or {},
                         async_inference_config=params.get("AsyncInferenceConfig") or {},
@@ -183,7 +177,7 @@ def create_endpoint_config(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _config(name: str) -> dict[str, Any]:
-    config = _moto().endpoint_configs.get(name)
+    config = moto_state.backend("sagemaker").endpoint_configs.get(name)
     if config is None:
         raise invalid(f"Could not find endpoint configuration \"{_arn('endpoint-config', name)}\".")
     out = {"EndpointConfigName": name, "ProductionVariants": config.production_variants}
@@ -201,7 +195,7 @@ def _sync(endpoint: Endpoint) -> None:
     """Copy the engine's view of an endpoint into moto's record (what Describe/List show)."""
     from moto.core.utils import utcnow
 
-    record = _moto().endpoints.get(endpoint.name)
+    record = moto_state.backend("sagemaker").endpoints.get(endpoint.name)
     if record is None:
         return
     record.endpoint_status = endpoint.status
@@ -217,16 +211,16 @@ def _sync(endpoint: Endpoint) -> None:
 @dispatch.operation("sagemaker", "CreateEndpoint")
 def create_endpoint(params: dict[str, Any]) -> dict[str, Any]:
     name = params["EndpointName"]
-    if name in _moto().endpoints:
+    if name in moto_state.backend("sagemaker").endpoints:
         raise invalid(f"Cannot create already existing endpoint \"{_arn('endpoint', name)}\".")
     config = _config(params["EndpointConfigName"])
-    record = _moto_call(_moto().create_endpoint, endpoint_name=name,
+    record = _moto_call(moto_state.backend("sagemaker").create_endpoint, endpoint_name=name,
                         endpoint_config_name=params["EndpointConfigName"], tags=params.get("Tags") or [])
     record.endpoint_status = "Creating"
     try:
         engine.create(name, config, on_status=_sync)
     except AWSError:
-        _moto().endpoints.pop(name, None)
+        moto_state.backend("sagemaker").endpoints.pop(name, None)
         raise
     return {"EndpointArn": record.arn}
 
@@ -234,7 +228,7 @@ def create_endpoint(params: dict[str, Any]) -> dict[str, Any]:
 @dispatch.operation("sagemaker", "UpdateEndpoint")
 def update_endpoint(params: dict[str, Any]) -> dict[str, Any]:
     name = params["EndpointName"]
-    record = _moto().endpoints.get(name)
+    record = moto_state.backend("sagemaker").endpoints.get(name)
     if record is None or name not in engine.endpoints:
         raise invalid(f"Could not find endpoint \"{_arn('endpoint', name)}\".")
     config = _config(params["EndpointConfigName"])
@@ -250,17 +244,17 @@ def update_endpoint(params: dict[str, Any]) -> dict[str, Any]:
 def delete_endpoint(params: dict[str, Any]) -> dict[str, Any]:
     """The endpoint is ``Deleting`` for a short while, then gone (describe: "Could not find endpoint")."""
     name = params["EndpointName"]
-    record = _moto().endpoints.get(name)
+    record = moto_state.backend("sagemaker").endpoints.get(name)
     if record is None:
         raise invalid(f"Could not find endpoint \"{_arn('endpoint', name)}\".")
     if name not in engine.endpoints:
-        _moto().endpoints.pop(name, None)
+        moto_state.backend("sagemaker").endpoints.pop(name, None)
         return {}
     record.endpoint_status = "Deleting"
 
     def drop_record(_: Endpoint) -> None:
-        if _moto().endpoints.get(name) is record:
-            del _moto().endpoints[name]
+        if moto_state.backend("sagemaker").endpoints.get(name) is record:
+            del moto_state.backend("sagemaker").endpoints[name]
 
     engine.delete(name, on_gone=drop_record)
     return {}
@@ -289,7 +283,7 @@ def _weights(params: dict[str, Any], parsed: dict[str, Any]) -> None:
         if name in engine.endpoints and change["VariantName"] in engine.endpoints[name].variants:
             engine.set_capacity(name, change["VariantName"], weight=change.get("DesiredWeight"),
                                 instance_count=change.get("DesiredInstanceCount"))
-    record = _moto().endpoints.get(name)
+    record = moto_state.backend("sagemaker").endpoints.get(name)
     if record is not None and name in engine.endpoints:
         record.endpoint_status = engine.endpoints[name].status
 

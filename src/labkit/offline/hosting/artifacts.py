@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import s3_location
+from .. import s3_location, storage
 from ..dispatch import AWSError
-from . import storage
 
 FRAMEWORKS = (("scikit-learn", "sklearn"), ("sklearn", "sklearn"), ("xgboost", "xgboost"),
               ("pytorch", "pytorch"), ("torch", "pytorch"))
@@ -84,7 +83,7 @@ def fetch_model_data(uri: str, dest: str, compressed: bool = True) -> None:
         extract_tar(data, dest, uri)
         return
     bucket, prefix = s3_location.split(uri)
-    keys = storage.list_keys(uri)
+    keys = storage.list_keys(uri, strict=True)
     if not keys:
         raise _download_error(uri)
     for key in keys:

@@ -13,9 +13,8 @@ import threading
 import uuid
 from typing import Any
 
-from .. import s3_location
+from .. import s3_location, storage
 from ..dispatch import AWSError
-from . import storage
 from .endpoints import Endpoint, HostingEngine, runtime_error
 
 

@@ -2,8 +2,10 @@
 
 moto records scalable targets and policies; this module adds SageMaker's validation
 (the endpoint and variant exist, capacities make sense, the policy's target is
-registered and its metric belongs to SageMaker) by wrapping moto's backend methods, and
-makes deregistering a target delete its policies and scheduled actions, as AWS does.
+registered and its metric belongs to SageMaker), and makes deregistering a target delete
+its policies and scheduled actions, as AWS does. :mod:`labkit.offline.patches` calls
+:func:`check_target`, :func:`check_policy` and :func:`forget_target` from moto's backend
+methods.
 
 No CloudWatch alarm fires offline, so nothing scales by itself. Instead
 :func:`desired_instance_count` is the target-tracking arithmetic and
@@ -21,7 +23,7 @@ import math
 import re
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION
+from .. import moto_state
 
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 METRIC = "SageMakerVariantInvocationsPerInstance"
@@ -46,18 +48,6 @@ def desired_instance_count(invocations_per_minute: float, target_value: float, *
     return max(min_capacity, min(max_capacity, desired))
 
 
-def _backend():
-    from moto.applicationautoscaling.models import applicationautoscaling_backends
-
-    return applicationautoscaling_backends[ACCOUNT_ID][REGION]
-
-
-def _sagemaker():
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT_ID][REGION]
-
-
 def _variant(resource_id: str) -> tuple[str, str, dict[str, Any]]:
     from moto.applicationautoscaling.exceptions import AWSValidationException
 
@@ -65,7 +55,7 @@ def _variant(resource_id: str) -> tuple[str, str, dict[str, Any]]:
     if not match:
         raise AWSValidationException(f"Resource ID {resource_id!r} is not a SageMaker variant: use "
                                      "endpoint/<endpoint name>/variant/<variant name>.")
-    endpoint = _sagemaker().endpoints.get(match["endpoint"])
+    endpoint = moto_state.backend("sagemaker").endpoints.get(match["endpoint"])
     if endpoint is None:
         raise AWSValidationException(f"Endpoint {match['endpoint']} does not exist: create it (and wait for "
                                      "InService) before registering a scalable target.")
@@ -76,7 +66,7 @@ def _variant(resource_id: str) -> tuple[str, str, dict[str, Any]]:
                                  f"(variants: {[v['VariantName'] for v in endpoint.production_variants]}).")
 
 
-def _check_target(namespace: str, resource_id: str, dimension: str, min_capacity: int | None,
+def check_target(namespace: str, resource_id: str, dimension: str, min_capacity: int | None,
                   max_capacity: int | None) -> None:
     from moto.applicationautoscaling.exceptions import AWSValidationException
 
@@ -86,7 +76,7 @@ def _check_target(namespace: str, resource_id: str, dimension: str, min_capacity
     if "CurrentServerlessConfig" in variant and dimension == DIMENSION:
         raise AWSValidationException("A serverless variant has no instances to scale: use the dimension "
                                      "sagemaker:variant:DesiredProvisionedConcurrency.")
-    exists = resource_id in _backend().targets.get(dimension, {})
+    exists = resource_id in moto_state.backend("applicationautoscaling").targets.get(dimension, {})
     if not exists and (min_capacity is None or max_capacity is None):
         raise AWSValidationException("MinCapacity and MaxCapacity are required to register a new scalable target.")
     if min_capacity is not None and dimension == DIMENSION and min_capacity < 1:
@@ -96,14 +86,14 @@ def _check_target(namespace: str, resource_id: str, dimension: str, min_capacity
                                      f"({max_capacity}).")
 
 
-def _check_policy(policy_name: str, namespace: str, resource_id: str, dimension: str,
+def check_policy(policy_name: str, namespace: str, resource_id: str, dimension: str,
                   body: dict[str, Any] | None, policy_type: str | None) -> None:
     from moto.applicationautoscaling.exceptions import AWSValidationException
     from moto.core.exceptions import JsonRESTError
 
     if namespace != "sagemaker":
         return
-    if resource_id not in _backend().targets.get(dimension, {}):
+    if resource_id not in moto_state.backend("applicationautoscaling").targets.get(dimension, {}):
         raise JsonRESTError("ObjectNotFoundException",
                             f"No scalable target registered for service namespace: {namespace}, resource ID: "
                             f"{resource_id}, scalable dimension: {dimension}")
@@ -123,38 +113,14 @@ def _check_policy(policy_name: str, namespace: str, resource_id: str, dimension:
                                          "CustomizedMetricSpecification.")
 
 
-def _install() -> None:
-    from moto.applicationautoscaling.models import ApplicationAutoscalingBackend as Backend
+def forget_target(backend: Any, namespace: str, resource_id: str, dimension: str) -> None:
+    """AWS deletes a deregistered target's scaling policies and scheduled actions with it (moto keeps them)."""
 
-    if getattr(Backend, "_labkit_hosting", False):
-        return
-    register, put = Backend.register_scalable_target, Backend.put_scaling_policy
-    deregister = Backend.deregister_scalable_target
+    def mine(x: Any) -> bool:
+        return (x.service_namespace, x.resource_id, x.scalable_dimension) == (namespace, resource_id, dimension)
 
-    def register_scalable_target(self, namespace, r_id, dimension, min_capacity, max_capacity, role_arn,
-                                 suspended_state):
-        _check_target(namespace, r_id, dimension, min_capacity, max_capacity)
-        return register(self, namespace, r_id, dimension, min_capacity, max_capacity, role_arn, suspended_state)
-
-    def put_scaling_policy(self, policy_name, service_namespace, resource_id, scalable_dimension, policy_body,
-                           policy_type):
-        _check_policy(policy_name, service_namespace, resource_id, scalable_dimension, policy_body, policy_type)
-        return put(self, policy_name, service_namespace, resource_id, scalable_dimension, policy_body, policy_type)
-
-    def deregister_scalable_target(self, namespace, r_id, dimension):
-        """AWS deletes the target's scaling policies and scheduled actions with it (moto keeps them)."""
-        deregister(self, namespace, r_id, dimension)
-
-        def mine(x: Any) -> bool:
-            return (x.service_namespace, x.resource_id, x.scalable_dimension) == (namespace, r_id, dimension)
-
-        self.policies = {k: p for k, p in self.policies.items() if not mine(p)}
-        self.scheduled_actions = [a for a in self.scheduled_actions if not mine(a)]
-
-    Backend.register_scalable_target = register_scalable_target
-    Backend.put_scaling_policy = put_scaling_policy
-    Backend.deregister_scalable_target = deregister_scalable_target
-    Backend._labkit_hosting = True
+    backend.policies = {k: p for k, p in backend.policies.items() if not mine(p)}
+    backend.scheduled_actions = [a for a in backend.scheduled_actions if not mine(a)]
 
 
 def simulate_target_tracking(endpoint_name: str, variant_name: str = "AllTraffic",
@@ -169,11 +135,11 @@ def simulate_target_tracking(endpoint_name: str, variant_name: str = "AllTraffic
     from .api import engine
 
     resource_id = f"endpoint/{endpoint_name}/variant/{variant_name}"
-    target = _backend().targets.get(DIMENSION, {}).get(resource_id)
+    target = moto_state.backend("applicationautoscaling").targets.get(DIMENSION, {}).get(resource_id)
     if target is None:
         raise LookupError(f"No scalable target is registered for {resource_id}: call "
                           "application-autoscaling register_scalable_target first.")
-    policies = [p for p in _backend().policies.values()
+    policies = [p for p in moto_state.backend("applicationautoscaling").policies.values()
                 if p.resource_id == resource_id and p.policy_type == "TargetTrackingScaling"]
     if not policies:
         raise LookupError(f"No TargetTrackingScaling policy on {resource_id}: call put_scaling_policy first.")
@@ -186,7 +152,7 @@ def simulate_target_tracking(endpoint_name: str, variant_name: str = "AllTraffic
                                      min_capacity=int(target.min_capacity), max_capacity=int(target.max_capacity),
                                      disable_scale_in=bool(config.get("DisableScaleIn", False)))
     if apply and desired != current:
-        record = _sagemaker().endpoints[endpoint_name]
+        record = moto_state.backend("sagemaker").endpoints[endpoint_name]
         for pv in record.production_variants:
             if pv["VariantName"] == variant_name:
                 pv["CurrentInstanceCount"] = pv["DesiredInstanceCount"] = desired
@@ -195,6 +161,3 @@ def simulate_target_tracking(endpoint_name: str, variant_name: str = "AllTraffic
             "invocations_per_minute": invocations_per_minute,
             "invocations_per_instance": invocations_per_minute / max(current, 1), "current": current,
             "desired": desired, "min_capacity": int(target.min_capacity), "max_capacity": int(target.max_capacity)}
-
-
-_install()

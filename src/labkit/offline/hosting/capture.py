@@ -20,7 +20,7 @@ import threading
 import uuid
 from typing import Any
 
-from . import storage
+from .. import storage
 
 MAX_FILE_RECORDS = 100
 MAX_FILE_BYTES = 256 * 1024

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, dispatch, on_reset
+from .. import ACCOUNT_ID, REGION, dispatch, moto_state, on_reset
 from ..dispatch import AWSError
 from .endpoints import Endpoint, HostingEngine, Variant, variants_from_config
 
@@ -86,7 +86,8 @@ class Plan:
 
 def plan(deployment: dict[str, Any], config: dict[str, Any]) -> Plan:
     """Check ``deployment`` (a DeploymentConfig) as SageMaker does for ``config``, and plan it."""
-    blue_green, rolling = deployment.get("BlueGreenUpdatePolicy"), deployment.get("RollingUpdatePolicy")
+    blue_green: dict[str, Any] = deployment.get("BlueGreenUpdatePolicy") or {}
+    rolling: dict[str, Any] = deployment.get("RollingUpdatePolicy") or {}
     if blue_green and rolling:
         raise invalid("DeploymentConfig takes a BlueGreenUpdatePolicy or a RollingUpdatePolicy, not both.")
     if not blue_green and not rolling:
@@ -143,16 +144,11 @@ def plan(deployment: dict[str, Any], config: dict[str, Any]) -> Plan:
 
 def check_alarms(names: list[str]) -> None:
     """Every auto-rollback alarm must exist."""
-    missing = [n for n in names if n not in _cloudwatch().alarms]
+    missing = [n for n in names if n not in moto_state.backend("cloudwatch").alarms]
     if missing:
         raise invalid(f"The auto-rollback alarm(s) {missing} do not exist in account {ACCOUNT_ID} ({REGION}): "
                       "create them (cloudwatch put_metric_alarm) before the update.")
 
-
-def _cloudwatch() -> Any:
-    from moto.cloudwatch.models import cloudwatch_backends
-
-    return cloudwatch_backends[ACCOUNT_ID][REGION]
 
 
 def alarms_in_alarm(names: list[str]) -> list[str]:
@@ -162,7 +158,7 @@ def alarms_in_alarm(names: list[str]) -> list[str]:
     from .. import cloudwatch
 
     cloudwatch.evaluate_all()
-    alarms = _cloudwatch().alarms
+    alarms = moto_state.backend("cloudwatch").alarms
     return [n for n in names if n in alarms and alarms[n].state_value == "ALARM"]
 
 

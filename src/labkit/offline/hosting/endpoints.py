@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, runlog, usage
+from .. import ACCOUNT_ID, REGION, moto_state, runlog, storage, usage
 from ..dispatch import AWSError
-from . import artifacts, storage
+from . import artifacts
 from .capture import DataCapture
 from .process import ContainerError, ModelProcess
 
@@ -108,14 +108,8 @@ class Endpoint:
         return f"/aws/sagemaker/Endpoints/{self.name}"
 
 
-def _moto():
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT_ID][REGION]
-
-
 def model_container(model_name: str) -> dict[str, Any]:
-    model = _moto()._models.get(model_name)
+    model = moto_state.backend("sagemaker")._models.get(model_name)
     if model is None:
         raise AWSError("ValidationException",
                        f"Could not find model \"arn:aws:sagemaker:{REGION}:{ACCOUNT_ID}:model/{model_name}\".")
@@ -353,7 +347,7 @@ class HostingEngine:
             ok = variant.process.wait(START_TIMEOUT_S)
             cold = time.perf_counter() - started
             variant.cold_starts.append(cold)
-            if variant.log:
+            if variant.log and variant.serverless is not None:
                 variant.log.write(f"Cold start: the model container started in {1000 * cold:.0f} ms "
                                   f"(serverless, MemorySizeInMB={variant.serverless['MemorySizeInMB']})")
             if not ok:

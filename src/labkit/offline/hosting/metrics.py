@@ -25,15 +25,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION
+from .. import moto_state
 
 NAMESPACE = "AWS/SageMaker"
 
-
-def _cloudwatch() -> Any:
-    from moto.cloudwatch.models import cloudwatch_backends
-
-    return cloudwatch_backends[ACCOUNT_ID][REGION]
 
 
 def data(endpoint: str, variant: str, config: str, status: int, seconds: float, instance_count: int = 1,
@@ -55,4 +50,4 @@ def record(endpoint: Any, variant: Any, status: int, seconds: float) -> None:
     """Publish one served request (a hosting engine observer: ``Endpoint``, ``Variant``, status, seconds)."""
     count = 1 if variant.serverless is not None else variant.instance_count
     config = variant.config_name or endpoint.config_name
-    _cloudwatch().put_metric_data(NAMESPACE, data(endpoint.name, variant.name, config, status, seconds, count))
+    moto_state.backend("cloudwatch").put_metric_data(NAMESPACE, data(endpoint.name, variant.name, config, status, seconds, count))

@@ -54,7 +54,7 @@ class ModelProcess:
     """One model server: ``start()``, ``wait()``, ``invoke()``, ``stop()``."""
 
     def __init__(self, model_dir: str, *, code_dir: str | None, program: str, framework: str,
-                 env: dict[str, str], log: Callable[[str], None], multi_model: bool = False,
+                 env: dict[str, str], log: Callable[[str], object], multi_model: bool = False,
                  max_models: int = 3, workdir: str | None = None, image: str = ""):
         self.args = ["--model-dir", model_dir, "--framework", framework, "--program", program,
                      "--parent", str(os.getpid()), "--image", image]
@@ -252,15 +252,15 @@ class ForkedProcess:
         self._signal(signal.SIGKILL)
 
     def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.time() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.time() > deadline:
+        started = time.time()
+        while (code := self.poll()) is None:
+            if timeout is not None and time.time() > started + timeout:
                 raise subprocess.TimeoutExpired(SERVER, timeout)
             time.sleep(0.01)
         for stream in (self.stdin,):
             with contextlib.suppress(OSError):
                 stream.close()
-        return self.returncode
+        return code
 
 
 class Zygote:

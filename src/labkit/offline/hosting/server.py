@@ -196,7 +196,8 @@ class Context:
     def __init__(self, model_dir: str, headers: dict[str, str] | None = None):
         self.system_properties = {"model_dir": model_dir, "gpu_id": None}
         self.request_processor = [_RequestProcessor(headers or {})]
-        self.status, self.phrase, self.content_type = 200, "OK", None
+        self.status, self.phrase = 200, "OK"
+        self.content_type: str | None = None
 
     def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
         self.status, self.phrase = code, phrase
@@ -215,9 +216,16 @@ def _load_module(code_dir: str | None, program: str, key: str) -> Any:
         return None
     if code_dir not in sys.path:
         sys.path.insert(0, code_dir)
-    spec = importlib.util.spec_from_file_location(f"{name}_{key}" if key else name, path)
+    return _import_file(f"{name}_{key}" if key else name, path)
+
+
+def _import_file(name: str, path: str | Path) -> Any:
+    """The module at ``path``, imported under ``name`` and registered in ``sys.modules``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python module")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -279,10 +287,7 @@ def _sibling(name: str) -> Any:
     """A module beside this script (imported by path: this script's folder is not on sys.path)."""
     key = f"_labkit_hosting_{name}"
     if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
+        _import_file(key, Path(__file__).with_name(f"{name}.py"))
     return sys.modules[key]
 
 
@@ -316,6 +321,8 @@ class ModelServer:
 
     def model_for(self, headers: dict[str, str]) -> LoadedModel:
         if not self.args.multi_model:
+            if self.single is None:
+                raise RuntimeError("the model is not loaded yet")
             return self.single
         target = headers.get("X-Amzn-SageMaker-Target-Model", "")
         with self.lock:
@@ -531,9 +538,7 @@ def _map_opt_ml(root: str) -> None:
     removed with the model's files): the SDK's TorchServe handler copies ``shared_libs`` there.
     """
     path = Path(__file__).parents[1] / "training" / "container" / "sitecustomize.py"
-    spec = importlib.util.spec_from_file_location("_labkit_container_paths", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _import_file("_labkit_container_paths", path)
     module.map_container_root(root)
     module.overlay("/lib", os.path.join(root, ".container", "lib"))
 

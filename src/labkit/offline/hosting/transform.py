@@ -24,20 +24,14 @@ import time
 import uuid
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, failures, runlog, s3_location, usage
+from .. import ACCOUNT_ID, REGION, failures, moto_state, runlog, s3_location, storage, usage
 from ..dispatch import AWSError
-from . import artifacts, storage
+from . import artifacts
 from .endpoints import model_container
 from .process import ContainerError, ModelProcess
 
 MAX_TOTAL_PAYLOAD_MB = 100
 _running: dict[str, threading.Event] = {}
-
-
-def _moto():
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT_ID][REGION]
 
 
 def invalid(message: str) -> AWSError:
@@ -130,7 +124,7 @@ def join(input_record: str, output_record: str, content_type: str | None, accept
 
 def validate(params: dict[str, Any]) -> None:
     name = params["TransformJobName"]
-    if name in _moto().transform_jobs:
+    if name in moto_state.backend("sagemaker").transform_jobs:
         arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT_ID}:transform-job/{name.lower()}"
         raise invalid(f"Job name must be unique within an AWS account and region, and a job with this name "
                       f"already exists ({arn})")
@@ -167,7 +161,7 @@ def _inputs(source: dict[str, Any]) -> list[tuple[str, str]]:
         base = manifest[0]["prefix"]
         return [(base + rel, rel) for rel in manifest[1:]]
     out = []
-    for key in storage.list_keys(uri):
+    for key in storage.list_keys(uri, strict=True):
         if key == prefix or not (prefix.endswith("/") or key.startswith(prefix + "/")):
             folder = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
             rel = key[len(folder):]
@@ -231,7 +225,7 @@ def run_job(params: dict[str, Any], log: storage.LogStream, stop: threading.Even
             if tin.get("CompressionType") == "Gzip":
                 data = gzip.decompress(data)
             text = data.decode("utf-8") if split == "Line" or dp else None
-            records = [r for r in text.splitlines() if r.strip()] if split == "Line" else None
+            records = [r for r in text.splitlines() if r.strip()] if split == "Line" and text is not None else None
             outputs: list[str] = []
             if records is None:
                 batches_in: list[list[str]] = [[text]] if text is not None else []
@@ -278,7 +272,7 @@ def _execute(params: dict[str, Any], stop: threading.Event) -> None:
     from moto.core.utils import utcnow
 
     name = params["TransformJobName"]
-    record = _moto().transform_jobs.get(name)
+    record = moto_state.backend("sagemaker").transform_jobs.get(name)
     log = storage.LogStream("/aws/sagemaker/TransformJobs", f"{name}/i-{uuid.uuid4().hex[:17]}")
     started = time.time()
     status, reason = "Completed", ""
@@ -309,7 +303,7 @@ def _execute(params: dict[str, Any], stop: threading.Event) -> None:
 def create_transform_job(params: dict[str, Any]) -> dict[str, Any]:
     """CreateTransformJob: validate, record in moto as InProgress, run in the background."""
     validate(params)
-    backend = _moto()
+    backend = moto_state.backend("sagemaker")
     record = backend.create_transform_job(
         transform_job_name=params["TransformJobName"], model_name=params["ModelName"],
         max_concurrent_transforms=params.get("MaxConcurrentTransforms"),
@@ -331,7 +325,7 @@ def create_transform_job(params: dict[str, Any]) -> dict[str, Any]:
 
 def stop_transform_job(params: dict[str, Any]) -> dict[str, Any]:
     name = params["TransformJobName"]
-    record = _moto().transform_jobs.get(name)
+    record = moto_state.backend("sagemaker").transform_jobs.get(name)
     if record is None:
         raise AWSError("ValidationException", f"Could not find job to update with name {name}")
     if name in _running:
@@ -345,4 +339,4 @@ def wait(name: str, timeout: float = 120.0) -> str:
     deadline = time.time() + timeout
     while name in _running and time.time() < deadline:
         time.sleep(0.02)
-    return _moto().transform_jobs[name].transform_job_status
+    return moto_state.backend("sagemaker").transform_jobs[name].transform_job_status

@@ -194,7 +194,8 @@ def _load_legacy(path: str) -> tuple[Any, str]:
         if names and len(names) == booster.num_features():
             booster.feature_names = list(names)
         if state.get("best_ntree_limit"):
-            booster.best_ntree_limit = state["best_ntree_limit"]
+            # xgboost 2 dropped the attribute; it stays on the object for the prediction below
+            booster.best_ntree_limit = state["best_ntree_limit"]  # type: ignore[attr-defined]
     return booster, fmt
 
 

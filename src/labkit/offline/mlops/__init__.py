@@ -1,6 +1,6 @@
 """The offline MLOps engines: Pipelines, Model Registry, Model Monitor and Feature Store.
 
-Importing this package (``labkit.offline.ENGINE_MODULES`` does) registers their handlers:
+Importing this package (:mod:`labkit.offline.engines` does) registers their handlers:
 
 - :mod:`.pipelines`: pipeline executions that run their steps' jobs for real;
 - :mod:`.registry`: the Model Registry's approval flow and deployment from a model package;

@@ -19,21 +19,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, dispatch
+from .. import ACCOUNT_ID, REGION, dispatch, moto_state
 from ..dispatch import AWSError
 
 APPROVAL_STATUSES = ("Approved", "Rejected", "PendingManualApproval")
 
 
-def _backend() -> Any:
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT_ID][REGION]
-
-
 def find_package(name_or_arn: str) -> Any:
     """moto's ModelPackage for a name or ARN, or ``ValidationException`` as SageMaker answers."""
-    backend = _backend()
+    backend = moto_state.backend("sagemaker")
     key = backend.model_package_name_mapping.get(name_or_arn, name_or_arn)
     package = backend.model_packages.get(key)
     if package is None:
@@ -43,7 +37,7 @@ def find_package(name_or_arn: str) -> Any:
 
 @dispatch.after("sagemaker", "CreateModelPackage")
 def _default_approval(params: dict[str, Any], parsed: dict[str, Any]) -> None:
-    package = _backend().model_packages.get(parsed.get("ModelPackageArn"))
+    package = moto_state.backend("sagemaker").model_packages.get(parsed.get("ModelPackageArn"))
     if package is not None and package.model_package_version and package.model_approval_status is None:
         package.model_approval_status = "PendingManualApproval"
 
@@ -111,7 +105,7 @@ def _resolved(container: dict[str, Any]) -> dict[str, Any]:
 
 @dispatch.after("sagemaker", "CreateModel")
 def _deploy_model_package(params: dict[str, Any], parsed: dict[str, Any]) -> None:
-    model = _backend()._models.get(params["ModelName"])
+    model = moto_state.backend("sagemaker")._models.get(params["ModelName"])
     if model is None:
         return
     if model.primary_container:
@@ -122,7 +116,7 @@ def _deploy_model_package(params: dict[str, Any], parsed: dict[str, Any]) -> Non
 @dispatch.operation("sagemaker", "DeleteModelPackage")
 def delete_model_package(params: dict[str, Any]) -> dict[str, Any]:
     package = find_package(params["ModelPackageName"])
-    backend = _backend()
+    backend = moto_state.backend("sagemaker")
     backend.model_packages.pop(package.arn, None)
     for key in [k for k, v in backend.model_package_name_mapping.items() if v == package.arn]:
         del backend.model_package_name_mapping[key]
@@ -132,7 +126,7 @@ def delete_model_package(params: dict[str, Any]) -> dict[str, Any]:
 @dispatch.operation("sagemaker", "DeleteModelPackageGroup")
 def delete_model_package_group(params: dict[str, Any]) -> dict[str, Any]:
     name = params["ModelPackageGroupName"].rsplit("/", 1)[-1]
-    backend = _backend()
+    backend = moto_state.backend("sagemaker")
     if name not in backend.model_package_groups:
         raise AWSError("ValidationException", f"ModelPackageGroup arn:aws:sagemaker:{REGION}:{ACCOUNT_ID}:"
                                               f"model-package-group/{name.lower()} does not exist.")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import dispatch, s3_location
+from .. import dispatch, moto_state, s3_location, storage
 from ..dispatch import AWSError
-from . import images, jobs, shapes, storage
+from . import images, jobs, shapes
 
 
 def _validate_resource_config(config: dict[str, Any]) -> None:
@@ -48,7 +48,7 @@ def validate_channels(channels: list[dict[str, Any]], role_arn: str) -> None:
                            f"Channel {c['ChannelName']!r}: S3DataType {s3['S3DataType']} is not emulated offline; "
                            "use S3Prefix (a prefix or a single object).")
         s3_location.require(s3["S3Uri"], f"inputDataConfig.{index}.member.dataSource.s3DataSource.s3Uri")
-        if not storage.list_objects(s3["S3Uri"]):
+        if not storage.list_keys(s3["S3Uri"]):
             raise AWSError("ValidationException", no_objects_message(s3["S3Uri"], role_arn))
 
 
@@ -70,8 +70,8 @@ def _validate_stopping(params: dict[str, Any]) -> None:
 def validate_training_request(params: dict[str, Any]) -> None:
     """AWS's checks on a CreateTrainingJob request (beyond botocore's own)."""
     name = params["TrainingJobName"]
-    if name in jobs.account_backend().training_jobs:
-        arn = jobs.account_backend().training_jobs[name].arn
+    if name in moto_state.backend("sagemaker").training_jobs:
+        arn = moto_state.backend("sagemaker").training_jobs[name].arn
         raise AWSError("ResourceInUse", f"Training job names must be unique within an AWS account and region, "
                        f"and a training job with this name already exists ({arn})")
     spec = params["AlgorithmSpecification"]
@@ -91,7 +91,7 @@ def validate_training_request(params: dict[str, Any]) -> None:
 
 def create_record(params: dict[str, Any]) -> Any:
     """Keep the job in moto's backend, as moto would have on its own."""
-    return jobs.account_backend().create_training_job(
+    return moto_state.backend("sagemaker").create_training_job(
         training_job_name=params["TrainingJobName"], hyper_parameters=dict(params.get("HyperParameters") or {}),
         algorithm_specification=dict(params["AlgorithmSpecification"]), role_arn=params["RoleArn"],
         input_data_config=params.get("InputDataConfig") or [], output_data_config=params["OutputDataConfig"],
@@ -130,7 +130,7 @@ def create_training_job(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record(name: str) -> Any:
-    record = jobs.account_backend().training_jobs.get(name)
+    record = moto_state.backend("sagemaker").training_jobs.get(name)
     if record is None:
         raise AWSError("ValidationException", "Requested resource not found.")
     return record

@@ -20,6 +20,9 @@ FRAMEWORK_REPOSITORIES = {
     "huggingface-pytorch-training": "Hugging Face (PyTorch)",
     "tensorflow-training": "TensorFlow",
     "sagemaker-base-python": "Python",
+    # The course's own image (docker/labkit-grader.Dockerfile): this package and its pinned
+    # requirements, which is exactly what runs here (labkit grade/check --on sagemaker).
+    "labkit-grader": "labkit (the course image)",
 }
 BUILTIN_ALGORITHMS = {"sagemaker-xgboost": "xgboost", "xgboost": "xgboost"}
 # The Python package a framework image is built around; its tag starts with that package's version

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, dispatch, failures, on_reset, runlog, usage
-from . import images, storage
+from .. import REGION, dispatch, failures, on_reset, runlog, storage, usage
+from . import images
 from .environment import CONTAINER_ROOT, Channel, HostEnvironment
 from .metrics import MetricCollector, xgboost_definitions
 from .runner import (
@@ -223,14 +223,16 @@ class TrainingRun:
         """The host's log stream (one per host for the job's life, restarts included)."""
         if host in self._sinks:
             return self._sinks[host]
-        stream = storage.LogStream(storage.LOG_GROUP_TRAINING, f"{self.name}/{host}-{int(time.time())}")
+        stream = storage.LogStream(storage.LOG_GROUP_TRAINING, f"{self.name}/{host}-{int(time.time())}",
+                                   job=True)
 
         def write(line: str) -> None:
             if line.startswith(_LAUNCH_LINE):  # the SDK v3 driver names the command it starts
                 self._commands[host] = line[len(_LAUNCH_LINE):].strip()
             message = stream.write(line)
-            self.lines.append(message)
-            self.metrics.feed(message)
+            if message is not None:  # a job's stream keeps every line, empty ones too
+                self.lines.append(message)
+                self.metrics.feed(message)
 
         self._sinks[host] = write
         return write
@@ -455,7 +457,3 @@ def _reset() -> None:
     _base.clear()
 
 
-def account_backend() -> Any:
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT_ID][REGION]

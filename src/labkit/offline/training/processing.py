@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import dispatch, failures, runlog, s3_location, usage
+from .. import dispatch, failures, moto_state, runlog, s3_location, storage, usage
 from ..dispatch import AWSError
-from . import api, images, jobs, shapes, storage
+from . import api, images, jobs, shapes
 from .environment import HostEnvironment, remap
 from .runner import (
     HostProcess,
@@ -47,7 +47,7 @@ def now() -> dt.datetime:
 
 def validate(params: dict[str, Any]) -> None:
     name = params["ProcessingJobName"]
-    if name in jobs.account_backend().processing_jobs:
+    if name in moto_state.backend("sagemaker").processing_jobs:
         raise AWSError("ResourceInUse", f"Processing job names must be unique within an AWS account and region, "
                        f"and a processing job with this name already exists ({name})")
     cluster = params["ProcessingResources"]["ClusterConfig"]
@@ -63,7 +63,7 @@ def validate(params: dict[str, Any]) -> None:
                            "emulated offline (DatasetDefinition needs Athena or Redshift).")
         paths.append(s3["LocalPath"])
         s3_location.require(s3["S3Uri"], f"processingInputs.{index}.member.s3Input.s3Uri")
-        if not storage.list_objects(s3["S3Uri"]):
+        if not storage.list_keys(s3["S3Uri"]):
             raise AWSError("ValidationException", api.no_objects_message(s3["S3Uri"], params["RoleArn"]))
     for index, item in enumerate(params.get("ProcessingOutputConfig", {}).get("Outputs", []), 1):
         if "S3Output" in item:
@@ -173,7 +173,8 @@ class ProcessingRun:
         words_of = [*entrypoint, *spec.get("ContainerArguments", [])]
         for env in self.hosts:
             words = [remap_text(w, env.root) for w in words_of]
-            stream = storage.LogStream(storage.LOG_GROUP_PROCESSING, f"{self.name}/{env.current_host}-{int(time.time())}")
+            stream = storage.LogStream(storage.LOG_GROUP_PROCESSING,
+                                       f"{self.name}/{env.current_host}-{int(time.time())}", job=True)
             extra = {"SM_CURRENT_HOST": env.current_host, "SM_HOSTS": json.dumps(env.hosts), **sidecar_env}
             self.processes.append(HostProcess([argv0(words[0], env.root), *words[1:]], env.root,
                                               process_environment(env, extra, sm_variables=False), stream.write))
@@ -225,7 +226,7 @@ def _reset() -> None:
 @dispatch.operation("sagemaker", "CreateProcessingJob")
 def create_processing_job(params: dict[str, Any]) -> dict[str, Any]:
     validate(params)
-    record = jobs.account_backend().create_processing_job(
+    record = moto_state.backend("sagemaker").create_processing_job(
         app_specification=params["AppSpecification"], experiment_config=params.get("ExperimentConfig"),
         network_config=params.get("NetworkConfig"), processing_inputs=params.get("ProcessingInputs", []),
         processing_job_name=params["ProcessingJobName"],
@@ -241,7 +242,7 @@ def create_processing_job(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record(name: str) -> Any:
-    record = jobs.account_backend().processing_jobs.get(name)
+    record = moto_state.backend("sagemaker").processing_jobs.get(name)
     if record is None:
         raise AWSError("ValidationException", "Requested resource not found.")
     return record

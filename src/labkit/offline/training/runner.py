@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import subprocess_environment
+from .. import storage, subprocess_environment
 from ..patches import rewrite_sdk_drivers
-from . import dependencies, storage
+from . import dependencies
 from .environment import CONTAINER_ROOT, HostEnvironment, to_cmd_args
 from .images import Image
 
@@ -124,7 +124,7 @@ class HostProcess:
     failure can be told from its consequences on other hosts (:mod:`labkit.offline.failures`).
     """
 
-    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], sink: Callable[[str], None]):
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], sink: Callable[[str], object]):
         self.argv = argv
         self.tail: collections.deque[tuple[float, str]] = collections.deque(maxlen=400)
         self._sink = sink

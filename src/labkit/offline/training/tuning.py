@@ -30,38 +30,36 @@ Early stopping (``TrainingJobEarlyStoppingType: Auto``) follows AWS's descriptio
 epoch (each new value of the objective metric in the trial's log) the running average of the
 objective of every earlier trial up to the same epoch is computed, and the trial is stopped when
 its value is worse than the median of those running averages. AWS does not document how many
-earlier trials it needs first; offline it is :data:`EARLY_STOPPING_MIN_TRIALS`.
+earlier trials it needs first; offline it is :data:`.search.EARLY_STOPPING_MIN_TRIALS`.
 
 Completion criteria ``TargetObjectiveMetricValue`` and ``BestObjectiveNotImproving`` are applied
 as documented; ``ConvergenceDetected`` is AWS's own internal test and is accepted but not applied
 offline. ``ResourceLimits.MaxRuntimeInSeconds`` stops the running trials and completes the job.
 Warm start seeds the optimiser with the parent jobs' trials and fills ``OverallBestTrainingJob``.
 Not emulated (refused with a message): ``Autotune`` and several ``TrainingJobDefinitions``.
+
+The search itself (ranges, strategies, early stopping) is :mod:`.search`.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
-import itertools
 import math
 import re
 import secrets
-import statistics
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import _reset_hooks, dispatch, runlog
+from .. import _reset_hooks, dispatch, moto_state, runlog
 from ..dispatch import AWSError
 from . import api, images, jobs, metrics, shapes
+from .search import GridStrategy, OptunaStrategy, Range, Strategy, invalid, median_rule, parse_ranges
 
 POLL_SECONDS = 0.05
-EARLY_STOPPING_MIN_TRIALS = 3
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
-MAX_TUNED = 30
 MAX_HYPERPARAMETERS = 100
 TUNING_METRIC = "_tuning_objective_metric"
 EPOCH_KEYS = ("epochs", "numepochs", "n-epochs", "n_epochs", "num_epochs")
@@ -71,229 +69,6 @@ XGBOOST_MAXIMIZED = ("accuracy", "auc", "aucpr", "f1", "map", "ndcg", "r2")
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def invalid(message: str) -> AWSError:
-    return AWSError("ValidationException", message)
-
-
-# --- the search space ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Range:
-    """One tunable hyperparameter: ``Integer``, ``Continuous`` or ``Categorical``."""
-
-    name: str
-    kind: str
-    low: float = 0.0
-    high: float = 0.0
-    scaling: str = "Auto"
-    values: tuple[str, ...] = ()
-
-    def distribution(self) -> Any:
-        """The optuna distribution sampled for this range (in its scale)."""
-        from optuna import distributions as d
-
-        if self.kind == "Categorical":
-            return d.CategoricalDistribution(self.values)
-        if self.kind == "Integer":
-            return d.IntDistribution(int(self.low), int(self.high), log=self.scaling == "Logarithmic")
-        if self.scaling == "ReverseLogarithmic":  # sample 1 - x on a log scale
-            return d.FloatDistribution(1.0 - self.high, 1.0 - self.low, log=True)
-        return d.FloatDistribution(self.low, self.high, log=self.scaling == "Logarithmic")
-
-    def to_value(self, sampled: Any) -> str:
-        """The hyperparameter value the trial gets (a string, as AWS passes it)."""
-        if self.kind == "Categorical":
-            return str(sampled)
-        if self.kind == "Integer":
-            return str(int(sampled))
-        x = 1.0 - float(sampled) if self.scaling == "ReverseLogarithmic" else float(sampled)
-        return repr(min(max(x, self.low), self.high))
-
-    def from_value(self, value: str) -> Any:
-        """The sampled value behind a trial's hyperparameter (warm start), or ``None`` if outside."""
-        try:
-            if self.kind == "Categorical":
-                return value if value in self.values else None
-            x = int(value) if self.kind == "Integer" else float(value)
-        except ValueError:
-            return None
-        if not self.low <= x <= self.high:
-            return None
-        return 1.0 - x if self.scaling == "ReverseLogarithmic" else x
-
-
-def _number(text: Any, kind: str, what: str, name: str) -> float:
-    try:
-        return float(int(text)) if kind == "Integer" else float(text)
-    except (TypeError, ValueError):
-        raise invalid(f"The {what} '{text}' of hyperparameter '{name}' is not a valid "
-                      f"{'integer' if kind == 'Integer' else 'number'}.") from None
-
-
-def parse_ranges(ranges: dict[str, Any] | None) -> list[Range]:
-    """``ParameterRanges`` as :class:`Range` objects, validated as AWS validates them."""
-    ranges = ranges or {}
-    if ranges.get("AutoParameters"):
-        raise invalid("AutoParameters (Autotune) are not emulated offline: give IntegerParameterRanges, "
-                      "ContinuousParameterRanges or CategoricalParameterRanges.")
-    out: list[Range] = []
-    for kind in ("Integer", "Continuous"):
-        for item in ranges.get(f"{kind}ParameterRanges") or []:
-            name, scaling = item["Name"], item.get("ScalingType", "Auto")
-            low = _number(item["MinValue"], kind, "MinValue", name)
-            high = _number(item["MaxValue"], kind, "MaxValue", name)
-            if low > high:
-                raise invalid(f"The MinValue ({item['MinValue']}) of hyperparameter '{name}' must be less than or "
-                              f"equal to its MaxValue ({item['MaxValue']}).")
-            if scaling == "Logarithmic" and low <= 0:
-                raise invalid(f"Hyperparameter '{name}': Logarithmic scaling works only for ranges whose values are "
-                              f"all greater than 0 (MinValue is {item['MinValue']}). Use Linear scaling, or raise "
-                              "MinValue above 0.")
-            if scaling == "ReverseLogarithmic":
-                if kind == "Integer":
-                    raise invalid(f"Hyperparameter '{name}': ReverseLogarithmic scaling is supported only for "
-                                  "continuous hyperparameters (ranges within 0 <= x < 1.0).")
-                if low < 0 or high >= 1:
-                    raise invalid(f"Hyperparameter '{name}': ReverseLogarithmic scaling works only for ranges "
-                                  f"entirely within 0 <= x < 1.0 (got {item['MinValue']} to {item['MaxValue']}).")
-            out.append(Range(name, kind, low, high, scaling))
-    for item in ranges.get("CategoricalParameterRanges") or []:
-        values = tuple(item["Values"])
-        if len(set(values)) != len(values):
-            raise invalid(f"The values of categorical hyperparameter '{item['Name']}' must be unique: {list(values)}.")
-        out.append(Range(item["Name"], "Categorical", values=values))
-    names = [r.name for r in out]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise invalid(f"Hyperparameter names must be unique across ParameterRanges: {', '.join(repeated)} repeated.")
-    if len(out) > MAX_TUNED:
-        raise invalid(f"A tuning job can search at most {MAX_TUNED} hyperparameters; {len(out)} were given.")
-    if not out:
-        raise invalid("ParameterRanges must name at least one hyperparameter to tune (IntegerParameterRanges, "
-                      "ContinuousParameterRanges or CategoricalParameterRanges).")
-    return out
-
-
-# --- strategies ----------------------------------------------------------------------------
-
-
-class Strategy:
-    """Chooses each trial's hyperparameters; learns from the results it is told."""
-
-    def __init__(self, space: list[Range], seed: int | None):
-        self.space = space
-        self.seed = seed
-
-    def ask(self) -> tuple[Any, dict[str, str]] | None:
-        """(a key for :meth:`tell`, the trial's tuned hyperparameters), or ``None`` when exhausted."""
-        raise NotImplementedError
-
-    def tell(self, key: Any, value: float | None) -> None:
-        """The trial's objective (``None``: failed or no objective)."""
-
-    def report(self, key: Any, step: int, value: float) -> bool:
-        """An intermediate objective value; ``True`` when the strategy stops the trial here."""
-        return False
-
-    def seed_with(self, tuned: dict[str, str], value: float) -> None:
-        """A finished trial of a parent tuning job (warm start)."""
-
-
-class OptunaStrategy(Strategy):
-    """Random, Bayesian (TPE) and Hyperband strategies on an in-memory optuna study."""
-
-    def __init__(self, space: list[Range], seed: int | None, *, direction: str, kind: str,
-                 max_jobs: int | None = None, hyperband: dict[str, int] | None = None):
-        super().__init__(space, seed)
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            pruner: Any = optuna.pruners.NopPruner()
-            if kind == "Bayesian":
-                startup = min(10, max(2, math.ceil((max_jobs or 30) / 4)))
-                sampler: Any = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
-                                                          constant_liar=True)
-            else:
-                sampler = optuna.samplers.RandomSampler(seed=seed)
-            if kind == "Hyperband":
-                hb = hyperband or {}
-                pruner = optuna.pruners.HyperbandPruner(min_resource=hb.get("MinResource", 1),
-                                                        max_resource=hb["MaxResource"], reduction_factor=3)
-        self.study = optuna.create_study(direction="maximize" if direction == "Maximize" else "minimize",
-                                         sampler=sampler, pruner=pruner)
-        self.kind = kind
-        self._distributions = {r.name: r.distribution() for r in space}
-
-    def ask(self) -> tuple[Any, dict[str, str]] | None:
-        trial = self.study.ask(self._distributions)
-        return trial, {r.name: r.to_value(trial.params[r.name]) for r in self.space}
-
-    def tell(self, key: Any, value: float | None) -> None:
-        import optuna
-
-        if value is None or not math.isfinite(value):
-            self.study.tell(key, state=optuna.trial.TrialState.FAIL)
-        else:
-            self.study.tell(key, value)
-
-    def report(self, key: Any, step: int, value: float) -> bool:
-        if self.kind != "Hyperband":
-            return False
-        key.report(value, step)
-        return key.should_prune()
-
-    def seed_with(self, tuned: dict[str, str], value: float) -> None:
-        import optuna
-
-        params = {}
-        for r in self.space:
-            if r.name not in tuned:
-                return
-            sampled = r.from_value(tuned[r.name])
-            if sampled is None:
-                return
-            params[r.name] = sampled
-        self.study.add_trial(optuna.trial.create_trial(params=params, distributions=self._distributions,
-                                                       value=value))
-
-
-class GridStrategy(Strategy):
-    """Every combination of the categorical values, in the order given."""
-
-    def __init__(self, space: list[Range], seed: int | None):
-        super().__init__(space, seed)
-        self._combinations = itertools.product(*(r.values for r in space))
-
-    @staticmethod
-    def size(space: list[Range]) -> int:
-        return math.prod(len(r.values) for r in space)
-
-    def ask(self) -> tuple[Any, dict[str, str]] | None:
-        combination = next(self._combinations, None)
-        if combination is None:
-            return None
-        return None, {r.name: value for r, value in zip(self.space, combination, strict=True)}
-
-
-# --- early stopping ----------------------------------------------------------------------------
-
-
-def worse(value: float, reference: float, direction: str) -> bool:
-    return value < reference if direction == "Maximize" else value > reference
-
-
-def median_rule(value: float, step: int, earlier: list[list[float]], direction: str) -> bool:
-    """AWS's rule: stop if ``value`` at ``step`` (1-based) is worse than the median of the earlier
-    trials' running averages up to that step (only trials that reached the step count)."""
-    averages = [statistics.fmean(series[:step]) for series in earlier if len(series) >= step]
-    if len(averages) < EARLY_STOPPING_MIN_TRIALS:
-        return False
-    return worse(value, statistics.median(averages), direction)
 
 
 # --- the tuning job ---------------------------------------------------------------------------
@@ -477,10 +252,11 @@ class TuningRun:
 
     # --- results ---------------------------------------------------------------------
     def best(self) -> Trial | None:
-        best = None
+        best: Trial | None = None
+        best_value = 0.0
         for t in self.trials:
-            if t.ended and t.objective is not None and (best is None or self.objective.better(t.objective, best.objective)):
-                best = t
+            if t.ended and t.objective is not None and (best is None or self.objective.better(t.objective, best_value)):
+                best, best_value = t, t.objective
         return best
 
     def not_improving(self) -> int:
@@ -498,7 +274,8 @@ class TuningRun:
     def _criteria_met(self) -> bool:
         best = self.best()
         target = self.criteria.get("TargetObjectiveMetricValue")
-        if target is not None and best is not None and not self.objective.better(float(target), best.objective):
+        if target is not None and best is not None and best.objective is not None \
+                and not self.objective.better(float(target), best.objective):
             self.stop_reason = "target"
             return True
         limit = (self.criteria.get("BestObjectiveNotImproving") or {}).get("MaxNumberOfTrainingJobsNotImproving")
@@ -648,13 +425,13 @@ class TuningRun:
         if best is not None:
             out["BestTrainingJob"] = self.summary(best)
         if self.parents:
-            candidates = [(t, run) for run in [self, *self.parents] for t in run.trials
+            candidates = [(t.objective, t, run) for run in [self, *self.parents] for t in run.trials
                           if t.ended and t.objective is not None]
             if candidates:
-                t, run = candidates[0]
-                for other, other_run in candidates[1:]:
-                    if self.objective.better(other.objective, t.objective):
-                        t, run = other, other_run
+                value, t, run = candidates[0]
+                for other_value, other, other_run in candidates[1:]:
+                    if self.objective.better(other_value, value):
+                        value, t, run = other_value, other, other_run
                 out["OverallBestTrainingJob"] = run.summary(t)
         shaped = shapes.describe("DescribeHyperParameterTuningJob", out)
         # AWS lists every kind of range, empty ones included (the SDKs index them directly).
@@ -714,7 +491,7 @@ def _validate_name(name: str) -> None:
     if not NAME_PATTERN.match(name):
         raise invalid(f"1 validation error detected: Value '{name}' at 'hyperParameterTuningJobName' failed to "
                       f"satisfy constraint: Member must satisfy regular expression pattern: {NAME_PATTERN.pattern}")
-    if name in jobs.account_backend().hyper_parameter_tuning_jobs:
+    if name in moto_state.backend("sagemaker").hyper_parameter_tuning_jobs:
         raise AWSError("ResourceInUse", f"Resource Already Exists: Hyper Parameter Tuning Job with name {name} "
                        "already exists. Choose a different name.")
 
@@ -833,7 +610,7 @@ def _parents(request: dict[str, Any]) -> list[TuningRun]:
     for item in warm["ParentHyperParameterTuningJobs"]:
         name = item.get("HyperParameterTuningJobName", "")
         run = tunings.get(name)
-        if run is None or name not in jobs.account_backend().hyper_parameter_tuning_jobs:
+        if run is None or name not in moto_state.backend("sagemaker").hyper_parameter_tuning_jobs:
             raise AWSError("ResourceNotFound", f"Parent tuning job {name!r} of WarmStartConfig was not found.")
         if not run.done.is_set():
             raise invalid(f"Parent tuning job {name!r} is {run.status}: a warm start needs parent jobs that have "
@@ -870,11 +647,11 @@ def create(request: dict[str, Any]) -> TuningRun:
     else:
         strategy = OptunaStrategy(space, seed, direction=objective.direction, kind=config["Strategy"],
                                   max_jobs=max_jobs, hyperband=hyperband)
-    record = jobs.account_backend().create_hyper_parameter_tuning_job(
+    record = moto_state.backend("sagemaker").create_hyper_parameter_tuning_job(
         hyper_parameter_tuning_job_name=name, hyper_parameter_tuning_job_config=config,
         training_job_definition=definition, training_job_definitions=None,
         warm_start_config=request.get("WarmStartConfig"), tags=request.get("Tags") or [], autotune=None)
-    record = jobs.account_backend().hyper_parameter_tuning_jobs[name]
+    record = moto_state.backend("sagemaker").hyper_parameter_tuning_jobs[name]
     for attr in ("best_training_job", "OverallBestTrainingJob", "tuning_job_completion_details", "consumed_resources"):
         setattr(record, attr, None)
     if max_jobs is not None:
@@ -893,7 +670,7 @@ def create(request: dict[str, Any]) -> TuningRun:
 
 def _run(name: str) -> TuningRun:
     run = tunings.get(name)
-    if run is None or name not in jobs.account_backend().hyper_parameter_tuning_jobs:
+    if run is None or name not in moto_state.backend("sagemaker").hyper_parameter_tuning_jobs:
         raise AWSError("ResourceNotFound", f"Amazon SageMaker can't find a tuning job with name {name}")
     return run
 

@@ -16,9 +16,8 @@ import datetime as dt
 import threading
 from typing import Any
 
-from ... import ACCOUNT_ID, REGION, dispatch, on_reset, s3_location
+from ... import ACCOUNT_ID, REGION, dispatch, on_reset, s3_location, storage
 from ...dispatch import AWSError
-from ...training import storage
 from .store import FeatureGroup, FeatureStoreError, OfflineStore, validate_definition
 
 RUNTIME = "sagemaker-featurestore-runtime"

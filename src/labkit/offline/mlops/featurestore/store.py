@@ -137,7 +137,7 @@ class OfflineStore:
                             pa.field("api_invocation_time", pa.timestamp("ms", tz="UTC")),
                             pa.field("write_time", pa.timestamp("ms", tz="UTC")),
                             pa.field("is_deleted", pa.bool_())])
-        partitions: dict[str, list[dict[str, Any]]] = {}
+        partitions: dict[str, list[tuple[dt.datetime, dict[str, Any]]]] = {}
         for row in rows:
             t = row.pop("__event_time__")
             partitions.setdefault(f"year={t:%Y}/month={t:%m}/day={t:%d}/hour={t:%H}", []).append((t, row))

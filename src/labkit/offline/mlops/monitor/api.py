@@ -26,9 +26,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ... import ACCOUNT_ID, REGION, dispatch, on_reset, s3_location
+from ... import ACCOUNT_ID, REGION, dispatch, moto_state, on_reset, s3_location, storage
 from ...dispatch import AWSError
-from ...training import storage
 
 ANALYZER = "sagemaker-model-monitor-analyzer"
 DEFAULT_ENDPOINT_PATH = "/opt/ml/processing/input/endpoint"
@@ -39,12 +38,6 @@ _OFFSET = re.compile(r"^-?PT(?:(\d+)H)?(?:(\d+)M)?$")
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _backend() -> Any:
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT_ID][REGION]
 
 
 def offset(text: str | None, default: str) -> dt.timedelta:
@@ -106,7 +99,7 @@ class Schedule:
         """The job definition as an inline ``MonitoringJobDefinition``."""
         if "MonitoringJobDefinition" in self.config:
             return self.config["MonitoringJobDefinition"]
-        d = _backend().data_quality_job_definitions[self.config["MonitoringJobDefinitionName"]]
+        d = moto_state.backend("sagemaker").data_quality_job_definitions[self.config["MonitoringJobDefinitionName"]]
         app = dict(d.data_quality_app_specification)
         return {"BaselineConfig": d.data_quality_baseline_config, "MonitoringInputs": [d.data_quality_job_input],
                 "MonitoringOutputConfig": d.data_quality_job_output_config, "MonitoringResources": d.job_resources,
@@ -139,7 +132,7 @@ _threads: list[threading.Thread] = []
 
 def capture_destination(endpoint: str) -> str:
     """The endpoint's ``DataCaptureConfig.DestinationS3Uri`` (ValidationException without capture)."""
-    backend = _backend()
+    backend = moto_state.backend("sagemaker")
     record = backend.endpoints.get(endpoint)
     if record is None:
         raise AWSError("ValidationException", f"Could not find endpoint \"arn:aws:sagemaker:{REGION}:{ACCOUNT_ID}:"
@@ -168,7 +161,7 @@ def _validate(params: dict[str, Any]) -> None:
             raise AWSError("ValidationException", f"MonitoringType {kind}: the offline backend runs DataQuality "
                                                   "monitoring (model quality, bias and explainability need ground "
                                                   "truth or Clarify).")
-        if definition_name not in _backend().data_quality_job_definitions:
+        if definition_name not in moto_state.backend("sagemaker").data_quality_job_definitions:
             raise AWSError("ResourceNotFound", f"Job definition {definition_name} does not exist.")
     expression = (config.get("ScheduleConfig") or {}).get("ScheduleExpression")
     if expression is not None and expression != "NOW" and not re.match(r"^cron\(.+\)$", expression):
@@ -283,7 +276,7 @@ def processing_request(schedule: Schedule, execution: Execution, start: dt.datet
         endpoint = endpoint_input["EndpointName"]
         local = endpoint_input.get("LocalPath") or DEFAULT_ENDPOINT_PATH
         uri = f"{capture_destination(endpoint)}/{endpoint}"
-        if not storage.list_objects(uri):
+        if not storage.list_keys(uri):
             raise RuntimeError(f"Job inputs had no data: endpoint {endpoint} has captured no requests under {uri}.")
         env.update(dataset_source=local, sagemaker_endpoint_name=endpoint)
         inputs.append({"InputName": "endpoint_input_1", "S3Input": {
@@ -293,11 +286,11 @@ def processing_request(schedule: Schedule, execution: Execution, start: dt.datet
                                     "baseline_constraints"),
                                    ("StatisticsResource", BASELINE_STATISTICS, "statistics.json",
                                     "baseline_statistics")):
-        uri = (baseline.get(key) or {}).get("S3Uri")
-        if uri:
-            inputs.append({"InputName": var, "S3Input": {"S3Uri": uri, "LocalPath": folder, "S3DataType": "S3Prefix",
-                                                         "S3InputMode": "File"}})
-            env[var] = f"{folder}/{uri.rstrip('/').rsplit('/', 1)[-1] or file}"
+        baseline_uri = (baseline.get(key) or {}).get("S3Uri")
+        if baseline_uri:
+            inputs.append({"InputName": var, "S3Input": {"S3Uri": baseline_uri, "LocalPath": folder,
+                                                         "S3DataType": "S3Prefix", "S3InputMode": "File"}})
+            env[var] = f"{folder}/{baseline_uri.rstrip('/').rsplit('/', 1)[-1] or file}"
     outputs = []
     for i, item in enumerate((job.get("MonitoringOutputConfig") or {}).get("MonitoringOutputs") or []):
         s3 = item["S3Output"]

@@ -131,11 +131,12 @@ def feature_statistics(name: str, values: list[Any], kind: str | None = None) ->
         out["numerical_statistics"] = stats
     else:
         texts = [str(v) for v in present]
-        values_, counts = np.unique(np.array(texts, dtype=object), return_counts=True) if texts else ([], [])
+        values_, tallies = np.unique(np.array(texts, dtype=object), return_counts=True) if texts else \
+            (np.array([], dtype=object), np.array([], dtype=int))
         out["string_statistics"] = {
             "common": common, "distinct_count": float(len(values_)),
             "distribution": {"categorical": {"buckets": [{"value": str(v), "count": float(c)}
-                                                         for v, c in zip(values_, counts, strict=True)]}}}
+                                                         for v, c in zip(values_, tallies, strict=True)]}}}
     return out
 
 

@@ -13,20 +13,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ... import ACCOUNT_ID, REGION, dispatch, on_reset
+from ... import ACCOUNT_ID, REGION, dispatch, moto_state, on_reset, storage
 from ...dispatch import AWSError
-from ...training import storage
 from . import definition as definitions
 from .execution import PipelineRun
 
 runs: dict[str, PipelineRun] = {}
 _lock = threading.Lock()
-
-
-def _backend() -> Any:
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT_ID][REGION]
 
 
 def _name(name_or_arn: str) -> str:
@@ -35,7 +28,7 @@ def _name(name_or_arn: str) -> str:
 
 def _pipeline(name_or_arn: str) -> Any:
     name = _name(name_or_arn)
-    pipelines = _backend().pipelines
+    pipelines = moto_state.backend("sagemaker").pipelines
     pipeline = pipelines.get(name) or next((p for p in pipelines.values() if p.pipeline_name.lower() == name.lower()),
                                            None)
     if pipeline is None:
@@ -75,7 +68,7 @@ def _validate_create(params: dict[str, Any]) -> None:
     if not params.get("PipelineDefinition") and not params.get("PipelineDefinitionS3Location"):
         raise AWSError("ValidationException", "Either PipelineDefinition or PipelineDefinitionS3Location must be "
                                               "provided.")
-    if params["PipelineName"] in _backend().pipelines:
+    if params["PipelineName"] in moto_state.backend("sagemaker").pipelines:
         raise AWSError("ResourceInUse", f"Pipeline names must be unique within an AWS account and region. "
                                         f"Pipeline with name ({params['PipelineName']}) already exists.")
     _check(params)
@@ -137,7 +130,7 @@ def start_pipeline_execution(params: dict[str, Any]) -> dict[str, Any]:
     except definitions.DefinitionError as err:
         raise AWSError("ValidationException", str(err)) from err
     values = execution_parameters(definition, params.get("PipelineParameters") or [])
-    response = _backend().start_pipeline_execution(
+    response = moto_state.backend("sagemaker").start_pipeline_execution(
         pipeline.pipeline_name, params.get("PipelineExecutionDisplayName"), params.get("PipelineParameters") or [],
         params.get("PipelineExecutionDescription"), params.get("ParallelismConfiguration"),
         params.get("ClientRequestToken"))

@@ -32,8 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ... import failures, runlog, s3_location
-from ...training import storage
+from ... import failures, runlog, s3_location, storage
 from .definition import RUNNABLE, Definition, StepDef
 from .expressions import ExpressionError, Scope
 

@@ -158,6 +158,8 @@ def _start_debugger_hook(module) -> None:
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                         "debugger", "hook.py")
     spec = importlib.util.spec_from_file_location("labkit_debugger_hook", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python module")
     hook = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hook)
     hook.install(module)

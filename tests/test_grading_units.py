@@ -1,0 +1,421 @@
+"""The grader's steps one by one, without kernels: intake, notebook repair, redaction, output
+bookkeeping, cgroups, the disk watcher. Fast; the end-to-end runs are in test_grading*.py."""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import copy
+import json
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labkit.grading import execute, fairshare
+from labkit.grading.assignment import TestSpec, prepare_assignment
+from labkit.grading.redact import HIDDEN, Secrets, shown_exception
+from labkit.grading.restore import plan, restore, segments
+from labkit.grading.sandbox import UidLease
+from labkit.grading.score import explain
+from labkit.grading.submissions import find_submissions, safe_name
+
+FIXTURE = Path(__file__).parent / "fixtures" / "grading" / "course"
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the grader's tests need Linux")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    base = tmp_path_factory.mktemp("units")
+    shutil.copytree(FIXTURE, base / "course")
+    (base / "course" / "autograder").mkdir()
+    return prepare_assignment("mini", base / "prep", base / "course")
+
+
+def _solution(lab) -> nbformat.NotebookNode:
+    return copy.deepcopy(lab.source_notebook)
+
+
+def _cell(nb, gid):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == gid)
+
+
+# ---- intake: only real files in real folders, nothing followed, nothing blocks ----------------
+
+def test_intake_lists_every_entry_and_grades_only_real_files(tmp_path, lab):
+    subs, outside = tmp_path / "subs", tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "mini.ipynb"
+    secret.write_text(json.dumps(lab.source_notebook))
+    good = json.dumps(nbformat.v4.new_notebook())
+    for student in ("alice", "nested", "two", "linked_nb", "fifo", "device", "hard", "big", "dir_nb",
+                    "linked_nested"):
+        (subs / student).mkdir(parents=True)
+    (subs / "alice" / "mini.ipynb").write_text(good)
+    (subs / "alice" / "mini-Copy1.ipynb").write_text(good)
+    (subs / "nested" / "mini").mkdir()
+    (subs / "nested" / "mini" / "mini.ipynb").write_text(good)
+    (subs / "two" / "mini").mkdir()
+    (subs / "two" / "mini.ipynb").write_text(good)
+    (subs / "two" / "mini" / "mini.ipynb").write_text(good)
+    (subs / "linked_nb" / "mini.ipynb").symlink_to(secret)
+    os.mkfifo(subs / "fifo" / "mini.ipynb")
+    if os.geteuid() == 0:
+        os.mknod(subs / "device" / "mini.ipynb", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    os.link(secret, subs / "hard" / "mini.ipynb")
+    (subs / "big" / "mini.ipynb").write_text(good + " " * 2_000_000)
+    (subs / "dir_nb" / "mini.ipynb").mkdir()
+    (subs / "linked_nested" / "mini").symlink_to(outside)
+    (subs / "linked_student").symlink_to(outside)
+    (subs / ".hidden").mkdir()
+    (subs / ".hidden" / "mini.ipynb").write_text(good)
+    (subs / "stray.txt").write_text("not a student")
+    (subs / "bad name!").mkdir()
+    (subs / "pipe").mkdir()
+    os.mkfifo(subs / "top-fifo")
+    found = {s.student: s for s in find_submissions(subs, "mini", tmp_path / "intake", max_bytes=1_000_000)}
+    graded = sorted(s for s, sub in found.items() if not sub.problem)
+    assert graded == ["alice", "nested"]
+    assert "two notebooks" in found["two"].problem
+    assert "symbolic link" in found["linked_nb"].problem and "symbolic link" in found["linked_student"].problem
+    assert "FIFO" in found["fifo"].problem and "FIFO" in found["top-fifo"].problem
+    if os.geteuid() == 0:
+        assert "character device" in found["device"].problem
+    assert "hard link" in found["hard"].problem
+    assert "MB limit" in found["big"].problem
+    assert "not a regular file" in found["dir_nb"].problem
+    assert "symbolic link" in found["linked_nested"].problem
+    assert "starts with a dot" in found[".hidden"].problem
+    assert "not a student" in found["stray.txt"].problem
+    assert "not a usable student id" in found["bad name!"].problem
+    assert "no mini.ipynb" in found["pipe"].problem
+    assert found["alice"].notes and "mini-Copy1.ipynb" in found["alice"].notes[0]
+    copy_ = found["alice"].copy
+    assert copy_.parent == tmp_path / "intake" and (copy_.stat().st_mode & 0o077) == 0
+    assert found["alice"].read_verified() == good.encode()
+
+
+def test_a_changed_private_copy_is_refused(tmp_path):
+    (tmp_path / "subs" / "bob").mkdir(parents=True)
+    (tmp_path / "subs" / "bob" / "mini.ipynb").write_text("{}")
+    bob = find_submissions(tmp_path / "subs", "mini", tmp_path / "intake")[0]
+    assert bob.read_verified() == b"{}"
+    bob.copy.write_text('{"cells": []}')
+    assert bob.read_verified() is None
+    assert not bob.changed_since_intake(tmp_path / "subs")
+    (tmp_path / "subs" / "bob" / "mini.ipynb").write_text("{} ")
+    assert bob.changed_since_intake(tmp_path / "subs")
+
+
+def test_output_folder_names_are_safe():
+    assert safe_name("alice") == "alice"
+    assert safe_name("../etc").startswith("unusable-") and "/" not in safe_name("a/b")
+
+
+# ---- notebooks rebuilt from the lab source: metadata edits repaired -------------------------
+
+def _graded_ids(nb):
+    return [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+
+
+def _run_restore(lab, nb):
+    return restore(json.dumps(nb).encode(), lab, "student")
+
+
+@pytest.mark.parametrize("edit, reason", [
+    ("rename_test", "came with the id 'my_test'"),
+    ("flip_grade", "nbgrader metadata of test_mean changed (grade)"),
+    ("points", "points of test_shout were changed to 100"),
+    ("claim_points", "claimed points with the id 'bonus'"),
+    ("delete_tests", "test cell test_rows was deleted"),
+    ("duplicate_answer", "a second cell with the id 'answer_mean'"),
+    ("rename_answer", "answer cell answer_rows came with the id 'renamed'"),
+    ("strip_all", "came with its nbgrader metadata removed"),
+    ("test_to_markdown", "test cell test_shout was turned into a markdown cell"),
+    ("edit_test", "test cell test_mean was edited"),
+])
+def test_metadata_edits_are_repaired_from_the_source(lab, edit, reason):
+    nb = _solution(lab)
+    if edit == "rename_test":
+        _cell(nb, "test_mean").metadata.nbgrader["grade_id"] = "my_test"
+    elif edit == "flip_grade":
+        _cell(nb, "test_mean").metadata.nbgrader["grade"] = False
+    elif edit == "points":
+        _cell(nb, "test_shout").metadata.nbgrader["points"] = 100
+    elif edit == "claim_points":
+        nb.cells.append(nbformat.v4.new_code_cell("pass", metadata={"nbgrader": {
+            "grade": True, "grade_id": "bonus", "points": 50, "solution": False, "locked": True}}))
+    elif edit == "delete_tests":
+        nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_rows"]
+    elif edit == "duplicate_answer":
+        index = nb.cells.index(_cell(nb, "answer_mean"))
+        twin = copy.deepcopy(nb.cells[index])
+        twin.source = "def mean(xs):\n    return 0.0\n"
+        nb.cells.insert(index + 1, twin)
+    elif edit == "rename_answer":
+        _cell(nb, "answer_rows").metadata.nbgrader["grade_id"] = "renamed"
+    elif edit == "strip_all":
+        for cell in nb.cells:
+            cell.metadata = {}
+    elif edit == "test_to_markdown":
+        _cell(nb, "test_shout").cell_type = "markdown"
+        _cell(nb, "test_shout").pop("outputs")
+        _cell(nb, "test_shout").pop("execution_count")
+    elif edit == "edit_test":
+        _cell(nb, "test_mean").source = "pass"
+    restored = _run_restore(lab, nb)
+    assert any(reason in flag for flag in restored.flags), restored.flags
+    rebuilt = restored.notebook
+    assert _graded_ids(rebuilt) == [c.metadata["nbgrader"]["grade_id"] for c in lab.source_notebook.cells
+                                    if c.metadata.get("nbgrader", {}).get("grade")]
+    for test in lab.tests:
+        assert _cell(rebuilt, test.grade_id).source == test.source  # hidden tests back in place
+        assert float(_cell(rebuilt, test.grade_id).metadata.nbgrader["points"]) == test.points
+    if edit in ("rename_answer", "strip_all", "duplicate_answer"):
+        assert "float(sum(xs))" in _cell(rebuilt, "answer_mean").source
+
+
+def test_extra_learner_cells_stay_in_place_and_claim_nothing(lab):
+    nb = _solution(lab)
+    index = nb.cells.index(_cell(nb, "answer_shout"))
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell("helper = 1", metadata={"nbgrader": {
+        "grade": True, "grade_id": "test_shout", "points": 9, "solution": False}}))
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell("scratch = 2"))
+    rebuilt = _run_restore(lab, nb).notebook
+    sources = [c.source for c in rebuilt.cells]
+    assert sources.index("scratch = 2") == [c.metadata.get("nbgrader", {}).get("grade_id") for c in
+                                            rebuilt.cells].index("answer_shout") + 1
+    assert "helper = 1" in sources
+    extra = next(c for c in rebuilt.cells if c.source == "helper = 1")
+    assert not extra.metadata.get("nbgrader")
+
+
+def test_plan_splits_tests_into_visible_and_hidden_segments(lab):
+    rebuilt = _run_restore(lab, _solution(lab)).notebook
+    roles = {p.grade_id: p for p in plan(rebuilt, lab) if p.grade_id}
+    assert roles["answer_mean"].role == "learner" and roles["setup"].role == "instructor"
+    assert [hidden for hidden, _ in roles["test_mean"].segments] == [False, True]
+    assert roles["setup"].binds == ["csv", "pathlib"]
+    assert segments("a\n### BEGIN HIDDEN TESTS\nb\n### END HIDDEN TESTS\nc\n### BEGIN HIDDEN TESTS\nd\n"
+                    "### END HIDDEN TESTS") == [(False, "a"), (True, "b"), (False, "c"), (True, "d")]
+
+
+def test_malformed_and_odd_notebooks_are_reasons_not_crashes(lab):
+    for raw, reason in ((b"\xff\xfe", "not UTF-8"), (b"{", "not valid JSON"), (b"[1]", "without a 'cells'"),
+                        (b"[" * 100000, "malformed notebook")):
+        restored = restore(raw, lab, "s")
+        assert restored.notebook is None and reason in restored.flags[0], restored.flags
+    odd = {"cells": [{"cell_type": "code", "source": ["print(", "1)"], "metadata": "nope"}, "junk", 3],
+           "metadata": {"kernelspec": {"name": "ir"}}}
+    restored = restore(json.dumps(odd).encode(), lab, "s")
+    assert restored.notebook is not None and any("kernel 'ir'" in f for f in restored.flags)
+
+
+# ---- what learners read --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def secrets(lab):
+    return lab.secrets
+
+
+@pytest.mark.parametrize("encode", [
+    lambda s: s, lambda s: s[::-1], lambda s: s.upper(), lambda s: " ".join(s),
+    lambda s: "\u200b".join(s), lambda s: codecs.encode(s, "rot13"),
+    lambda s: base64.b64encode(s.encode()).decode(), lambda s: base64.b64encode(s[::-1].encode()).decode(),
+    lambda s: s.encode().hex(), lambda s: ":".join(f"{b:02x}" for b in s.encode()),
+    lambda s: "".join(f"\\u{ord(c):04x}" for c in s), lambda s: "".join(f"%{b:02X}" for b in s.encode()),
+    lambda s: base64.b32encode(s.encode()).decode(), lambda s: "ＸＸ" + s.replace("a", "ａ"),
+], ids=["plain", "reversed", "upper", "spaced", "zero-width", "rot13", "base64", "base64-reversed", "hex",
+        "hex-colons", "unicode-escapes", "url", "base32", "fullwidth"])
+def test_a_hidden_line_is_found_in_any_encoding(secrets, encode):
+    line = 'assert all(type(r) is dict for r in rows), "each row must be a dict"'
+    text = f"got {encode(line)} instead"
+    assert secrets.leaked_by(text)
+    assert secrets.learner_text(text) == HIDDEN
+
+
+def test_ordinary_messages_are_kept(secrets):
+    for text in ("mean must return a float, got Yes: use float(...)", "data.csv has 3 rows, load_rows returned 0",
+                 "shout('hi') should be 'HI!', got 'hi'", "name 'mean' is not defined"):
+        assert secrets.learner_text(text) == text
+
+
+def test_learner_exception_classes_are_never_named():
+    assert shown_exception("AssertionError") == "AssertionError" and shown_exception("KernelDied") == "KernelDied"
+    assert "LeakyName" not in shown_exception("LeakyName")
+
+
+def test_secrets_ignore_what_the_learner_already_sees():
+    shared = Secrets(["x = 1\n### BEGIN HIDDEN TESTS\nassert load_rows() == expected_rows_here\n### END HIDDEN TESTS"],
+                     ["print(load_rows() == expected_rows_here)"])
+    assert not shared.leaked_by("load_rows() == expected_rows_here")
+
+
+def test_only_lines_inside_a_hidden_block_are_hidden():
+    source = ('assert f(1) == 2, "f(1) should be 2"\n### BEGIN HIDDEN TESTS\nassert f(5) == 10, "secret case"\n'
+              '### END HIDDEN TESTS\nassert f(0) == 0, "f(0) should be 0"')
+    test = TestSpec("t", 1.0, source, "", True)
+    assert test.hidden_lines() == {2, 3, 4}
+
+    def failing_at(line: int, message: str):
+        error = {"output_type": "error", "ename": "AssertionError", "evalue": message,
+                 "traceback": [f"Cell In[7], line {line}"]}
+        return explain(test, nbformat.v4.new_code_cell(outputs=[nbformat.from_dict(error)], execution_count=7), 0.0)
+
+    after_end = failing_at(5, "f(0) should be 0")
+    assert not after_end.hidden_failure and after_end.message == "AssertionError: f(0) should be 0"
+    inside = failing_at(3, "secret case")
+    assert inside.hidden_failure and inside.message == "a hidden test failed (AssertionError): secret case"
+    assert not failing_at(1, "f(1) should be 2").hidden_failure
+    assert TestSpec("u", 1.0, "### BEGIN HIDDEN TESTS\nassert x", "", True).hidden_lines() == {1, 2}
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not sys.platform.startswith("linux"), reason="uids are leased as root")
+def test_concurrent_runs_never_lease_the_same_uid():
+    import subprocess
+
+    held = [UidLease(slot) for slot in (0, 0, 1)]
+    other_run = subprocess.run([sys.executable, "-c", "from labkit.grading.sandbox import UidLease\n"
+                                "print(*[UidLease(0).uid for _ in range(3)])"], capture_output=True, text=True, check=True)
+    try:
+        uids = [lease.uid for lease in held] + [int(uid) for uid in other_run.stdout.split()]
+        # The other run's leases ended with its process; ours are still held, so it got none of them.
+        assert None not in uids and len(set(uids[:3])) == 3 and not set(uids[:3]) & set(uids[3:]), uids
+    finally:
+        for lease in held:
+            lease.release()
+
+
+# ---- output bookkeeping ----------------------------------------------------------------------
+
+def test_output_bookkeeping_is_linear(monkeypatch):
+    calls = []
+    real = json.dumps
+    monkeypatch.setattr(execute.json, "dumps", lambda obj, *a, **k: calls.append(1) or real(obj, *a, **k))
+    client = execute.LimitedClient.__new__(execute.LimitedClient)
+    client.truncated = set()
+    client.output_limit = 10_000_000
+    monkeypatch.setattr(execute.NotebookClient, "output",
+                        lambda self, outs, msg, display_id, cell_index: outs.append(
+                            nbformat.v4.new_output("display_data", data={"text/plain": str(len(outs))})) or outs[-1])
+    outs: list = []
+    for _ in range(10_000):
+        client.output(outs, {}, None, 0)
+    assert len(outs) == 10_000
+    assert len(calls) <= 10_001, len(calls)  # one measure per output, never the whole list again
+    client.output_limit = 500_000
+    more: list = []
+    for _ in range(100_000):
+        client.output(more, {}, None, 1)
+    assert 1 in client.truncated and len(more) < 30_000
+
+
+# ---- cgroups and the disk watcher ---------------------------------------------------------------
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
+def test_cgroup_groups_are_made_killed_and_removed():
+    import subprocess
+    import time
+
+    tree, why = fairshare.create_tree()
+    if tree is None:
+        pytest.skip(f"no cgroups here: {why}")
+    try:
+        group = tree.group("slot-test", 8)
+        join = group.procs_files()
+        proc = subprocess.Popen([sys.executable, "-c", "import os, time\nfor _ in range(20):\n    try:\n"
+                                 "        os.fork() or time.sleep(60)\n    except OSError:\n        pass\n"
+                                 "time.sleep(60)"],
+                                preexec_fn=lambda: [Path(f).write_text(str(os.getpid())) for f in join])
+        time.sleep(1.0)
+        assert 1 < len(group.pids()) <= 8  # pids.max holds the fork loop
+        killed = group.kill()
+        assert proc.pid in killed and not group.pids()
+        proc.wait(5)
+    finally:
+        tree.remove()
+    assert not any(folder.exists() for folder in tree.folders)
+
+
+def test_disk_usage_reads_sizes_without_following_or_opening(tmp_path):
+    (tmp_path / "big").write_bytes(b"x" * 300_000)
+    (tmp_path / "link").symlink_to("/usr")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "deep" / "er" / "f").write_bytes(b"y" * 100_000)
+    used = execute._disk_usage(tmp_path, 10**9)
+    assert 400_000 <= used < 1_000_000
+    assert execute._disk_usage(tmp_path, 10**9, max_entries=3) > 10**9
+
+
+# ---- the agent, in a shell of its own (a subprocess, so IPython's singletons stay out of pytest) -----
+
+AGENT_SCENARIOS = r'''
+import builtins, json, os, sys, types, linecache
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+shell.kernel = None
+builtins.get_ipython = lambda: shell
+agent = types.ModuleType("_labkit_grading_agent")
+sys.modules[agent.__name__] = agent
+exec(compile(open(sys.argv[1]).read(), "<labkit grading agent>", "exec"), agent.__dict__)
+agent.start({"roots": json.loads(sys.argv[2]), "preload": [], "modules": [], "module_prefixes": []})
+out = {}
+ns = shell.user_ns
+b64 = lambda s: __import__("base64").b64encode(s.encode()).decode()
+def run(kind, code):
+    try:
+        agent.run(kind, b64(code))
+        return "ok"
+    except BaseException as err:
+        return f"{type(err).__name__}: {err}"
+baseline = json.loads(agent.check("n", full=True))["digest"]
+out["visible_binds"] = [run("visible", "seen = 1"), ns.get("seen")]
+out["hidden_binds"] = [run("hidden", "SECRET = [2, 5]\nq = 'hidden q'"), "SECRET" in ns, "q" in ns]
+out["later_hidden_sees_it"] = run("hidden", "assert SECRET == [2, 5]")
+ns["q"] = "the notebook's q"
+out["rebound_wins"] = run("hidden", "assert q == \"the notebook's q\", q")
+ns["isinstance"] = lambda *a: True
+out["shadowed"] = run("visible", "assert isinstance(1, str)")
+del ns["isinstance"]
+ns["Leak"] = type("SecretNameXYZ", (ValueError,), {})
+out["custom_exception"] = run("visible", "raise Leak('from the learner')")
+out["builtins_patched_do_not_help"] = run("visible", "import builtins\nbuiltins.len = lambda x: 3\nassert len([]) == 3")
+builtins.len = agent._P["len"]
+out["unchanged"] = json.loads(agent.check("n"))["digest"] == baseline
+real = InteractiveShell.run_cell
+InteractiveShell.run_cell = lambda self, *a, **k: real(self, *a, **k)
+out["patched"] = json.loads(agent.check("n"))["digest"] != baseline
+InteractiveShell.run_cell = real
+out["restored"] = json.loads(agent.check("n"))["digest"] == baseline
+linecache.cache["/tmp/x/cell.py"] = (1, None, ["agent.run('hidden', 'xyz')  # marker-123\n"], "/tmp/x/cell.py")
+agent.clean("marker-123")
+out["cleaned"] = "/tmp/x/cell.py" not in linecache.cache
+print("RESULT", json.dumps(out))
+'''
+
+
+def test_the_agent_runs_tests_in_a_clean_context_and_notices_changes(tmp_path):
+    import subprocess
+
+    from labkit.grading import agent
+    from labkit.grading.pipeline import install_roots
+
+    script = tmp_path / "scenarios.py"
+    script.write_text(AGENT_SCENARIOS)
+    done = subprocess.run([sys.executable, str(script), agent.__file__, json.dumps(install_roots())],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "IPYTHONDIR": str(tmp_path / "ipython")})
+    assert "RESULT" in done.stdout, done.stderr[-3000:]
+    out = json.loads(done.stdout.split("RESULT", 1)[1])
+    assert out["visible_binds"] == ["ok", 1]
+    assert out["hidden_binds"] == ["ok", False, False]  # never in the learner's namespace
+    assert out["later_hidden_sees_it"] == "ok" and out["rebound_wins"] == "ok"
+    assert out["shadowed"].startswith("RuntimeError: the test was not run")
+    assert out["custom_exception"] == "ValueError: from the learner"
+    assert out["builtins_patched_do_not_help"].startswith("AssertionError")
+    assert out["unchanged"] and out["patched"] and out["restored"] and out["cleaned"]
