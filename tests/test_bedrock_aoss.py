@@ -280,6 +280,30 @@ def test_the_endpoint_checks_signature_network_and_data_access(aoss, me, collect
         client.indices.create(index="x", body={})
 
 
+def test_requests_aws4auth_signs_for_the_collection_as_the_workshop_does(collection):
+    """The Bedrock workshop signs with requests-aws4auth's ``AWS4Auth``, not opensearch-py's signer."""
+    from requests_aws4auth import AWS4Auth
+
+    credentials = boto3.Session().get_credentials()
+
+    def client(service: str) -> OpenSearch:
+        auth = AWS4Auth(credentials.access_key, credentials.secret_key, REGION, service,
+                        session_token=credentials.token)
+        return OpenSearch(hosts=[{"host": f"{collection}.{REGION}.aoss.amazonaws.com", "port": 443}],
+                          http_auth=auth, use_ssl=True, verify_certs=True,
+                          connection_class=RequestsHttpConnection, timeout=60)
+
+    signed = client("aoss")
+    assert signed.indices.create(index="aws4auth", body=KNN_INDEX)["acknowledged"] is True
+    signed.index(index="aws4auth", id="a", body={"vector": [1, 0, 0, 0], "text": "signed by AWS4Auth"})
+    hits = signed.search(index="aws4auth", body={"query": {"knn": {"vector": {"vector": [1, 0, 0, 0], "k": 1}}}})
+    assert [h["_source"]["text"] for h in hits["hits"]["hits"]] == ["signed by AWS4Auth"]
+    with pytest.raises(AuthorizationException) as err:  # scoped to another service: refused as AWS refuses it
+        client("es").search(index="aws4auth", body={"query": {"match_all": {}}})
+    assert "scoped to correct service: 'aoss'" in str(err.value.info)
+    signed.indices.delete(index="aws4auth")
+
+
 def test_other_aws_hosts_are_refused_and_nothing_leaves_the_machine(lab):
     with pytest.raises(dispatch.NotEmulatedError, match="Nothing was sent to AWS"):
         OpenSearch(hosts=[{"host": "search-domain-abc.us-east-1.es.amazonaws.com", "port": 443}], use_ssl=True,

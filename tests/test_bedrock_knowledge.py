@@ -269,3 +269,21 @@ def test_pre_chunked_ingestion_batches_and_large_chunks_need_non_filterable_text
     _, ok = _kb_on(agent, s3v, lab, "big-chunks-ok", "big/", {"nonFilterableMetadataKeys": [
         "AMAZON_BEDROCK_TEXT", "AMAZON_BEDROCK_METADATA"]})
     assert ok["status"] == "COMPLETE", ok
+
+
+def test_citations_reference_passages_whose_sentences_wrap_across_lines(kb, s3v, lab):
+    """A PDF's text layer breaks lines mid-sentence; the cited passage is still the reference (workshop nb 2)."""
+    boto3.client("s3").put_object(Bucket=lab.bucket, Key="wrapped/letter.txt", Body=(
+        b"Shareholder letter\nThis year the company invested heavily in its cloud computing\nservices and "
+        b"thanked its customers, its employees and all of its\nshareholders for their trust.\n"))
+    base, job = _kb_on(kb["agent"], s3v, lab, "wrapped", "wrapped/")
+    assert job["status"] == "COMPLETE", job
+    answer = boto3.client("bedrock-agent-runtime").retrieve_and_generate(
+        input={"text": "What did the company invest in?"},
+        retrieveAndGenerateConfiguration={"type": "KNOWLEDGE_BASE", "knowledgeBaseConfiguration": {
+            "knowledgeBaseId": base["knowledgeBaseId"], "modelArn": HAIKU}})
+    assert "invested heavily in its cloud computing services" in answer["output"]["text"]
+    (citation,) = answer["citations"]
+    (reference,) = citation["retrievedReferences"]
+    assert reference["location"]["s3Location"]["uri"].endswith("wrapped/letter.txt")
+    assert "cloud computing\nservices" in reference["content"]["text"]

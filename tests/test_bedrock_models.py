@@ -87,6 +87,23 @@ def test_responder_says_when_the_context_lacks_the_answer():
     assert not gen.found
 
 
+def test_responder_reads_passages_formatted_in_as_a_python_list():
+    """A template's ``{contexts}`` of a list gives the model the list's repr: one line, ``\\n`` for line breaks
+    (the Bedrock workshop's Retrieve-then-Converse notebook). The passages are read; other lists are left as text."""
+    passages = ["Letter 2023\nThe company invested in its cloud services and thanked its\nemployees.\n"
+                "In generative AI, the company designs its own training chips and offers\nfoundation models.",
+                "Letter 2022\nThe company's stores grew."]
+    prompt = responder.Prompt(system=["Use the information in <context> tags to answer."],
+                              turns=[("user", f"<context>\n{passages}\n</context>\n<query>\n"
+                                              "What is the company doing in generative AI?\n</query>")])
+    gen = responder.respond(prompt, 200)
+    assert gen.found and gen.text == (responder.LABEL + "In generative AI, the company designs its own training "
+                                      "chips and offers foundation models.")
+    _, context = responder.split_question(responder.Prompt(turns=[("user", "x = [1, 2]\n['a', 3]\n"
+                                                                           "What is in the list?")]))
+    assert context == ["x = [1, 2]", "['a', 3]"]
+
+
 def test_responder_honours_max_tokens_and_stop_sequences():
     prompt = responder.Prompt(system=[CONTEXT], turns=[("user", "Where are checkpoints saved?")])
     short = responder.respond(prompt, 6)

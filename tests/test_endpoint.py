@@ -128,6 +128,45 @@ def test_engines_answer_over_http_with_awss_wire_format(lab):
     assert got["refused"][0] == "NotImplemented" and "Nothing was sent to AWS" in got["refused"][1]
 
 
+def test_invoke_endpoint_over_http_answers_the_models_own_content_type(lab):
+    """The model's ``ContentType`` reaches the caller, not the protocol's JSON: SDK v2's SKLearnPredictor asks
+    for ``application/x-npy`` and picks its deserializer by the type it gets (AWS's scikit-learn example)."""
+    import joblib
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "hosting"))
+    import models as hm
+
+    fitted, _ = hm.sklearn_model()
+    buf = io.BytesIO()
+    joblib.dump(fitted, buf)
+    code = b"import os, joblib\ndef model_fn(model_dir):\n    return joblib.load(os.path.join(model_dir, 'model.joblib'))\n"
+    url = hm.upload(lab.bucket, "endpoint/types/model.tar.gz",
+                    hm.pack({"model.joblib": buf.getvalue(), "code/inference.py": code}))
+    hm.create_model(lab, "types", url, env={"SAGEMAKER_PROGRAM": "inference.py",
+                                           "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"})
+    hm.deploy(lab, "types", [hm.variant("types")])
+    got = over_http('''
+        import io, json, boto3, numpy as np
+        rt = boto3.client("sagemaker-runtime")
+        rows = np.array([[0.1, 0.9, 0.4], [0.9, 0.1, 0.1]])
+        out = {}
+        for accept in ("application/x-npy", "text/csv", "application/json"):
+            buf = io.BytesIO()
+            np.save(buf, rows)
+            reply = rt.invoke_endpoint(EndpointName="types", Body=buf.getvalue(), ContentType="application/x-npy",
+                                       Accept=accept)
+            body = reply["Body"].read()
+            value = np.load(io.BytesIO(body)) if accept == "application/x-npy" else body.decode()
+            out[accept] = [reply["ContentType"], np.asarray(value).tolist() if accept == "application/x-npy" else value]
+        print(json.dumps(out))
+    ''')
+    expected = fitted.predict([[0.1, 0.9, 0.4], [0.9, 0.1, 0.1]]).tolist()
+    assert got["application/x-npy"] == ["application/x-npy", expected]
+    assert got["text/csv"][0] == "text/csv" and [int(float(v)) for v in got["text/csv"][1].split()] == expected
+    assert got["application/json"][0] == "application/json" and json.loads(got["application/json"][1]) == expected
+    boto3.client("sagemaker").delete_endpoint(EndpointName="types")
+
+
 def test_cli_refuses_what_is_not_emulated(lab):
     out = aws("qbusiness", "list-applications", check=False)
     assert out.returncode != 0

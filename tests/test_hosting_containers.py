@@ -364,6 +364,35 @@ def test_model_server_sees_opt_ml_as_the_model_and_code_folders(lab, sm, rt):
     sm.delete_endpoint(EndpointName="optml")
 
 
+def test_model_server_lays_its_own_folder_over_lib_for_the_sdks_shared_libs(lab, sm, rt):
+    """The SDK's TorchServe handler copies ``shared_libs`` into ``/lib``: the server's folder, never the machine's."""
+    import os
+
+    system = sorted(os.listdir("/lib"))[0]  # a file or folder the machine's /lib has
+    stamp = os.stat("/lib").st_mtime_ns
+    code = ("import json, os, shutil\n"
+            "def model_fn(model_dir):\n"
+            "    shutil.copytree(model_dir + '/shared_libs', '/lib', dirs_exist_ok=True)  # as the SDK's handler\n"
+            "    return open('/lib/liblabkit-test-demo.so', 'rb').read().decode()\n"
+            "def transform_fn(model, body, content_type, accept):\n"
+            f"    return json.dumps({{'lib': model, 'system': os.path.exists('/lib/{system}'),\n"
+            "                        'listed': sorted(os.listdir('/lib'))}), accept\n")
+    url = hm.upload(lab.bucket, "containers/libs/model.tar.gz", hm.pack({
+        "shared_libs/liblabkit-test-demo.so": b"not really ELF", "code/inference.py": code.encode()}))
+    hm.create_model(lab, "libs", url, env={"SAGEMAKER_PROGRAM": "inference.py",
+                                          "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"})
+    try:
+        hm.deploy(lab, "libs", [hm.variant("libs")])
+        answer = json.loads(rt.invoke_endpoint(EndpointName="libs", Body=b"{}", ContentType="application/json",
+                                               Accept="application/json")["Body"].read())
+        assert answer == {"lib": "not really ELF", "system": True, "listed": ["liblabkit-test-demo.so"]}
+        assert not os.path.exists("/lib/liblabkit-test-demo.so") and os.stat("/lib").st_mtime_ns == stamp
+    finally:
+        if os.path.exists("/lib/liblabkit-test-demo.so"):  # a regression, run as root, wrote the machine's /lib
+            os.remove("/lib/liblabkit-test-demo.so")
+    sm.delete_endpoint(EndpointName="libs")
+
+
 def test_builtin_xgboost_endpoint_serves_a_model_not_named_xgboost_model(lab, sm, rt):
     import xgboost as xgb
 

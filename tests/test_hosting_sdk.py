@@ -149,7 +149,8 @@ def test_model_builder_deploys_an_inference_spec(lab, tmp_path):
                 return model(torch.tensor(input_object, dtype=torch.float32)).tolist()
 
     # image_uri given: the SDK cannot auto-detect a DLC for this torch; dependencies not captured: the SDK
-    # runs that step in a subprocess with an emptied environment, where no region is found offline (issue 16).
+    # runs that step in a subprocess with an emptied environment, whose region comes from ~/.aws/config only
+    # (written for a learner's kernels, never by tests: test_user_config.py).
     builder = ModelBuilder(inference_spec=Spec(), model_path=str(tmp_path), model_server=ModelServer.TORCHSERVE,
                            schema_builder=SchemaBuilder([[0.1, 0.2, 0.3]], [[0.5]]), role_arn=lab.role_arn,
                            image_uri=hm.PYTORCH_IMAGE, instance_type="ml.m5.large", dependencies={"auto": False})
@@ -160,6 +161,36 @@ def test_model_builder_deploys_an_inference_spec(lab, tmp_path):
         expected = net(torch.tensor([[0.2, 0.9, 0.4]])).tolist()
     assert json.loads(body)[0] == pytest.approx(expected[0], abs=1e-5)
     endpoint.delete()
+
+
+def test_model_builder_refuses_a_torch_without_a_dlc_before_any_request_as_on_aws(lab, tmp_path):
+    """The SDK's InferenceSpec example without ``image_uri``: the SDK picks the image from the local torch
+    and Python with its own bundled config, client-side. The course's torch and Python have no PyTorch
+    inference DLC there, so the SDK refuses, as it would on AWS in this environment; offline adds nothing."""
+    import platform
+
+    import boto3
+    import torch
+    from sagemaker.serve.builder.schema_builder import SchemaBuilder
+    from sagemaker.serve.model_builder import ModelBuilder
+    from sagemaker.serve.spec.inference_spec import InferenceSpec
+    from sagemaker.serve.utils.types import ModelServer
+
+    class Spec(InferenceSpec):
+        def load(self, model_dir):
+            return torch.nn.Linear(3, 1)
+
+        def invoke(self, input_object, model):
+            return model(torch.tensor(input_object)).tolist()
+
+    builder = ModelBuilder(inference_spec=Spec(), model_path=str(tmp_path), model_server=ModelServer.TORCHSERVE,
+                           schema_builder=SchemaBuilder([[0.1, 0.2, 0.3]], [[0.5]]), role_arn=lab.role_arn,
+                           instance_type="ml.m5.large", dependencies={"auto": False})
+    version, python = torch.__version__.split("+")[0], "py" + "".join(platform.python_version_tuple()[:2])
+    with pytest.raises(ValueError, match=f"Unable to auto detect a DLC for framework pytorch, framework version "
+                                         f"{version} and python version {python}"):
+        builder.build(model_name="no-dlc-model")
+    assert boto3.client("sagemaker").list_models(NameContains="no-dlc")["Models"] == []
 
 
 def test_sdk_v2_config_is_still_validated_with_the_schema_checked_once():

@@ -40,7 +40,10 @@ def test_gaps_are_classified_by_cause_and_owner():
     assert realworld.classify("RoleValidationError: No IAM role could be resolved").area.startswith("issue 16")
     cli = realworld.classify('upload failed: a to s3://b/a Could not connect to the endpoint URL: "https://b.s3"')
     assert "CLI" in cli.cause
-    assert realworld.classify("No module named 'torchvision'").area == "environment (pins)"
+    assert realworld.classify("No module named 'torchvision'").area == "environment (torch CPU build)"
+    assert realworld.classify("No module named 'langchain_aws'").area == "environment (pins)"
+    assert realworld.classify("FileNotFoundError: [Errno 2] No such file or directory: 'abalone.py'").area == \
+        "upstream notebook"
     assert realworld.classify("something else entirely") is None
 
 
@@ -62,6 +65,34 @@ def test_judge_reads_errors_checks_and_background_failures(tmp_path):
     assert outcome.area.startswith("issue 16")
     table = realworld.table([outcome])
     assert "| repo | abc | nb.ipynb | x | failed at cell 1; 1 job(s) failed in the background |" in table
+
+
+def test_judge_reads_a_traceback_rendered_by_rich_as_the_cells_error(tmp_path):
+    """SDK v2 installs rich's traceback handler: the exception is a display, not an error output."""
+    case = realworld.Case("t", "repo", "nb.ipynb", "x")
+    rich = ["\x1b[31m╭─ Traceback (most recent call last) ─╮\x1b[0m\n", "│ in <module>:2 │\n", "╰──────╯\n",
+            "\x1b[1;91mUnicodeDecodeError: \x1b[0m'utf-8' codec can't decode byte 0x93\n"]
+    executed = {"cells": [
+        {"cell_type": "code", "metadata": {}, "outputs": [{"output_type": "display_data",
+                                                           "data": {"text/plain": ["Traceback of a chart\n"]}}]},
+        {"cell_type": "code", "metadata": {}, "outputs": [{"output_type": "display_data",
+                                                           "data": {"text/plain": rich, "text/html": ["..."]}}]}]}
+    (tmp_path / "executed.ipynb").write_text(json.dumps(executed))
+    outcome = realworld.Outcome("t", "repo", "abc", "nb.ipynb", "x")
+    realworld.judge(outcome, case, tmp_path / "executed.ipynb", tmp_path / "state.json")
+    assert (outcome.status, outcome.failed_cell) == ("failed", 1)
+    assert outcome.error == "UnicodeDecodeError: 'utf-8' codec can't decode byte 0x93"
+
+
+def test_a_shell_python_that_fails_quietly_is_no_pass(tmp_path):
+    """``! python script.py`` prints its traceback and the cell goes on: the notebook did not do what it shows."""
+    case = realworld.Case("t", "repo", "nb.ipynb", "x")
+    quiet = "Traceback (most recent call last):\n  File \"script.py\", line 3\nModuleNotFoundError: No module named 'joblib'\n"
+    executed = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [{"output_type": "stream", "text": quiet}]}]}
+    (tmp_path / "executed.ipynb").write_text(json.dumps(executed))
+    outcome = realworld.Outcome("t", "repo", "abc", "nb.ipynb", "x")
+    realworld.judge(outcome, case, tmp_path / "executed.ipynb", tmp_path / "state.json")
+    assert outcome.status == "ran to the end" and outcome.gap and not outcome.ok
 
 
 def test_generated_data_has_the_shapes_the_notebooks_read(tmp_path):
@@ -99,3 +130,14 @@ def test_downloads_come_from_the_harnesss_files_and_nothing_else(tmp_path):
             urllib.request.urlopen("http://127.0.0.1:9/other", timeout=2)
     finally:
         urllib.request.install_opener(None)
+
+
+def test_generated_tables_read_as_the_libraries_and_algorithms_read_them(tmp_path):
+    from sklearn.datasets import fetch_california_housing
+
+    realworld._california_housing(tmp_path / "sklearn", rows=50)
+    data = fetch_california_housing(data_home=str(tmp_path / "sklearn"), download_if_missing=False)
+    assert data.data.shape == (50, 8) and data.feature_names[0] == "MedInc" and data.target.min() > 0
+    rows = [r.split(",") for r in realworld._abalone_numeric(20).decode().splitlines()]
+    assert len(rows) == 20 and all(len(r) == 11 for r in rows)
+    assert all(float(v) == float(v) for r in rows for v in r)  # numbers only, the label first

@@ -188,6 +188,7 @@ def test_two_notebooks_share_one_backend_and_nothing_leaves_the_machine(tmp_path
                 "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))  # a learner's home folder, not the machine's
     work = tmp_path / "work"
     work.mkdir()
     family: set[int] = set()
@@ -204,6 +205,7 @@ def test_two_notebooks_share_one_backend_and_nothing_leaves_the_machine(tmp_path
                 assert "NOTES FROM THE FIRST NOTEBOOK" in text
             else:
                 assert "from-job.txt" in text and "notes.txt" in text
+        assert "region = us-east-1" in (tmp_path / "user" / ".aws" / "config").read_text()  # user_config
         state = shared.read_state()
         assert state is not None and shared.answering(state)
         family = {int(state["pid"]), *_descendants(int(state["pid"]))}

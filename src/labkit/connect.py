@@ -59,6 +59,12 @@ def connect(lab: str | None = None, backend: str | None = None, *, quiet: bool =
             except shared.BackendStartError as err:
                 raise BackendError(str(err)) from None
             offline.attach({**state, "config_dir": str(shared.home())})
+            from .offline import user_config
+
+            written = user_config.ensure_default_region(offline.REGION)
+            if written and not quiet:
+                print(f"labkit: wrote {written} with region {offline.REGION} only (you had no AWS config): "
+                      "SDK steps that start Python without an environment read their region there.")
         result = Lab(name=name, backend=OFFLINE, region=offline.REGION, account_id=offline.ACCOUNT_ID,
                      role_arn=offline.ROLE_ARN, bucket=offline.BUCKET)
     else:

@@ -49,7 +49,8 @@ HOME = BUILD / "labkit-home"  # the run's own backend ($LABKIT_HOME), stopped wh
 TABLE = REPO / "docs" / "realworld.md"
 CELL_TIMEOUT_S = 600
 REPORT_TAG = "labkit-realworld-state"
-SHELL_FAILURE = re.compile(r"upload failed|download failed|command not found|Could not connect to the endpoint URL")
+SHELL_FAILURE = re.compile(r"upload failed|download failed|command not found|Could not connect to the endpoint URL|"
+                           r"ModuleNotFoundError: No module named")
 INSTALL = re.compile(r"^\s*[!%]\s*(pip|pip3|conda|mamba)\b")
 ROLE = re.compile(r"\b(?:sagemaker\.)?get_execution_role\(\s*\)")
 
@@ -98,6 +99,33 @@ def _census(rows: int = 400) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def _abalone_numeric(rows: int = 300) -> bytes:
+    """Abalone as the built-in algorithms read CSV: rings first, then numbers only, no header."""
+    out = []
+    for line in _abalone(rows).decode().splitlines():
+        sex, *measures, rings = line.split(",")
+        out.append(",".join([rings, *("1" if sex == s else "0" for s in "MFI"), *measures]))
+    return ("\n".join(out) + "\n").encode()
+
+
+def _california_housing(folder: Path, rows: int = 400) -> None:
+    """scikit-learn's cached California housing file (``cal_housing_py3.pkz``), so ``fetch_california_housing()``
+    finds it in ``$SCIKIT_LEARN_DATA`` and downloads nothing: value, income, age, rooms, bedrooms,
+    population, households, latitude, longitude, as scikit-learn stores them."""
+    import joblib
+    import numpy as np
+
+    rng = np.random.RandomState(3)
+    income = rng.uniform(1, 10, rows)
+    households = rng.randint(100, 800, rows).astype(float)
+    rooms = households * rng.uniform(3, 7, rows)
+    table = np.column_stack([
+        income * 40000 + rng.normal(0, 20000, rows), income, rng.randint(1, 52, rows), rooms, rooms * 0.2,
+        households * rng.uniform(2, 4, rows), households, rng.uniform(32, 42, rows), rng.uniform(-124, -114, rows)])
+    folder.mkdir(parents=True, exist_ok=True)
+    joblib.dump(table, folder / "cal_housing_py3.pkz", compress=6)
+
+
 def _mnist_pickle(train: int = 600) -> bytes:
     """``mnist.pkl.gz``: ((x, y) train, valid, test) of random 28x28 digits with a learnable signal."""
     import pickle
@@ -136,7 +164,11 @@ def _mnist_idx(folder: Path, train: int = 600, test: int = 100) -> None:
 def _letter_pdf(title: str) -> bytes:
     """A one-page PDF (our own words) standing in for a document a notebook downloads."""
     text = [title, "This letter reviews the year: revenue grew, the company invested in its cloud",
-            "services, and it thanked its customers, employees and shareholders."]
+            "services, and it thanked its customers, employees and shareholders.",
+            "The company uses technology to serve its customers better: faster delivery from",
+            "regional warehouses, lower prices from automation, and more selection online.",
+            "In generative AI, the company designs its own training and inference chips, offers",
+            "foundation models as a managed service, and builds a coding assistant for developers."]
     lines = ["BT /F1 12 Tf 72 720 Td 16 TL"] + [f"({line}) Tj T*" for line in text] + ["ET"]
     stream = "\n".join(lines).encode()
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
@@ -193,6 +225,7 @@ def provision(case_id: str) -> None:
 
     _started[:] = [time.time()]
     case = next(c for c in CASES if c.id == case_id)
+    os.environ.update({k: os.path.abspath(v) for k, v in case.environment.items()})
     if case.downloads:
         _serve_downloads({url: GENERATORS[make]() if make in GENERATORS else _letter_pdf(make)
                           for url, make in case.downloads.items()})
@@ -205,8 +238,9 @@ def provision(case_id: str) -> None:
 
 
 GENERATORS: dict[str, Callable[[], bytes]] = {"abalone": _abalone, "abalone-libsvm": _abalone_libsvm,
+                                               "abalone-numeric": _abalone_numeric,
                                                "census": _census, "mnist-pickle": _mnist_pickle}
-FOLDERS: dict[str, Callable[[Path], None]] = {"mnist-idx": _mnist_idx}
+FOLDERS: dict[str, Callable[[Path], None]] = {"mnist-idx": _mnist_idx, "california-housing": _california_housing}
 
 
 # --- the notebooks ------------------------------------------------------------------------------
@@ -225,6 +259,7 @@ class Case:
     s3: dict[str, str] = field(default_factory=dict)  # public S3 object -> generator
     folders: dict[str, str] = field(default_factory=dict)  # folder in the work dir -> generator
     downloads: dict[str, str] = field(default_factory=dict)  # URL urllib fetches -> generator or a PDF's title
+    environment: dict[str, str] = field(default_factory=dict)  # a library's data folder (relative to the notebook)
     tests: str = ""  # our tests that hold what this notebook revealed (containers, S3 locations, job status)
     timeout_s: int = 1200
 
@@ -256,10 +291,14 @@ CASES: list[Case] = [
     Case("v3-inference-spec", SDK, "v3-examples/inference-examples/inference-spec-example.ipynb",
          "ModelBuilder deployment with an InferenceSpec (the TorchServe path)",
          expect=(("a prediction of 2 probabilities", r"Single Prediction: \[\[[-\d.e]+, [-\d.e]+\]\]"),),
-         tests="test_hosting_sdk.py::test_model_builder_deploys_an_inference_spec"),
+         tests="test_hosting_sdk.py::test_model_builder_deploys_an_inference_spec; "
+               "test_hosting_sdk.py::test_model_builder_refuses_a_torch_without_a_dlc_before_any_request_as_on_aws; "
+               "test_user_config.py (the region of the SDK's dependency capture); "
+               "test_hosting_containers.py::test_model_server_lays_its_own_folder_over_lib_for_the_sdks_shared_libs"),
     Case("v3-train-deploy", SDK, "v3-examples/inference-examples/train-inference-e2e-example.ipynb",
          "train with ModelTrainer, deploy with ModelBuilder, invoke",
-         expect=(("a prediction", r"[Pp]rediction"),)),
+         expect=(("a prediction", r"Result of invoking endpoint: \[\["),),
+         tests="test_job_dependencies.py (requirements the image's framework satisfies; what nothing satisfies)"),
     Case("v3-transform", SDK, "v3-examples/ml-ops-examples/v3-transform-job-example.ipynb",
          "batch transform of a bring-your-own XGBoost 0.90 model (https model URL, input filter)",
          expect=(("the transform output", r"transform-outputs"),),
@@ -273,8 +312,10 @@ CASES: list[Case] = [
     Case("xgboost-regression", EXAMPLES, "      build_and_train_models/sm-regression_xgboost/sm-regression_xgboost.ipynb",
          "built-in XGBoost: libsvm training, Bayesian tuning, hosting the best model, text/x-libsvm predictions "
          "(SDK v2, boto3)", sdk="v2",
-         s3={f"s3://sagemaker-sample-files/datasets/tabular/uci_abalone/{part}/abalone.{part}": "abalone-libsvm"
-             for part in ("train", "test", "validation")},
+         s3={**{f"s3://sagemaker-sample-files/datasets/tabular/uci_abalone/{part}/abalone.{part}": "abalone-libsvm"
+                for part in ("train", "test", "validation")},
+             "s3://sagemaker-example-files-prod-us-east-1/datasets/tabular/uci_abalone/abalone.libsvm":
+                 "abalone-libsvm"},
          expect=(("a libsvm prediction", r"Prediction: \d+"), ("an error over the test set", r"MdAPE\) = +[\d.]+")),
          tests="test_hosting_containers.py::test_xgboost_reads_libsvm_under_both_content_types_and_when_none_is_given"),
     Case("xgboost-spot", EXAMPLES, "      build_and_train_models/sm-managed_spot_training_xgboost/"
@@ -299,13 +340,30 @@ CASES: list[Case] = [
                     for path in ("2023/ar/2022-Shareholder-Letter.pdf", "2022/ar/2021-Shareholder-Letter.pdf",
                                  "2021/ar/Amazon-2020-Shareholder-Letter-and-1997-Shareholder-Letter.pdf",
                                  "2020/ar/2019-Shareholder-Letter.pdf")},
-         expect=(("a completed ingestion", r"COMPLETE"),)),
+         expect=(("a completed ingestion", r"COMPLETE"),),
+         tests="test_bedrock_aoss.py::test_requests_aws4auth_signs_for_the_collection_as_the_workshop_does"),
     Case("kb-rag", WORKSHOP, "02_Knowledge_Bases_and_RAG/2_managed-rag-with-retrieve-and-generate-api.ipynb",
          "a Knowledge Base answer with citations (RetrieveAndGenerate)",
-         expect=(("citations", r"[Cc]itation"),)),
+         expect=(("citations with their passages", r'"retrievedReferences": \[\s*\{'),),
+         tests="test_bedrock_knowledge.py::test_citations_reference_passages_whose_sentences_wrap_across_lines"),
     Case("kb-retrieve", WORKSHOP, "02_Knowledge_Bases_and_RAG/3_customized-rag-with-retrieve-api.ipynb",
          "Knowledge Base Retrieve, then Converse over the passages",
-         expect=(("retrieved passages", r"[Ss]core|retrievalResults"),)),
+         expect=(("retrieved passages", r'"score": [\d.]+'),
+                 ("an answer from them", r"Final Answer:\s+\(offline stand-in\) (?!I cannot find)")),
+         tests="test_bedrock_models.py::test_responder_reads_passages_formatted_in_as_a_python_list"),
+    Case("sklearn-end2end", EXAMPLES, " archived/Sklearn_on_SageMaker_end2end.ipynb",
+         "SDK v2 estimator with your own script (SKLearn), the same job through boto3, tuning, deploy, CSV and "
+         "NPY predictions", sdk="v2", folders={"scikit_learn_data": "california-housing"},
+         environment={"SCIKIT_LEARN_DATA": "scikit_learn_data"},
+         expect=(("a model artifact", r"Model artifact persisted at s3://\S+/model\.tar\.gz"),
+                 ("predictions", r"\[\s*-?\d[\d.e-]*(?:\s+-?\d[\d.e-]*)+\s*\]")),  # numpy wraps long arrays
+         tests="test_endpoint.py::test_invoke_endpoint_over_http_answers_the_models_own_content_type; "
+               "test_realworld.py::test_judge_reads_a_traceback_rendered_by_rich_as_the_cells_error"),
+    Case("serverless-xgboost", EXAMPLES, "     deploy_and_monitor/sm-serverless_inference.ipynb",
+         "a serverless endpoint of a built-in XGBoost model (SDK v2 Estimator, `!aws s3 cp`, boto3)", sdk="v2",
+         s3={"s3://sagemaker-example-files-prod-us-east-1/datasets/tabular/uci_abalone/train_csv/"
+             "abalone_dataset1_train.csv": "abalone-numeric"},
+         expect=(("an endpoint in service", r"InService"), ("a prediction", r"b'[\d.]+"))),
 ]
 
 
@@ -328,10 +386,14 @@ GAPS: list[Gap] = [
         "libsvm, pre-1.0 pickles", "containers", "tests/test_hosting_containers.py (XGBoost algorithm mode)"),
     Gap(r"is not an S3 URI|not an S3 location", "an https S3 URL refused", "S3 locations",
         "tests/test_s3_locations.py"),
-    Gap(r"requirements\.txt could not be installed offline", "a job's requirements.txt names packages the local "
-        "wheel cache lacks (nothing is downloaded offline)", "issue 16 (jobs' own dependencies)"),
-    Gap(r"Unable to auto detect a DLC", "ModelBuilder auto-detects the image from the local torch (2.13, py3.11), "
-        "which has no SageMaker DLC yet: the SDK's own limit, as on AWS with this torch", "environment (torch pin)"),
+    Gap(r"requirements\.txt could not be installed offline", "a job's requirements.txt names packages neither "
+        "the course nor the local wheel cache has (nothing is downloaded offline)", "issue 16 (jobs' own "
+        "dependencies)", "tests/test_job_dependencies.py"),
+    Gap(r"Unable to auto detect a DLC", "ModelBuilder picks the image client-side from the local torch and Python: "
+        "the SDK's bundled image config knows PyTorch inference DLCs up to 2.6.0 (py312), for py311 up to 2.5.1, "
+        "so with the course's torch 2.13 on Python 3.11 the SDK refuses before any request, as it does on AWS "
+        "in this environment", "environment (torch pin)",
+        "tests/test_hosting_sdk.py::test_model_builder_refuses_a_torch_without_a_dlc_before_any_request_as_on_aws"),
     Gap(r"NoRegionError|You must specify a region", "an SDK subprocess clears the environment and finds no region "
         "(AWS's tools read ~/.aws/config)", "issue 16 (local endpoint: region from the shared config)"),
     Gap(r"RoleValidationError|No IAM role could be resolved|get_caller_identity|AssumeRole|IAM Role ARN",
@@ -342,6 +404,13 @@ GAPS: list[Gap] = [
     Gap(r"127\.0\.0\.1:9|Could not connect to the endpoint URL|EndpointConnectionError",
         "a process the lab started (job, CLI, SDK subprocess) cannot reach the offline AWS",
         "issue 16 (one local AWS endpoint)"),
+    Gap(r"No module named 'torchvision'|torchvision::nms does not exist", "torchvision: PyPI's build for torch "
+        "2.13.0 (torchvision 0.28.0) is the CUDA one (its _C.so links libtorch_cuda.so and libc10_cuda.so), which "
+        "does not import beside the course's CPU torch ('operator torchvision::nms does not exist'); the CPU "
+        "build is only on PyTorch's own index, which this project cannot reach", "environment (torch CPU build)"),
+    Gap(r"FileNotFoundError: .*No such file or directory: '[\w.-]+\.py'", "a script the notebook names (its "
+        "entry_point) is neither in its folder in the upstream repository nor written by the notebook: the SDK "
+        "fails the same way, before any request, on AWS", "upstream notebook"),
     Gap(r"No module named '[\w.]+'", "a package the notebook installs "
         "that the course environment lacks (install cells are removed: the environment is pinned)",
         "environment (pins)"),
@@ -497,7 +566,9 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ran to the end" and all(self.checks.values()) and not self.background_failures
+        # A gap found in its outputs (a shell command that failed quietly) is no pass either.
+        return (self.status == "ran to the end" and all(self.checks.values()) and not self.background_failures
+                and not self.gap)
 
 
 def _commit(root: Path) -> str:
@@ -510,8 +581,8 @@ def _commit(root: Path) -> str:
         return "unknown"
 
 
-def _v2_kernel() -> str:
-    """A Jupyter kernel on the SDK v2 environment the tests build (``build/sdk-v2-venv``)."""
+def _v2_kernel() -> tuple[str, Path]:
+    """A Jupyter kernel on the SDK v2 environment the tests build (``build/sdk-v2-venv``), and its bin folder."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("_labkit_sdk_v2", REPO / "tests" / "test_sdk_v2.py")
@@ -527,7 +598,26 @@ def _v2_kernel() -> str:
         "display_name": "Python (SDK v2)", "language": "python"}))
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(BUILD / "jupyter"),
                                                                os.environ.get("JUPYTER_PATH")]))
-    return "labkit-sdk-v2"
+    return "labkit-sdk-v2", Path(python).parent
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+RAISED = re.compile(r"^(\w[\w.]*(?:Error|Exception|Exit|Interrupt)): ?(.*)$")
+
+
+def _error_of(out: dict) -> tuple[str, str] | None:
+    """``(name, message)`` of an exception a cell raised: an error output, or a traceback rendered by rich
+    (SDK v2 installs rich's traceback handler, whose report is a display, not an error output)."""
+    if out.get("output_type") == "error":
+        return out.get("ename", ""), out.get("evalue", "")
+    if out.get("output_type") != "display_data":
+        return None
+    text = ANSI.sub("", "".join(out.get("data", {}).get("text/plain", "")))
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or "Traceback" not in lines[0]:
+        return None
+    raised = RAISED.match(lines[-1].strip())
+    return (raised.group(1), raised.group(2)) if raised else None
 
 
 def _outputs_text(cell: dict) -> str:
@@ -562,9 +652,14 @@ def run_case(case: Case, root: Path) -> Outcome:
     notebook = work / f"learner-{source.name}"
     notebook.write_text(json.dumps(nb))
     output = work / "executed.ipynb"
-    kernel = _v2_kernel() if case.sdk == "v2" else "python3"
+    kernel, bin_folder = _v2_kernel() if case.sdk == "v2" else ("python3", Path(sys.executable).parent)
     # The run's notebooks share one backend of their own (not the user's), as a learner's notebooks share theirs.
-    env = {"LABKIT_BACKEND": "offline", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "LABKIT_HOME": str(HOME)}
+    # HOME too: what a kernel writes to its user's home (``~/.aws/config``, ``%store``) stays in the run's folder.
+    env = {"LABKIT_BACKEND": "offline", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "LABKIT_HOME": str(HOME),
+           "HOME": str(BUILD / "home"),
+           # The kernel's environment is active, as in a learner's Jupyter: `!python script.py` runs in it.
+           "PATH": os.pathsep.join([str(bin_folder), os.environ.get("PATH", "")])}
+    (BUILD / "home").mkdir(parents=True, exist_ok=True)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     started = time.perf_counter()
@@ -599,10 +694,10 @@ def judge(outcome: Outcome, case: Case, executed: Path, state_file: Path) -> Non
     for index, cell in enumerate(cells):
         if cell.get("cell_type") != "code" or REPORT_TAG in cell.get("metadata", {}).get("tags", []):
             continue
-        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        errors = [e for e in map(_error_of, cell.get("outputs", [])) if e]
         if errors and outcome.failed_cell is None:
             outcome.failed_cell = index
-            outcome.error = f"{errors[0].get('ename')}: {errors[0].get('evalue', '')}"[:600]
+            outcome.error = f"{errors[0][0]}: {errors[0][1]}"[:600]
             failing_source = "".join(cell.get("source", ""))[:800]
         text.append(_outputs_text(cell))
     if outcome.status != "crashed":
@@ -642,8 +737,10 @@ def table(outcomes: list[Outcome]) -> str:
         "Generated by `labkit check --realworld DIR` (`src/labkit/realworld.py`): AWS's own public example "
         "notebooks, run on the offline backend with only a learner's changes (a `labkit.connect()` cell, "
         "`get_execution_role()` replaced by `lab.role_arn`, package installs removed, small generated data in "
-        "place of internet downloads; never an edit to an API call). A notebook passes when it runs to the end, "
-        "its outputs show what AWS would return and no job failed in the background. The notebooks are not in "
+        "place of internet downloads; never an edit to an API call). The run's kernels share one offline backend "
+        "and one home folder of their own, as a learner's notebooks share theirs. A notebook passes when it runs to "
+        "the end (an exception a cell shows, even one rendered by rich, or a shell command that failed quietly, is a "
+        "failure), its outputs show what AWS would return and no job failed in the background. The notebooks are not in "
         "this repository; what they revealed is held in CI by the tests named here.",
         "",
         f"**{passed} of {len(outcomes)} pass.** Last run: {time.strftime('%Y-%m-%d')}.",

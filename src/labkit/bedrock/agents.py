@@ -43,7 +43,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import catalog
+from . import catalog, responder
 from .chat import Block, ChatRequest, Message, ToolResult, ToolSpec
 from .errors import BedrockError, not_found, validation
 
@@ -610,7 +610,7 @@ class Agents:
         citations = []
         for sentence in result.gen.sources:
             refs = [{"content": h["content"], "location": h["location"], "metadata": h["metadata"]}
-                    for h in hits if sentence in h["content"]["text"]]
+                    for h in hits if responder.quoted_from(sentence, h["content"]["text"])]
             pos = text.find(sentence)
             if refs and pos >= 0:
                 citations.append({"generatedResponsePart": {"textResponsePart": {

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import catalog, embeddings, kb_stores, throttling, tokens
+from . import catalog, embeddings, kb_stores, responder, throttling, tokens
 from .chat import ChatRequest
 from .errors import BedrockError, not_found, validation
 
@@ -461,7 +461,7 @@ class KnowledgeBases:
                 continue
             end = min(len(text), pos + len(sentence)) - 1
             refs = [{"content": r["content"], "location": r["location"], "metadata": r["metadata"]}
-                    for r in results if sentence in r["content"]["text"]]
+                    for r in results if responder.quoted_from(sentence, r["content"]["text"])]
             citations.append({"generatedResponsePart": {"textResponsePart": {"text": text[pos:end + 1],
                                                                              "span": {"start": pos, "end": end}}},
                               "retrievedReferences": refs})

@@ -35,6 +35,7 @@ Temperature, top-p and top-k do not change the answer: it is deterministic.
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field
 
@@ -80,8 +81,28 @@ class Prompt:
         return "\n".join([*self.system, *(t for _, t in self.turns)])
 
 
+def _passages(line: str) -> str:
+    """A line that is a Python list of strings, as passages (one paragraph each), else the line itself.
+
+    Prompt templates often format a list of retrieved passages straight in (``{contexts}`` of a list):
+    the model sees its repr, one line with the passages' line breaks written as ``\\n``, and reads the
+    passages in it; so does the stand-in.
+    """
+    stripped = line.strip()
+    if not (stripped.startswith("[") and stripped.endswith("]") and ("'" in stripped or '"' in stripped)):
+        return line
+    try:
+        value = ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return line
+    if not value or not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return line
+    return "\n\n".join(value)
+
+
 def _clean(text: str) -> str:
     text = _SPECIAL.sub("\n", text)
+    text = "\n".join(_passages(line) for line in text.splitlines())
     return "\n".join(_ROLE_LINE.sub("", line) for line in text.splitlines())
 
 
@@ -129,6 +150,15 @@ def _paragraph_lines(text: str) -> list[str]:
     if buf:
         out.append(buf)
     return out
+
+
+def quoted_from(sentence: str, passage: str) -> bool:
+    """Whether ``sentence`` (one the stand-in quoted) comes from ``passage``, whatever its line breaks.
+
+    :func:`sentences` joins a passage's wrapped lines with spaces (a PDF's text layer breaks
+    lines mid-sentence), so the comparison ignores how whitespace was laid out.
+    """
+    return " ".join(sentence.split()) in " ".join(passage.split())
 
 
 def sentences(text: str) -> list[str]:

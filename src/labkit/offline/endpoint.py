@@ -233,6 +233,20 @@ def refuse(target: Target, protocol: str, detail: str = "") -> Response:
     return _error(_serializer(target, protocol), NOT_EMULATED_CODE, message, NOT_EMULATED_STATUS)
 
 
+def _modelled_content_type(output_shape: Any, result: dict[str, Any]) -> dict[str, str]:
+    """The ``Content-Type`` an output models as a member (InvokeEndpoint's ``ContentType``, the model's own).
+
+    moto's REST serializers write their protocol's type over it whenever there is a body; AWS sends the
+    member, and the SDKs pick their deserializer by it (a model's ``application/x-npy`` is not JSON).
+    """
+    for name, member in (output_shape.members.items() if output_shape is not None else ()):
+        serialization = member.serialization
+        if (serialization.get("location") == "header" and serialization.get("name", "").lower() == "content-type"
+                and result.get(name)):
+            return {"Content-Type": result[name]}
+    return {}
+
+
 def _event_stream_body(serializer: Any, output_shape: Any, result: dict[str, Any], events: Any) -> Iterator[bytes]:
     """The event stream as AWS sends it, an error inside the stream included."""
     from botocore.exceptions import EventStreamError
@@ -288,7 +302,7 @@ def call_in_process(target: Target, request: Any) -> Response:
         if hasattr(value, "read"):  # a StreamingBody payload
             parsed[key] = value.read()
     resp = serializer._serialize_result(serializer._create_default_response(), parsed)
-    headers = dict(resp["headers"])
+    headers = {**resp["headers"], **_modelled_content_type(output_shape, parsed)}
     # Headers an engine sends beyond the modelled ones (Bedrock's token counts, x-labkit-stand-in).
     taken = {k.lower() for k in headers} | {"content-length", "content-type", "transfer-encoding", "date"}
     headers.update({k: v for k, v in (meta.get("HTTPHeaders") or {}).items() if k.lower() not in taken})

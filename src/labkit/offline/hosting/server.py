@@ -532,9 +532,15 @@ def zygote(control_fd: int) -> None:
 
 
 def _map_opt_ml(root: str) -> None:
-    """``/opt/ml/...`` means ``root/...`` in this server, as in a training job's processes."""
+    """``/opt/ml/...`` means ``root/...`` in this server, as in a training job's processes.
+
+    The container's ``/lib`` gets a folder of the server's own laid over it (``root/.container/lib``,
+    removed with the model's files): the SDK's TorchServe handler copies ``shared_libs`` there.
+    """
     path = Path(__file__).parents[1] / "training" / "container" / "sitecustomize.py"
-    _import_file("_labkit_container_paths", path).map_container_root(root)
+    module = _import_file("_labkit_container_paths", path)
+    module.map_container_root(root)
+    module.overlay("/lib", os.path.join(root, ".container", "lib"))
 
 
 def main(argv: list[str] | None = None) -> None:

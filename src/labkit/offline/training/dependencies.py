@@ -12,20 +12,36 @@ job only, and any ``pip install`` a job runs lands there and nowhere else.
 Offline nothing is downloaded: pip reads only a local wheel cache (``--no-index
 --find-links``), ``$LABKIT_WHEEL_CACHE`` or ``$LABKIT_HOME/wheels`` (default
 ``~/.labkit/wheels``), which a learner fills with ``pip download -r requirements.txt -d
-<cache>``. A requirement the course already satisfies needs no wheel. When the cache lacks
-one, the job fails with a ``FailureReason`` that names it and the command that fixes it.
+<cache>``. A requirement the course already satisfies needs no wheel (pip resolves against
+what the layered environment imports). When the cache lacks one, the job fails with a
+``FailureReason`` that names it and the command that fixes it.
+
+A requirement on the image's own framework that the image's version satisfies
+(``torch>=1.13,<2.0`` in ``pytorch-training:1.13.1-cpu-py39``) is a no-op on AWS: pip finds
+it installed. Offline the course's framework stands in for the image's (as it does for the
+whole job), so :func:`set_aside_image_framework` comments such a line out in the host's copy
+of ``requirements.txt`` (never the learner's file), saying why, before anything installs it:
+the job then runs as it would on AWS, with the course's version, instead of failing on a
+version the image already had.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import site
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
 REQUIREMENTS = "requirements.txt"
+_NO_DISTRIBUTION = re.compile(r"No matching distribution found for (\S+)")
 _INSTALLED_MARK = ".labkit-requirements-installed"
 
 
@@ -83,6 +99,69 @@ def environment(root: Path, env: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _parsed(lines: list[str]) -> Iterator[tuple[int, str, Requirement]]:
+    """(line number, text, requirement) of the plain requirements that apply here (no options, URLs)."""
+    for i, line in enumerate(lines):
+        text = line.split(" #", 1)[0].strip()
+        if not text or text.startswith(("#", "-")):
+            continue
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if req.url or (req.marker is not None and not req.marker.evaluate()):
+            continue
+        yield i, text, req
+
+
+def unsatisfied(text: str) -> list[str]:
+    """The requirements of ``text`` the course environment does not satisfy, each with what it has.
+
+    Run in the backend, whose packages are the course's: the layer adds only what the cache gave.
+    """
+    from importlib import metadata
+
+    out = []
+    for _, line, req in _parsed(text.splitlines()):
+        try:
+            have = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            out.append(f"{line} (not in the course environment)")
+            continue
+        if req.specifier and not req.specifier.contains(Version(have), prereleases=True):
+            out.append(f"{line} (the course environment has {req.name} {have})")
+    return out
+
+
+def set_aside_image_framework(requirements: Path, framework: tuple[str, str] | None) -> list[str]:
+    """Comment out the lines of ``requirements`` that the image's ``framework`` (package, version) satisfies.
+
+    ``requirements`` is the host's copy. Returns the lines set aside; each stays in the file as
+    a comment that names the image's version and the course's, so the job's log shows it.
+    """
+    if framework is None or not requirements.is_file():
+        return []
+    package, version = framework
+    from importlib import metadata
+
+    try:
+        course = metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return []  # the course has no such framework: pip decides, as for any other requirement
+    lines, aside = requirements.read_text(errors="replace").splitlines(keepends=True), []
+    for i, text, req in _parsed(lines):
+        if canonicalize_name(req.name) != canonicalize_name(package):
+            continue
+        if req.specifier and not req.specifier.contains(Version(version), prereleases=True):
+            continue
+        aside.append(text)
+        lines[i] = (f"# {text}  (labkit offline: provided by the image, {package} {version}; the course's "
+                    f"{package} {course} stands in for it)\n")
+    if aside:
+        requirements.write_text("".join(lines))
+    return aside
+
+
 def install(requirements: Path, root: Path, env: dict[str, str]) -> str:
     """pip-install ``requirements`` into the host's environment from the wheel cache; pip's output.
 
@@ -100,11 +179,16 @@ def install(requirements: Path, root: Path, env: dict[str, str]) -> str:
     output = (result.stdout or "") + (result.stderr or "")
     if result.returncode != 0:
         errors = [ln.strip() for ln in output.splitlines() if ln.startswith("ERROR")]
-        reason = errors[-1] if errors else (output.strip().splitlines() or ["pip failed"])[-1]
+        said = errors[0] if errors else (output.strip().splitlines() or ["pip failed"])[-1]
+        cached = {canonicalize_name(f.name.split("-", 1)[0]) for f in cache.glob("*") if "-" in f.name}
+        missing = [m for m in unsatisfied(text) if canonicalize_name(Requirement(m.split(" (")[0]).name) not in cached]
+        missing += [f"{name} (needed by another requirement)" for name in _NO_DISTRIBUTION.findall(output)
+                    if not any(m.startswith(name) for m in missing)]
+        what = "; ".join(missing) if missing else "see pip's error"
         raise DependencyError(
-            f"ClientError: {requirements.name} could not be installed offline: {reason.rstrip('.')}. The offline backend "
-            f"installs a job's requirements from the local wheel cache {cache} only (nothing is downloaded); "
-            f"fill it with `pip download -r {requirements.name} -d {cache}` while online, or drop the "
-            "requirement if the course environment already has the package.")
+            f"ClientError: {requirements.name} could not be installed offline: {what}: no wheel for it in the "
+            f"local wheel cache {cache} (the offline backend downloads nothing). Fill the cache with `pip download "
+            f"-r {requirements.name} -d {cache}` while online, or drop or loosen the requirement if the course "
+            f"environment's version will do. pip said: {said.rstrip('.')}.")
     mark.write_text(text)
     return output

@@ -9,6 +9,7 @@ not the image's); the built-in XGBoost image without an entry point runs
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 FRAMEWORK_REPOSITORIES = {
@@ -24,6 +25,10 @@ FRAMEWORK_REPOSITORIES = {
     "labkit-grader": "labkit (the course image)",
 }
 BUILTIN_ALGORITHMS = {"sagemaker-xgboost": "xgboost", "xgboost": "xgboost"}
+# The Python package a framework image is built around; its tag starts with that package's version
+# (``pytorch-training:1.13.1-cpu-py39`` has torch 1.13.1, ``sagemaker-scikit-learn:1.2-1`` scikit-learn 1.2).
+FRAMEWORK_PACKAGES = {"pytorch-training": "torch", "pytorch-inference": "torch", "tensorflow-training": "tensorflow",
+                      "sagemaker-scikit-learn": "scikit-learn", "sagemaker-xgboost": "xgboost"}
 # Images with an entry point of their own that the offline backend provides (processing jobs).
 BUILTIN_ENTRYPOINTS = {"sagemaker-model-monitor-analyzer": ["python3", "-m", "labkit.offline.mlops.monitor.analyzer"]}
 
@@ -38,6 +43,13 @@ class Image:
     tag: str
     framework: str | None  # "PyTorch", ... when the image runs an entry point
     algorithm: str | None  # "xgboost" when it is a built-in algorithm
+
+    @property
+    def framework_package(self) -> tuple[str, str] | None:
+        """(package, version) of the framework the image ships, read from its tag; None if unknown."""
+        package = FRAMEWORK_PACKAGES.get(self.repository)
+        version = re.match(r"\d+(\.\d+)*", self.tag)
+        return (package, version.group(0)) if package and version else None
 
     @property
     def emulated(self) -> bool:

@@ -50,10 +50,11 @@ def argv0(word: str, root: Path) -> str:
     return dependencies.python(root) if word in PYTHON_NAMES else word
 
 
-def install_requirements(env: HostEnvironment, source_dir: Path) -> None:
+def install_requirements(env: HostEnvironment, source_dir: Path, image: Image) -> None:
     """``requirements.txt`` of the source directory, into the host's own environment (as the containers do)."""
     requirements = source_dir / dependencies.REQUIREMENTS
     if requirements.is_file():
+        dependencies.set_aside_image_framework(requirements, image.framework_package)
         try:
             dependencies.install(requirements, env.root, process_environment(env))
         except dependencies.DependencyError as err:
@@ -67,7 +68,7 @@ def training_command(env: HostEnvironment, image: Image, spec: dict) -> tuple[li
         if (env.data_dir / SDK_DRIVER_CHANNEL).is_dir():
             rewrite_sdk_drivers(env.data_dir / SDK_DRIVER_CHANNEL, env.root,
                                 master=(env.master_addr, env.master_port))
-        install_requirements(env, env.data_dir / "code")  # SDK v3's SourceCode channel
+        install_requirements(env, env.data_dir / "code", image)  # SDK v3's SourceCode channel
         words = [remap_text(w, env.root) for w in [*entrypoint, *spec.get("ContainerArguments", [])]]
         return [argv0(words[0], env.root), *words[1:]], env.root
     program = env.program
@@ -83,7 +84,7 @@ def training_command(env: HostEnvironment, image: Image, spec: dict) -> tuple[li
             raise JobSetupError(
                 f"AlgorithmError: ExecuteUserScriptError: entry point {program!r} was not found in the source "
                 f"directory ({submit or 'none given'}). Check sagemaker_program/entry_point and source_dir.")
-        install_requirements(env, env.code_dir)
+        install_requirements(env, env.code_dir, image)
         return [dependencies.python(env.root), program, *to_cmd_args(env.user_hyperparameters)], env.code_dir
     if image.algorithm == "xgboost":
         return [dependencies.python(env.root), "-m", "labkit.offline.training.algorithms.xgboost"], env.root

@@ -13,7 +13,12 @@ mapped as well, by patching ``torch.serialization`` as soon as it is imported.
 
 Model servers map ``/opt/ml`` too (the SDK's TorchServe handler opens
 ``/opt/ml/model/code/serve.pkl``): they are forked from a warm process that imported this
-module without a root, so they call :func:`map_container_root` themselves.
+module without a root, so they call :func:`map_container_root` themselves. They also lay
+a folder of their own over the container's ``/lib`` (:func:`overlay`), where the same
+handler copies the model's ``shared_libs`` (the container runs as root; a learner here is
+not, and must never write the machine's ``/lib``): a path there means the server's folder
+when it exists there or nowhere else, else the machine's (reading a system library still
+works). The dynamic loader does not search the overlay: load such a library by its path.
 
 A job's processes also die with the process that started them (the notebook kernel),
 even when it is SIGKILLed and no clean-up runs: a watchdog thread checks
@@ -35,6 +40,24 @@ import time
 
 _ROOT = os.environ.get("LABKIT_CONTAINER_ROOT", "")
 _PREFIX = "/opt/ml"
+_OVERLAYS: list[tuple[str, str]] = []  # (container folder, this process's folder laid over it)
+_lstat = os.lstat  # the machine's, before the mapping wraps it
+
+
+def _exists(path: str) -> bool:
+    try:
+        _lstat(path)
+    except OSError:
+        return False
+    return True
+
+
+def _overlaid(text: str) -> str:
+    for prefix, folder in _OVERLAYS:
+        if text == prefix or text.startswith(prefix + "/"):
+            mine = folder + text[len(prefix):]
+            return mine if _exists(mine) or not _exists(text) else text
+    return text
 
 
 def _map(path):
@@ -47,9 +70,13 @@ def _map(path):
     if isinstance(text, bytes):
         if text == b"/opt/ml" or text.startswith(b"/opt/ml/"):
             return os.fsencode(_ROOT) + text[len(_PREFIX):]
-        return path
+        mapped = _overlaid(os.fsdecode(text)) if _OVERLAYS else None
+        return os.fsencode(mapped) if mapped and mapped != os.fsdecode(text) else path
     if text == _PREFIX or text.startswith(_PREFIX + "/"):
         return _ROOT + text[len(_PREFIX):]
+    if _OVERLAYS:
+        mapped = _overlaid(text)
+        return mapped if mapped != text else path
     return path
 
 
@@ -178,6 +205,12 @@ def map_container_root(root: str) -> None:
     torch_serialization = sys.modules.get("torch.serialization")
     if torch_serialization is not None:
         _patch_torch_serialization(torch_serialization)
+
+
+def overlay(prefix: str, folder: str) -> None:
+    """Lay ``folder`` over the container's ``prefix`` (``/lib``) in this mapped process (see the module doc)."""
+    os.makedirs(folder, exist_ok=True)
+    _OVERLAYS.append((prefix.rstrip("/"), folder.rstrip("/")))
 
 
 map_container_root(_ROOT)
