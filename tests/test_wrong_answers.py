@@ -196,16 +196,27 @@ def _feedback_text(test) -> str:
     return f"{test.message} {test.hint}"
 
 
-@pytest.mark.notebooks
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the grader needs Linux")
-@pytest.mark.parametrize("module", CASES, ids=_ids)
-def test_wrong_answers_earn_their_points_and_named_feedback(module):
-    from labkit.grading import grade
+def _wrong_answer_tests(module) -> type:
+    """One class per lab, so that pytest-xdist (``--dist loadscope``) spreads the labs over its workers."""
 
-    # A folder of our own, not pytest's tmp_path: other pytest sessions of the same user prune
-    # old tmp_path folders, and the grader writes its gradebook into the output folder.
-    with tempfile.TemporaryDirectory(prefix="labkit-wrong-answers-") as folder:
-        _grade_and_check(module, Path(folder), grade)
+    @pytest.mark.notebooks
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the grader needs Linux")
+    class WrongAnswers:
+        def test_wrong_answers_earn_their_points_and_named_feedback(self):
+            from labkit.grading import grade
+
+            # A folder of our own, not pytest's tmp_path: other pytest sessions of the same user prune
+            # old tmp_path folders, and the grader writes its gradebook into the output folder.
+            with tempfile.TemporaryDirectory(prefix="labkit-wrong-answers-") as folder:
+                _grade_and_check(module, Path(folder), grade)
+
+    WrongAnswers.__doc__ = f"Lab {module.LAB}: its plausible mistakes, graded in one run."
+    WrongAnswers.__name__ = WrongAnswers.__qualname__ = "TestWrongAnswers" + module.LAB.replace("-", "_")
+    return WrongAnswers
+
+
+for _module in CASES:
+    globals()["TestWrongAnswers" + _module.LAB.replace("-", "_")] = _wrong_answer_tests(_module)
 
 
 # The grader's per-cell limit is for learners' submissions on a grading machine; here up to eight
