@@ -158,23 +158,9 @@ THREAD_STARTERS: list[str] = []
 
 def lab_imports(nb) -> list[str]:
     """Absolute imports of the learner-visible code cells of ``nb`` (never its hidden tests)."""
-    import ast
+    from .execute import imported_modules  # the executor's side; a kernel importing warm never needs it
 
-    found: list[str] = []
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        source = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in cell.source.splitlines())
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                found += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                found.append(node.module)
-    return list(dict.fromkeys(found))
+    return imported_modules([cell.source for cell in nb.cells if cell.cell_type == "code"])
 
 
 def warm_modules(release_nb) -> list[str]:
