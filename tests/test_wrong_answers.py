@@ -14,14 +14,11 @@ page contains no line of the solution that the learner copy does not already sho
 
 from __future__ import annotations
 
-import ast
 import html
-import io
 import json
 import re
 import sys
 import tempfile
-import tokenize
 from pathlib import Path
 
 import pytest
@@ -29,7 +26,6 @@ from wrong_answers import REPO, Mistake, answer_cells, case_modules, graded_test
 
 CASES = case_modules()
 LABS_WITH_CASES = [m.LAB for m in CASES]
-HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 MIN_LEAK_LINE = 24  # solution lines shorter than this are too generic to count as a leak
 
 
@@ -117,66 +113,6 @@ def test_case_file_names_real_cells_and_every_exercise_has_mistakes(module):
         if len(covering) < 2:
             problems.append(f"{lab}: answer cell {gid} has {len(covering)} mistake(s); write two or three")
     assert not problems, "\n".join(problems)
-
-
-def _asserts_without_literal_message(source: str) -> list[str]:
-    """Asserts (and raise AssertionError) of a test cell whose failure would not teach.
-
-    Hidden tests: the message must be a plain string literal, or a name bound to one (a table of
-    cases with their messages): the grader shows a hidden test's message only when it is written
-    in the source, so an f-string, a format or a concatenation is dropped. Visible tests: any message.
-    """
-    lines = source.splitlines()
-    start = next((i + 1 for i, line in enumerate(lines) if line.strip() == HIDDEN_BEGIN), None)
-    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in lines)
-    bad = []
-    for node in ast.walk(ast.parse(code)):
-        message = None
-        if isinstance(node, ast.Assert):
-            message = node.msg
-        elif (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
-              and getattr(node.exc.func, "id", "") == "AssertionError"):
-            message = node.exc.args[0] if node.exc.args else None
-        else:
-            continue
-        hidden = start is not None and node.lineno >= start
-        literal = isinstance(message, ast.Name) or (
-            isinstance(message, ast.Constant) and isinstance(message.value, str) and message.value.strip())
-        if message is None or (hidden and not literal):
-            kind = "hidden" if hidden else "visible"
-            bad.append(f"line {node.lineno} ({kind}): {lines[node.lineno - 1].strip()[:90]}")
-    return bad
-
-
-def _split_literals(source: str) -> list[str]:
-    """Strings in a hidden-test region written as several literals side by side ("a " "b").
-
-    Python joins them into one string, which then appears nowhere in the source as written, so
-    the grader drops it as if it had been built from values.
-    """
-    lines = source.splitlines()
-    start = next((i + 1 for i, line in enumerate(lines) if line.strip() == HIDDEN_BEGIN), None)
-    if start is None:
-        return []
-    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in lines)
-    bad, previous = [], None
-    for token in tokenize.generate_tokens(io.StringIO(code).readline):
-        if token.type in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
-            continue
-        if token.type == tokenize.STRING and previous is not None and previous.type == tokenize.STRING \
-                and token.start[0] >= start:
-            bad.append(f"line {token.start[0]} (hidden): a message split into literals side by side; "
-                       "write it as one string")
-        previous = token
-    return bad
-
-
-@pytest.mark.parametrize("lab", LABS_WITH_CASES)
-def test_every_check_has_a_message_and_hidden_ones_a_literal_one(lab):
-    problems = []
-    for gid, (_, source) in graded_tests(lab).items():
-        problems += [f"{lab}/{gid} {bad}" for bad in _asserts_without_literal_message(source) + _split_literals(source)]
-    assert not problems, ("checks whose failure shows only the grader's generic message:\n" + "\n".join(problems))
 
 
 def test_packing_keeps_mistakes_on_the_same_exercise_apart():
