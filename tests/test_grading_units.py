@@ -379,6 +379,8 @@ out["hidden_binds"] = [run("hidden", "SECRET = [2, 5]\nq = 'hidden q'"), "SECRET
 out["later_hidden_sees_it"] = run("hidden", "assert SECRET == [2, 5]")
 ns["q"] = "the notebook's q"
 out["rebound_wins"] = run("hidden", "assert q == \"the notebook's q\", q")
+ns["answer"] = "the learner's"
+out["fallback_rebinds"] = [run("hidden", "answer = 'the reference'\n_private = 1"), ns.get("answer"), "_private" in ns]
 ns["isinstance"] = lambda *a: True
 out["shadowed"] = run("visible", "assert isinstance(1, str)")
 del ns["isinstance"]
@@ -415,6 +417,8 @@ def test_the_agent_runs_tests_in_a_clean_context_and_notices_changes(tmp_path):
     assert out["visible_binds"] == ["ok", 1]
     assert out["hidden_binds"] == ["ok", False, False]  # never in the learner's namespace
     assert out["later_hidden_sees_it"] == "ok" and out["rebound_wins"] == "ok"
+    # a reference fallback replaces the learner's answer for later cells (exercises do not cascade)
+    assert out["fallback_rebinds"] == ["ok", "the reference", False]
     assert out["shadowed"].startswith("RuntimeError: the test was not run")
     assert out["custom_exception"] == "ValueError: from the learner"
     assert out["builtins_patched_do_not_help"].startswith("AssertionError")

@@ -13,7 +13,8 @@ after it starts, before any learner code runs, and keeps the answers on its own 
   tampering (an entry that appears is accepted only when it comes from installed code).
 - ``run(kind, payload)`` runs one segment of a test cell: visible segments in the learner's
   namespace, hidden ones in a copy of it (what they define is kept here, for the hidden
-  segments of later tests, never in the learner's namespace), both
+  segments of later tests, never in the learner's namespace; only a public name the learner's
+  namespace already holds, which a reference fallback rebinds, is rebound there too), both
   with the builtins as they were at kernel start; a built-in name the test uses that the
   learner's namespace redefines stops the test. A failure is re-raised as a built-in exception
   carrying only its message (the learner's own exception classes never reach the report).
@@ -93,8 +94,20 @@ _WATCHED = frozenset({"sys.settrace", "sys.setprofile", "gc.get_objects", "gc.ge
                       "object.__setattr__"})
 
 
+def _by_installed_code():
+    """Whether the Python frame that raised the audit event runs installed code (a library's own
+    use of ctypes, gc or ``__code__``: numpy, xgboost, jsii do), not the submission's."""
+    try:
+        frame = _sys._getframe(2)
+    except ValueError:  # raised with no Python frame above the hook
+        return False
+    return _installed(frame.f_code.co_filename)
+
+
 def _audit(event, args):
     if event not in _WATCHED:
+        return
+    if event not in ("sys.settrace", "sys.setprofile") and _by_installed_code():
         return
     if event == "object.__setattr__":
         if _len(args) > 1 and args[1] == "__code__":  # a function's code replaced in place
@@ -404,8 +417,16 @@ def run(kind, payload, marker=""):
             namespace["__builtins__"] = saved
         else:
             for k, v in namespace.items():
-                if k != "__builtins__" and _user_ns.get(k, _MISSING) is not v:
-                    _state.hidden[k] = (v, _user_ns.get(k, _MISSING))
+                current = _user_ns.get(k, _MISSING)
+                if k == "__builtins__" or current is v:
+                    continue
+                if current is not _MISSING and k[:1] != "_":
+                    # A reference fallback replacing the learner's answer (a function, a list of metric
+                    # definitions: an exercise they did not solve) is what later cells must use, so that
+                    # exercises do not cascade. New names and _private ones stay hidden.
+                    _user_ns[k] = v
+                    continue
+                _state.hidden[k] = (v, current)
         del namespace, code, source
     if failure is not None:
         raise failure from None
