@@ -120,7 +120,9 @@ def explain(test: TestSpec, cell: NotebookNode | None, earned: float | None, ass
         shown = evalue if evalue and evalue in literals(test.source) else ""
         message = f"a hidden test failed ({ename})" + (f": {shown}" if shown else "")
     else:
-        text = evalue if assignment is None else assignment.secrets.learner_text(evalue)
+        # The instructor's own words (one of the test's literals) are shown whatever part raised them.
+        text = evalue if assignment is None or evalue in literals(test.source) else \
+            assignment.secrets.learner_text(evalue)
         message = f"{ename}: {text}" if text else ename
         if text == HIDDEN:
             message = f"{ename}: {HIDDEN}"
