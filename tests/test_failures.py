@@ -145,6 +145,6 @@ def test_nothing_recognisable_falls_back_to_the_last_lines():
 
 
 def test_fit_cuts_the_message_never_the_prefix_or_suffix():
-    out = failures.fit("AlgorithmError: ", "x" * 2000, '"\nCommand "python train.py", exit code: 1')
+    out = failures.fit("AlgorithmError: ", "x" * 2000 + "\nValueError: the error", '"\nCommand "python train.py", exit code: 1')
     assert len(out) == 1024 and out.startswith("AlgorithmError: ") and out.endswith("exit code: 1")
-    assert "..." in out
+    assert "..." in out and 'ValueError: the error"\nCommand' in out  # the end of a traceback is the error

@@ -369,6 +369,8 @@ def _sanitised(err):
     base = next((c for c in _type(err).__mro__ if c in _BUILTIN_EXCEPTIONS), Exception)
     try:
         args = _tuple(_str(a)[:2000] for a in err.args)
+        if _isinstance(err, OSError) and err.filename is not None:  # "[Errno 2] ...: 'path'", as Python says it
+            args = (_str(err)[:2000],)
     except _BaseException:
         args = ()
     try:

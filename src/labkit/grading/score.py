@@ -120,9 +120,11 @@ def explain(test: TestSpec, cell: NotebookNode | None, earned: float | None, ass
         shown = evalue if evalue and evalue in literals(test.source) else ""
         message = f"a hidden test failed ({ename})" + (f": {shown}" if shown else "")
     else:
-        # The instructor's own words (one of the test's literals) are shown whatever part raised them.
-        text = evalue if assignment is None or evalue in literals(test.source) else \
-            assignment.secrets.learner_text(evalue)
+        # The instructor's own words are shown: one of the test's literals, whatever part raised it, or
+        # what a visible assert of the test says (its values included; the learner's copy shows that
+        # code). What other code raised is checked for hidden lines first.
+        own = evalue in literals(test.source) or (raw_name == "AssertionError" and grader.get("failed_in") == "visible")
+        text = evalue if assignment is None or own else assignment.secrets.learner_text(evalue)
         message = f"{ename}: {text}" if text else ename
         if text == HIDDEN:
             message = f"{ename}: {HIDDEN}"

@@ -167,10 +167,13 @@ def timed(lines: Iterable[str]) -> list[Line]:
 
 
 def fit(prefix: str, message: str, suffix: str = "", limit: int = 1024) -> str:
-    """``prefix + message + suffix`` within ``limit`` characters, cutting the message, never the frame."""
+    """``prefix + message + suffix`` within ``limit`` characters, cutting the message, never the frame.
+
+    The message keeps its end: a traceback's last line is the error itself.
+    """
     room = limit - len(prefix) - len(suffix)
     if room <= 0:
         return (prefix + message + suffix)[:limit]
     if len(message) > room:
-        message = message[:max(0, room - 3)] + "..."
+        message = "..." + message[len(message) - max(0, room - 3):]
     return prefix + message + suffix
