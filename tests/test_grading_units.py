@@ -423,3 +423,41 @@ def test_the_agent_runs_tests_in_a_clean_context_and_notices_changes(tmp_path):
     assert out["custom_exception"] == "ValueError: from the learner"
     assert out["builtins_patched_do_not_help"].startswith("AssertionError")
     assert out["unchanged"] and out["patched"] and out["restored"] and out["cleaned"]
+
+
+# ---- parsing cells from several grading threads -------------------------------------------------
+
+def test_cells_parse_from_many_threads_at_once():
+    """One grading thread per submission parses cells; CPython 3.11 can corrupt the AST constructor's
+    recursion counter when two threads parse at once (python/cpython#106905). None of them may fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from labkit.grading.pysource import parse_cell
+
+    deep = "x = " + "[" * 60 + "1" + "]" * 60 + "\n"
+    source = "%matplotlib inline\n!ls\n" + "".join(f"def f{i}(a):\n    return {{'k': [a, (a, {i})]}}\n" for i in range(200)) + deep
+
+    class Cycle:  # garbage whose collection, mid-parse, lets another thread run (how the race happens)
+        def __del__(self) -> None:
+            pass
+
+    def parse(_: int) -> int:
+        count = 0
+        for _ in range(20):
+            for _ in range(50):
+                cycle = Cycle()
+                cycle.self = cycle
+            count += len(parse_cell(source).body)
+        return count
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        counts = list(pool.map(parse, range(32)))
+    assert counts == [20 * 201] * 32
+
+
+def test_a_cell_with_magics_parses_and_keeps_its_line_numbers():
+    from labkit.grading.pysource import parse_cell
+
+    tree = parse_cell("%%time\n!pip list\nvalue = 1\n")
+    assert tree is not None and tree.body[0].lineno == 3
+    assert parse_cell("def broken(:\n") is None

@@ -130,3 +130,33 @@ def test_deleted_endpoint_is_deleting_then_gone_for_the_sdks_waits(lab):
     sm = boto3.client("sagemaker")
     assert "del" not in [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
     sm.get_waiter("endpoint_deleted").wait(EndpointName="del")  # already gone: returns at once
+
+
+def test_an_endpoint_deleted_while_its_servers_start_leaves_none_running(lab):
+    """DeleteEndpoint while the endpoint is Creating or Updating: the servers that were still starting
+    are stopped when they come up, not left serving a deleted endpoint (nothing billed, nothing running)."""
+    import boto3
+
+    sys.path.insert(0, str(FIXTURES))
+    import models as hm
+
+    from labkit.offline.hosting import process
+
+    sm = boto3.client("sagemaker")
+    url = hm.upload(lab.bucket, "lifetime/race/model.tar.gz", hm.sklearn_model()[1])
+    hm.create_model(lab, "race", url, env={"SAGEMAKER_PROGRAM": "inference.py"})
+    before = set(process.running_pids()["servers"])
+    hm.deploy(lab, "race-create", [hm.variant("race", count=2)], wait=False)
+    sm.delete_endpoint(EndpointName="race-create")
+
+    hm.deploy(lab, "race-update", [hm.variant("race")])
+    sm.create_endpoint_config(EndpointConfigName="race-update-2", ProductionVariants=[hm.variant("race", count=2)])
+    sm.update_endpoint(EndpointName="race-update", EndpointConfigName="race-update-2")
+    sm.delete_endpoint(EndpointName="race-update")
+
+    deadline = time.monotonic() + 120
+    while set(process.running_pids()["servers"]) - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not set(process.running_pids()["servers"]) - before
+    for name in ("race-create", "race-update"):
+        sm.get_waiter("endpoint_deleted").wait(EndpointName=name)

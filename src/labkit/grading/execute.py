@@ -54,6 +54,7 @@ from nbformat import NotebookNode
 from traitlets import Unicode
 
 from .fairshare import Group
+from .pysource import parse_cell
 from .sandbox import Policy, kill_marked, marked_pids
 
 MAX_RESTARTS = 12
@@ -215,10 +216,8 @@ def imported_modules(sources: list[str]) -> list[str]:
     """Absolute module names the code in ``sources`` imports (magics ignored)."""
     found: list[str] = []
     for source in sources:
-        text = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
-        try:
-            tree = ast.parse(text)
-        except SyntaxError:
+        tree = parse_cell(source)
+        if tree is None:
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

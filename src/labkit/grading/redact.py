@@ -23,6 +23,8 @@ import re
 import unicodedata
 from urllib.parse import unquote
 
+from .pysource import parse_cell
+
 BUILTIN_EXCEPTIONS = frozenset(name for name, value in vars(builtins).items()
                                if isinstance(value, type) and issubclass(value, BaseException))
 GRADER_OUTCOMES = frozenset({"TimeoutError", "KernelDied", "NotRun", "Tampered"})
@@ -110,9 +112,7 @@ class Secrets:
 
 def literals(source: str) -> set[str]:
     """The string literals ``source`` itself contains (the messages an instructor wrote)."""
-    try:
-        tree = ast.parse("\n".join("" if line.lstrip().startswith(("%", "!")) else line
-                                   for line in source.splitlines()))
-    except SyntaxError:
+    tree = parse_cell(source)
+    if tree is None:
         return set()
     return {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}

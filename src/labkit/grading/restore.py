@@ -26,6 +26,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from .assignment import HIDDEN_BEGIN, HIDDEN_END, Assignment
+from .pysource import parse_cell
 
 
 @dataclass
@@ -297,17 +298,9 @@ def segments(source: str) -> list[tuple[bool, str]]:
     return pieces
 
 
-def _python(source: str) -> ast.Module | None:
-    text = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
-    try:
-        return ast.parse(text)
-    except SyntaxError:
-        return None
-
-
 def defined_helpers(source: str) -> list[str]:
     """Top-level names ``source`` binds with ``def``, ``class`` or ``import``."""
-    tree = _python(source)
+    tree = parse_cell(source)
     names: list[str] = []
     for node in tree.body if tree else []:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -321,7 +314,7 @@ def defined_helpers(source: str) -> list[str]:
 
 def bound_names(source: str) -> set[str]:
     """Every top-level name ``source`` binds (assignments included)."""
-    tree = _python(source)
+    tree = parse_cell(source)
     names = set(defined_helpers(source))
     for node in tree.body if tree else []:
         targets = []

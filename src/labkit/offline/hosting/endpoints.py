@@ -185,6 +185,10 @@ class HostingEngine:
                                "ping health check. Please check CloudWatch logs for this endpoint. "
                                f"(model server: {variant.process.root_cause})")[:1024]
                     break
+        if endpoint.status == "Deleting":  # deleted while these servers started: none may outlive it
+            for variant in variants.values():
+                self._stop_variant(variant)
+            return False
         if failure is not None:
             for variant in variants.values():
                 self._stop_variant(variant)
@@ -213,10 +217,15 @@ class HostingEngine:
 
         def run() -> None:
             ok = self._bring_up(endpoint, new, None)
-            if ok:
-                with self.lock:
-                    old = endpoint.variants
+            with self.lock:
+                if endpoint.status == "Deleting":  # DeleteEndpoint stopped the old fleet; the new one goes too
+                    for variant in new.values():
+                        self._stop_variant(variant)
+                    return
+                old = endpoint.variants
+                if ok:
                     endpoint.variants = new
+            if ok:
                 endpoint.config_name = config["EndpointConfigName"]
                 endpoint.capture = DataCapture(capture, name) if capture else None
                 endpoint.async_config = config.get("AsyncInferenceConfig")
