@@ -3,12 +3,18 @@
 - Next to a hidden test: the name of a built-in exception and, only when it is one of the
   test's own string literals, the message the instructor wrote. Nothing the learner's code
   produced is shown there.
-- Next to a visible test: the exception's message, unless it holds any line of any hidden test
-  of the lab in a form a learner could choose (plain, reversed, case or spacing changed,
-  zero-width or look-alike characters, rot13, base64, hex, unicode or URL escapes); then
-  "(details hidden)".
+- Next to a visible test: the exception's message, unless it holds a stretch of any hidden line
+  of the lab that the learner's own copy does not (see :class:`Secrets`), in a form a learner
+  could choose (plain, reversed, case or spacing changed, zero-width or look-alike characters,
+  rot13, base64, hex, unicode or URL escapes); then "(details hidden)".
 - Exception classes: only the names of Python's built-in exceptions (and the grader's own
   outcomes) are shown; a class the submission defined is never named.
+
+Words a learner can read anyway are no secret: the released notebook of the lab, the ``labkit``
+package (whose offline backend writes the AWS error messages) and the error texts of botocore and
+moto (:func:`shipped_text`). So an AWS error that a learner's call raised is shown even when a
+hidden check quotes the same words, while a hidden test's own messages, values and logic stay
+hidden, whoever raises them.
 """
 
 from __future__ import annotations
@@ -19,9 +25,16 @@ import binascii
 import builtins
 import codecs
 import contextlib
+import functools
+import importlib.util
+import json
 import re
 import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
 from urllib.parse import unquote
+
+import numpy as np
 
 from .pysource import parse_cell
 
@@ -33,6 +46,10 @@ _WINDOW = 16  # characters of a hidden line (letters and digits only) that count
 _BASE64 = re.compile(r"[A-Za-z0-9+/=_-]{12,}")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2}[\s:]?){8,}")
 _ESCAPES = re.compile(r"(?:\\[uU][0-9a-fA-F]{4,8}|\\x[0-9a-fA-F]{2}|\\[0-7]{3})")
+_NOT_ALNUM = re.compile(r"[\W_]+")
+_TEXT_SUFFIXES = (".py", ".ipynb", ".md", ".txt", ".json", ".yaml", ".yml", ".csv", ".sh", ".toml", ".cfg")
+_HASH_BASE = np.uint64(1_000_003)
+_MAX_FILE = 4_000_000  # bytes: bigger files (data sets) are read no further
 
 
 def shown_exception(ename: str) -> str:
@@ -75,33 +92,146 @@ def _unescape(escape: str) -> str:
         return escape
 
 
-class Secrets:
-    """What no learner-facing text may contain: the hidden lines of the lab's tests, as letters and
-    digits, less what the learner's own copy of the lab shows anyway."""
+class PublicText:
+    """Text a learner's copy holds, as letters and digits, with a fast test of which 16-letter
+    windows of hidden lines it contains (a rolling hash of every window, computed once)."""
 
-    def __init__(self, test_sources: list[str], visible_sources: list[str]):
+    def __init__(self, texts: Iterable[str]):
+        # NFKC, casefolded, alphanumerics only: what _letters keeps, at C speed for megabytes of text.
+        self.letters = "\n".join(_NOT_ALNUM.sub("", unicodedata.normalize("NFKC", t).casefold()) for t in texts)
+        self._sorted: np.ndarray | None = None
+
+    def __contains__(self, piece: str) -> bool:
+        return piece in self.letters
+
+    def windows_in(self, windows: list[str]) -> set[str]:
+        """The ones of ``windows`` (each ``_WINDOW`` letters) that occur in this text."""
+        if not windows or len(self.letters) < _WINDOW:
+            return set()
+        if self._sorted is None:
+            codes = _codes(self.letters)
+            count = len(codes) - _WINDOW + 1
+            self._sorted = np.sort(_fold([codes[k:k + count] for k in range(_WINDOW)]))
+        probes = _fold(list(_codes("".join(windows)).reshape(len(windows), _WINDOW).T))
+        at = np.searchsorted(self._sorted, probes)
+        at[at == len(self._sorted)] = 0
+        hits = np.flatnonzero(self._sorted[at] == probes)
+        return {windows[i] for i in hits if windows[i] in self.letters}  # a hash collision is no proof
+
+
+def _codes(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+
+
+def _fold(columns: list[np.ndarray]) -> np.ndarray:
+    """A polynomial hash (modulo 2**64) of the rows whose k-th characters are ``columns[k]``."""
+    out = np.zeros(len(columns[0]), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for column in columns:
+            out = out * _HASH_BASE + column
+    return out
+
+
+def file_text(path: Path) -> str:
+    """What a learner reads in ``path``: a notebook's cell sources, a text file's text ('' otherwise)."""
+    if path.suffix not in _TEXT_SUFFIXES or not path.is_file() or path.is_symlink():
+        return ""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read(_MAX_FILE)
+    except OSError:
+        return ""
+    if path.suffix == ".ipynb":
+        with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+            return "\n".join(_source(cell) for cell in json.loads(text).get("cells", []))
+    return text
+
+
+def _source(cell: dict) -> str:
+    source = cell.get("source", "")
+    return source if isinstance(source, str) else "".join(source)
+
+
+@functools.cache
+def shipped_text() -> PublicText:
+    """What every learner's environment holds, whatever the lab: the ``labkit`` package's files
+    (its offline backend raises the AWS errors a learner sees) and the AWS error texts of botocore
+    and moto (their exception modules). Read once per process."""
+    files = sorted(_package_dir("labkit").rglob("*"))
+    files += [_package_dir("botocore") / "exceptions.py"]
+    files += sorted(_package_dir("moto").rglob("exceptions.py"))
+    return PublicText(file_text(path) for path in files if "__pycache__" not in path.parts)
+
+
+def _package_dir(name: str) -> Path:
+    """Where package ``name`` is installed, without importing it (moto takes a second to import)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"the grader needs the package {name!r} installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+class Secrets:
+    """What no learner-facing text may contain: any stretch of a hidden line of the lab's tests, as
+    letters and digits, that the learner's own copy (``public``) does not hold as it stands.
+
+    A window (16 letters) of a hidden line that appears nowhere public is secret wherever it is
+    shown. A window that appears in public text may be shown, but not pieced together: the
+    windows of one hidden line that a text shows, where they overlap in that line, must form a
+    stretch the public text holds whole (so a hidden line cannot be spelled out from public pieces).
+    """
+
+    def __init__(self, test_sources: list[str], public: Iterable[PublicText | str] = ()):
         from .restore import segments
 
-        hidden = []
+        parts = [p if isinstance(p, PublicText) else PublicText([p]) for p in public]
+        hidden: set[str] = set()
         for source in test_sources:
             for is_hidden, code in segments(source):
                 if is_hidden:
-                    hidden += [_letters(line) for line in code.splitlines()]
-        visible = "\n".join(_letters(line) for source in visible_sources for line in source.splitlines())
-        self.short = frozenset(line for line in hidden if 8 <= len(line) <= _WINDOW and line not in visible)
-        self.windows = frozenset(w for line in hidden if len(line) > _WINDOW
-                                 for w in (line[i:i + _WINDOW] for i in range(len(line) - _WINDOW + 1))
-                                 if w not in visible)
+                    hidden |= {_letters(line) for line in code.splitlines()}
+        self.short = frozenset(line for line in hidden
+                               if 8 <= len(line) <= _WINDOW and not any(line in p for p in parts))
+        self._lines = sorted(line for line in hidden if len(line) > _WINDOW)
+        places: dict[str, list[tuple[int, int]]] = {}
+        for number, line in enumerate(self._lines):
+            for i in range(len(line) - _WINDOW + 1):
+                places.setdefault(line[i:i + _WINDOW], []).append((number, i))
+        shown = set().union(*(p.windows_in(list(places)) for p in parts))
+        self.windows = frozenset(w for w in places if w not in shown)
+        self._public_places = {w: places[w] for w in shown}
+        self._parts = parts
 
     def leaked_by(self, text: str) -> bool:
         """Whether ``text`` holds a hidden line (or 16 characters of one) in any of the encodings above."""
-        if not text or not (self.short or self.windows):
+        if not text or not (self.short or self._lines):
             return False
         for decoded in _decodings(text):
             flat = _letters(decoded)
-            if any(line in flat for line in self.short) or any(
-                    flat[i:i + _WINDOW] in self.windows for i in range(max(0, len(flat) - _WINDOW + 1))):
+            if any(line in flat for line in self.short):
                 return True
+            pieces: dict[int, set[int]] = {}
+            for i in range(max(0, len(flat) - _WINDOW + 1)):
+                window = flat[i:i + _WINDOW]
+                if window in self.windows:
+                    return True
+                for number, offset in self._public_places.get(window, ()):
+                    pieces.setdefault(number, set()).add(offset)
+            if any(self._pieced_together(number, offsets) for number, offsets in pieces.items()):
+                return True
+        return False
+
+    def _pieced_together(self, number: int, offsets: set[int]) -> bool:
+        """Whether windows at ``offsets`` of hidden line ``number`` overlap into a stretch no public text holds."""
+        line, start, end = self._lines[number], -1, -1
+        for offset in [*sorted(offsets), None]:
+            if offset is not None and offset < end:  # overlaps the stretch so far
+                end = offset + _WINDOW
+                continue
+            if end - start > _WINDOW and not any(line[start:end] in p for p in self._parts):
+                return True
+            if offset is not None:
+                start, end = offset, offset + _WINDOW
         return False
 
     def learner_text(self, text: str, limit: int = 500) -> str:
