@@ -234,10 +234,47 @@ class Secrets:
                 start, end = offset, offset + _WINDOW
         return False
 
-    def learner_text(self, text: str, limit: int = 500) -> str:
-        """``text`` cut to ``limit`` characters, or :data:`HIDDEN` when it holds a hidden line."""
+    def learner_text(self, text: str, limit: int = 500, templates: Iterable[re.Pattern] = ()) -> str:
+        """``text`` cut to ``limit`` characters, or :data:`HIDDEN` when it holds a hidden line.
+
+        When ``text`` is one of ``templates`` (the messages a visible test writes, see
+        :func:`message_templates`) filled in, the template's words are the instructor's, in the
+        learner's copy; only the values filled in are checked, each run of them on its own (so
+        "stop reason 'length'" is shown although a hidden line reads ``stop_reason": "length``).
+        """
         text = text[:limit]
+        for pattern in templates:
+            match = pattern.fullmatch(text)
+            if match:
+                return HIDDEN if any(self.leaked_by(text[a:b]) for a, b in _value_runs(match)) else text
         return HIDDEN if self.leaked_by(text) else text
+
+
+def _value_runs(match: re.Match) -> list[tuple[int, int]]:
+    """Where the values of a filled-in template are, values that only punctuation parts merged."""
+    runs: list[tuple[int, int]] = []
+    for group in range(1, (match.re.groups or 0) + 1):
+        start, end = match.span(group)
+        if runs and not _letters(match.string[runs[-1][1]:start]):
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+    return runs
+
+
+@functools.lru_cache(maxsize=512)
+def message_templates(source: str) -> tuple[re.Pattern, ...]:
+    """The messages ``source`` builds with f-strings, as patterns whose values are groups."""
+    tree = parse_cell(source)
+    if tree is None:
+        return ()
+    specs = {id(n.format_spec) for n in ast.walk(tree) if isinstance(n, ast.FormattedValue) and n.format_spec}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr) and id(node) not in specs:
+            found.append(re.compile("".join(re.escape(part.value) if isinstance(part, ast.Constant) else "(.*?)"
+                                            for part in node.values), re.S))
+    return tuple(found)
 
 
 def literals(source: str) -> set[str]:

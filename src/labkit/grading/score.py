@@ -25,7 +25,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from .assignment import Assignment, TestSpec
-from .redact import HIDDEN, literals, shown_exception
+from .redact import HIDDEN, literals, message_templates, shown_exception
 
 _DB_LOCK = threading.Lock()
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -123,8 +123,9 @@ def explain(test: TestSpec, cell: NotebookNode | None, earned: float | None, ass
         # One rule, whoever raised it (a visible assert of the test, the backend through the learner's
         # call, the learner's own code): shown unless it holds a stretch of a hidden line that the
         # learner's copy does not (redact.Secrets), so a visible assert's own words and an AWS error
-        # are shown, and hidden text echoed through them is not.
-        text = evalue if assignment is None else assignment.secrets.learner_text(evalue)
+        # are shown, and hidden text echoed through them, or through the values they show, is not.
+        text = evalue if assignment is None else assignment.secrets.learner_text(
+            evalue, templates=message_templates(test.visible_source))
         message = f"{ename}: {text}" if text else ename
         if text == HIDDEN:
             message = f"{ename}: {HIDDEN}"
