@@ -29,14 +29,16 @@ import functools
 import importlib.util
 import json
 import re
+import string
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
 
-from .pysource import parse_cell
+from .pysource import parse_cell, parse_expression
 
 BUILTIN_EXCEPTIONS = frozenset(name for name, value in vars(builtins).items()
                                if isinstance(value, type) and issubclass(value, BaseException))
@@ -163,6 +165,35 @@ def shipped_text() -> PublicText:
     return PublicText(file_text(path) for path in files if "__pycache__" not in path.parts)
 
 
+def aws_words(code: Iterable[str]) -> PublicText:
+    """The names of the AWS APIs that ``code`` makes clients for (any quoted botocore service name):
+    operations, shapes, members and enum values, the words an API's responses and errors are made of."""
+    services = _botocore_services()
+    named = sorted({m.group(1) for text in code for m in _QUOTED_NAME.finditer(text)} & services)
+    return PublicText(name for service in named for name in _api_names(service))
+
+
+_QUOTED_NAME = re.compile(r"""["']([a-z0-9-]{2,40})["']""")
+
+
+@functools.cache
+def _botocore_services() -> frozenset[str]:
+    import botocore.session
+
+    return frozenset(botocore.session.get_session().get_available_services())
+
+
+@functools.cache
+def _api_names(service: str) -> tuple[str, ...]:
+    import botocore.loaders
+
+    model = botocore.loaders.Loader().load_service_model(service, "service-2")
+    names = set(model.get("operations", {}))
+    for shape_name, shape in model.get("shapes", {}).items():
+        names |= {shape_name, *shape.get("members", {}), *map(str, shape.get("enum", []))}
+    return tuple(sorted(names))
+
+
 def _package_dir(name: str) -> Path:
     """Where package ``name`` is installed, without importing it (moto takes a second to import)."""
     spec = importlib.util.find_spec(name)
@@ -234,47 +265,218 @@ class Secrets:
                 start, end = offset, offset + _WINDOW
         return False
 
-    def learner_text(self, text: str, limit: int = 500, templates: Iterable[re.Pattern] = ()) -> str:
+    def learner_text(self, text: str, limit: int = 500, templates: Iterable[Template] = ()) -> str:
         """``text`` cut to ``limit`` characters, or :data:`HIDDEN` when it holds a hidden line.
 
-        When ``text`` is one of ``templates`` (the messages a visible test writes, see
-        :func:`message_templates`) filled in, the template's words are the instructor's, in the
-        learner's copy; only the values filled in are checked, each run of them on its own (so
-        "stop reason 'length'" is shown although a hidden line reads ``stop_reason": "length``).
+        Text is checked string by string, as it was made: when it is a message template filled in
+        (one of ``templates``, the messages a visible test writes, or one of the package's and
+        botocore's, :func:`shipped_templates`), the template's words are public (the learner's
+        copy holds them) and each value filled in is checked on its own; a value that is a Python
+        literal (the repr of a dict or list) is checked string by string. So "stop reason 'length'"
+        or an AWS error naming the learner's bucket is shown although a hidden line reads
+        ``"stop_reason": "length"``, while hidden text echoed through any one string is not.
         """
         text = text[:limit]
-        for pattern in templates:
-            match = pattern.fullmatch(text)
-            if match:
-                return HIDDEN if any(self.leaked_by(text[a:b]) for a, b in _value_runs(match)) else text
-        return HIDDEN if self.leaked_by(text) else text
+        return text if self._shown(text, (*templates, *shipped_templates()), 0) else HIDDEN
+
+    def _shown(self, text: str, templates: tuple[Template, ...], depth: int) -> bool:
+        if not _letters(text):
+            return True
+        if depth < _DEPTH:
+            tried = 0
+            for template in templates:
+                spans = template.values_in(text)
+                if spans is None:
+                    continue
+                if all(self._shown(text[a:b], templates, depth + 1) for a, b in spans):
+                    return True
+                tried += 1
+                if tried == _TRIES:
+                    break
+        leaves = _literal_strings(text)
+        if leaves is not None:
+            return all(self._shown(leaf, templates, depth + 1) for leaf in leaves)
+        return not self.leaked_by(text)
 
 
-def _value_runs(match: re.Match) -> list[tuple[int, int]]:
-    """Where the values of a filled-in template are, values that only punctuation parts merged."""
-    runs: list[tuple[int, int]] = []
-    for group in range(1, (match.re.groups or 0) + 1):
-        start, end = match.span(group)
-        if runs and not _letters(match.string[runs[-1][1]:start]):
-            runs[-1] = (runs[-1][0], end)
+_DEPTH = 3  # templates filled into templates, at most this deep
+_TRIES = 8  # templates that fit one text, at most this many tried
+
+
+@dataclass(frozen=True)
+class Template:
+    """A message with values left out: its literal parts, one more than its values."""
+
+    parts: tuple[str, ...]
+
+    def values_in(self, text: str) -> list[tuple[int, int]] | None:
+        """Where the values are when ``text`` is this template filled in (each literal part found
+        at its first place after the last), or None. Linear in ``len(text)``: no backtracking
+        a learner's text could make slow."""
+        first, *middle, last = self.parts
+        if not text.startswith(first) or not text.endswith(last) or len(text) < len(first) + len(last):
+            return None
+        pos, end, spans = len(first), len(text) - len(last), []
+        for literal in middle:
+            at = text.find(literal, pos, end) if literal else pos
+            if at < 0:
+                return None
+            spans.append((pos, at))
+            pos = at + len(literal)
+        spans.append((pos, end))
+        if any(not literal for literal in middle):  # values with nothing between them are one value
+            merged = [spans[0]]
+            for (a, b), literal in zip(spans[1:], middle, strict=True):
+                merged[-1:] = [(merged[-1][0], b)] if not literal else [merged[-1], (a, b)]
+            spans = merged
+        return spans
+
+
+def _template(node: ast.AST) -> Template | None:
+    """The template of an f-string, or of a sum of strings and f-strings; None for anything else."""
+    parts: list[str | None] = []
+
+    def walk(item: ast.AST) -> None:
+        if isinstance(item, ast.BinOp) and isinstance(item.op, ast.Add):
+            walk(item.left)
+            walk(item.right)
+        elif isinstance(item, ast.JoinedStr):
+            for value in item.values:
+                walk(value)
+        elif isinstance(item, ast.Constant) and isinstance(item.value, str):
+            parts.append(item.value)
         else:
-            runs.append((start, end))
-    return runs
+            parts.append(None)
+
+    walk(node)
+    if None not in parts:
+        return None
+    literals_: list[str] = [""]
+    for part in parts:
+        if part is None:
+            literals_.append("")
+        else:
+            literals_[-1] += part
+    if len(_letters("".join(literals_))) < _TEMPLATE_LETTERS:
+        return None
+    return Template(tuple(literals_))
 
 
-@functools.lru_cache(maxsize=512)
-def message_templates(source: str) -> tuple[re.Pattern, ...]:
-    """The messages ``source`` builds with f-strings, as patterns whose values are groups."""
+_TEMPLATE_LETTERS = 6  # a template whose words have fewer letters explains nothing
+
+
+def templates_in(source: str) -> tuple[Template, ...]:
+    """The message templates of Python ``source``: its f-strings and sums of strings."""
     tree = parse_cell(source)
     if tree is None:
         return ()
-    specs = {id(n.format_spec) for n in ast.walk(tree) if isinstance(n, ast.FormattedValue) and n.format_spec}
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.JoinedStr) and id(node) not in specs:
-            found.append(re.compile("".join(re.escape(part.value) if isinstance(part, ast.Constant) else "(.*?)"
-                                            for part in node.values), re.S))
-    return tuple(found)
+    inner = {id(n.format_spec) for n in ast.walk(tree) if isinstance(n, ast.FormattedValue) and n.format_spec}
+    inner |= {id(side) for n in ast.walk(tree) if isinstance(n, ast.BinOp) for side in (n.left, n.right)}
+    found = {_template(n) for n in ast.walk(tree)
+             if isinstance(n, ast.JoinedStr | ast.BinOp) and id(n) not in inner}
+    return tuple(sorted((t for t in found if t is not None), key=lambda t: t.parts))
+
+
+@functools.lru_cache(maxsize=512)
+def message_templates(source: str) -> tuple[Template, ...]:
+    """The message templates of a visible test (cached: explained once per failing submission)."""
+    return templates_in(source)
+
+
+@functools.cache
+def shipped_templates() -> tuple[Template, ...]:
+    """The messages the package writes (its offline backend's AWS errors among them) and botocore's
+    ClientError text, as templates; read once per process."""
+    found: set[Template] = set()
+    for path in sorted(_package_dir("labkit").rglob("*.py")):
+        found |= fstring_templates(file_text(path))
+    from botocore.exceptions import ClientError
+
+    parts = [""]
+    for literal, field, _spec, _conversion in string.Formatter().parse(ClientError.MSG_TEMPLATE):
+        parts[-1] += literal
+        if field is not None:
+            parts.append("")
+    found.add(Template(tuple(parts)))
+    # Longest words first: the most specific template that fits a text is tried first.
+    return tuple(sorted(found, key=lambda t: (-len("".join(t.parts)), t.parts)))
+
+
+# A run of string literals Python joins into one (implicit concatenation), one of them an f-string.
+_STRING = r"""(?:[rRuUbBfF]{0,2})(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')"""
+_STRINGS = re.compile(rf"{_STRING}(?:\s*{_STRING})*")
+_ONE_STRING = re.compile(r"([rRuUbBfF]{0,2})(.)(.*)\2$", re.S)
+_ESCAPE = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"'}
+
+
+def fstring_templates(source: str) -> set[Template]:
+    """The templates of the f-strings in Python ``source`` (a regular-expression scan: parsing two
+    megabytes of the package with ``ast`` takes seconds; a string it misreads only fits no message)."""
+    found = set()
+    for run in _STRINGS.finditer(source):
+        parts: list[str] = [""]
+        for piece in re.finditer(_STRING, run.group(0)):
+            match = _ONE_STRING.match(piece.group(0))
+            if match is None:
+                break
+            prefix, body = match.group(1).lower(), match.group(3)
+            if "r" not in prefix:
+                body = re.sub(r"\\(.)", lambda m: _ESCAPE.get(m.group(1), m.group(0)), body)
+            if "f" in prefix:
+                _fill_fstring(body, parts)
+            else:
+                parts[-1] += body
+        if len(parts) > 1 and len(_letters("".join(parts))) >= _TEMPLATE_LETTERS:
+            found.add(Template(tuple(parts)))
+    return found
+
+
+def _fill_fstring(body: str, parts: list[str]) -> None:
+    """Add an f-string's literal text and its fields (a new part each) to ``parts``."""
+    i, depth = 0, 0
+    while i < len(body):
+        ch = body[i]
+        if depth == 0 and body.startswith(("{{", "}}"), i):
+            parts[-1] += ch
+            i += 2
+            continue
+        if ch == "{":
+            if depth == 0:
+                parts.append("")
+            depth += 1
+        elif ch == "}" and depth:
+            depth -= 1
+        elif depth == 0:
+            parts[-1] += ch
+        i += 1
+
+
+def _literal_strings(text: str) -> list[str] | None:
+    """The strings of ``text`` when it is the repr of a Python container (dict, list, tuple, set)."""
+    stripped = text.strip()
+    if stripped[:1] not in ("{", "[", "(") or len(stripped) > _MAX_LITERAL:
+        return None
+    tree = parse_expression(stripped)
+    try:
+        value = ast.literal_eval(tree) if tree is not None else None
+    except (ValueError, TypeError, MemoryError, RecursionError):
+        return None
+    if value is None:
+        return None
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack += list(item)
+    return found
+
+
+_MAX_LITERAL = 5000
 
 
 def literals(source: str) -> set[str]:
