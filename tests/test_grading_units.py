@@ -382,6 +382,66 @@ def test_a_visible_failure_goes_through_the_one_rule(lab):
     assert failing(error, "Exception").message == f"Exception: {error}"
 
 
+def test_a_template_keeps_its_words_and_checks_each_value(shipped):
+    from labkit.grading.redact import message_templates
+
+    hidden = _hidden('assert parse(LLAMA, {"stop_reason": "quota_exhausted"}).stop_reason == "max_tokens"',
+                     'assert decide("iam:PassRole", {"iam:PassedToService": ["ec2.amazonaws.com"]}) != "allowed"')
+    secrets = Secrets([hidden], [shipped])
+    visible = 'assert reply.stop_reason == "max_tokens", f"{model_id}: stop reason {reply.stop_reason!r}, expected"'
+    templates = message_templates(visible)
+    shown = "us.meta.llama3-1-8b-instruct-v1:0: stop reason 'quota_exhausted', expected"
+    assert secrets.leaked_by(shown) and secrets.learner_text(shown, templates=templates) == shown
+    echoed = "us.meta.llama3-1-8b-instruct-v1:0: stop reason 'quota_exhausted}).stop_reason == max', expected"
+    assert secrets.learner_text(echoed, templates=templates) == HIDDEN
+    # The backend's own f-string (labkit.offline.cloudtrail) is a template too: a value next to its
+    # words ("...amazonaws.com). Allow") is no hidden "amazonaws.com ... allowed".
+    error = _aws("InsufficientS3BucketPolicyException", "CreateTrail", "Incorrect S3 bucket policy is detected for "
+                 "bucket: lab11-trail (s3:GetBucketAcl on arn:aws:s3:::lab11-trail is implicitDeny for "
+                 "cloudtrail.amazonaws.com). Allow cloudtrail.amazonaws.com s3:GetBucketAcl on the bucket and "
+                 "s3:PutObject on lab11-trail/AWSLogs/123456789012/* with the condition s3:x-amz-acl = "
+                 "bucket-owner-full-control.")
+    assert secrets.leaked_by(error) and secrets.learner_text(error) == error
+    sneaky = error.replace("implicitDeny for cloudtrail.amazonaws.com", 'iam:PassedToService": ["ec2.amazonaws.com')
+    assert secrets.learner_text(sneaky) == HIDDEN
+
+
+def test_a_python_literal_is_checked_string_by_string(shipped):
+    secrets = Secrets([_hidden('assert healthy == {"lab11-high-latency": "OK", "lab11-low-accuracy": "OK"}, "both OK"',
+                               'assert plan == ["reserve the capacity block first", "then scale the fleet"]')],
+                      [shipped, "alarms named lab11-high-latency and lab11-low-accuracy"])
+    state = "{'lab11-high-latency': 'OK', 'lab11-low-accuracy': 'ALARM'}"
+    assert secrets.leaked_by(state) and secrets.learner_text(state) == state
+    for text in ("['reserve the capacity block first']", "{'x': 'then scale the fleet, reserve the capacity'}",
+                 'assert healthy == {"lab11-high-latency": "OK", "lab11-low-accuracy": "OK"}, "both OK"',
+                 "[" * 3000 + "]" * 3000):
+        assert secrets.learner_text(text, limit=6000) == HIDDEN or text.startswith("[["), text
+    assert secrets.learner_text("{'a': 'reserve the capacity block first'}") == HIDDEN
+
+
+def test_the_names_of_the_aws_apis_a_lab_calls_are_public():
+    from labkit.grading.redact import aws_words
+
+    line = 'assert any(pair["GroupId"] == gid for p in perms for pair in p.get("UserIdGroupPairs", []))'
+    shown = "[{'IpProtocol': 'tcp', 'UserIdGroupPairs': [], 'IpRanges': [{'CidrIp': '10.0.0.0/8'}]}]"
+    assert Secrets([_hidden(line)], []).leaked_by(shown)
+    assert Secrets([_hidden(line)], [aws_words(['ec2 = session.client("ec2")'])]).learner_text(shown) == shown
+    assert Secrets([_hidden(line)], [aws_words(['s3 = session.client("s3")'])]).learner_text(shown) == HIDDEN
+
+
+def test_template_matching_stays_fast_on_hostile_text(shipped):
+    import time
+
+    from labkit.grading.redact import message_templates
+
+    secrets = Secrets([_hidden('assert total == 1234, "the bill must be 1234 dollars for the quarter"')], [shipped])
+    templates = message_templates('x = f"{a} in {b} in {c} in {d} in {e} in {f} for {g}: {h}"')
+    started = time.process_time()
+    for text in (" in " * 120, "An error occurred (" * 30 + ") when calling the " * 10, "{'" * 200 + "'}" * 200):
+        assert secrets.learner_text(text, templates=templates) in (text[:500], HIDDEN)
+    assert time.process_time() - started < 5.0
+
+
 def test_only_lines_inside_a_hidden_block_are_hidden():
     source = ('assert f(1) == 2, "f(1) should be 2"\n### BEGIN HIDDEN TESTS\nassert f(5) == 10, "secret case"\n'
               '### END HIDDEN TESTS\nassert f(0) == 0, "f(0) should be 0"')
