@@ -419,6 +419,17 @@ def test_a_python_literal_is_checked_string_by_string(shipped):
     assert secrets.learner_text("{'a': 'reserve the capacity block first'}") == HIDDEN
 
 
+def test_a_schema_errors_field_path_is_read_name_by_name(shipped):
+    secrets = Secrets([_hidden('assert content["intended_uses"]["risk_rating"] == "High", "a credit decision '
+                               'about people is high risk"')], [shipped])
+    error = _aws("ValidationException", "CreateModelCard", "Model card content does not match the model card "
+                 "schema: intended_uses.risk_rating: Input should be 'High', 'Medium', 'Low' or 'Unknown'")
+    assert secrets.leaked_by(error) and secrets.learner_text(error) == error
+    for text in ('content["intended_uses"]["risk_rating"] == "High"', "intended_uses risk_rating",
+                 "i.n.t.e.n.d.e.d.u.s.e.s.r.i.s.k.r.a.t.i.n.g", "a credit decision about people is high risk"):
+        assert secrets.learner_text(text) == HIDDEN, text
+
+
 def test_the_names_of_the_aws_apis_a_lab_calls_are_public():
     from labkit.grading.redact import aws_words
 

@@ -132,24 +132,11 @@ def _feedback_text(test) -> str:
     return f"{test.message} {test.hint}"
 
 
-# Labs whose cases fail for a known reason, recorded here until it is fixed (strict: a fix makes the
-# marker fail, so it is removed with the fix).
-KNOWN_FAILING = {
-    lab: ("the grader shows '(details hidden)' for an AWS error a learner's call raised (ValidationException, "
-          "InsufficientS3BucketPolicy, a Model Card schema error) whenever a hidden check quotes the same text: "
-          "its redaction cannot yet tell the backend's words from text the learner's code produced")
-    for lab in ("06-bedrock", "11-monitoring-security", "14-responsible-ml")
-}
-
-
 def _wrong_answer_tests(module) -> type:
     """One class per lab, so that pytest-xdist (``--dist loadscope``) spreads the labs over its workers."""
 
-    known = KNOWN_FAILING.get(module.LAB)
-
     @pytest.mark.notebooks
     @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the grader needs Linux")
-    @pytest.mark.xfail(known is not None, reason=known or "", strict=True)
     class WrongAnswers:
         def test_wrong_answers_earn_their_points_and_named_feedback(self):
             from labkit.grading import grade

@@ -296,9 +296,27 @@ class Secrets:
         leaves = _literal_strings(text)
         if leaves is not None:
             return all(self._shown(leaf, templates, depth + 1) for leaf in leaves)
-        return not self.leaked_by(text)
+        return not any(self.leaked_by(piece) for piece in _path_pieces(text))
 
 
+def _path_pieces(text: str) -> list[str]:
+    """``text`` cut at the dots of its dotted names (``section.field_name``, a field path a
+    schema check reports): each name is its own string, as in the schema it comes from."""
+    cuts = []
+    for path in _DOTTED.finditer(text):
+        names = path.group(0).split(".")
+        if all(len(_letters(name)) >= _NAME_LETTERS for name in names):
+            at = path.start()
+            for name in names[:-1]:
+                at += len(name)
+                cuts.append(at)
+                at += 1
+    bounds = [0, *cuts, len(text)]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+_NAME_LETTERS = 4  # shorter names are not cut apart (so "a.s.s.e.r.t" is still one string)
 _DEPTH = 3  # templates filled into templates, at most this deep
 _TRIES = 8  # templates that fit one text, at most this many tried
 
