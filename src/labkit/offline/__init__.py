@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import dispatch, engines, patches, usage
+from . import dispatch, engines, patches, persistence, usage
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
@@ -233,15 +233,21 @@ def _assume_execution_role() -> None:
     role.session_token = _credentials["SessionToken"]
 
 
-def start(*, port: int = 0, config_dir: Path | None = None,
-          on_stop: Callable[[], None] | None = None) -> None:
+def start(*, port: int = 0, config_dir: Path | None = None, on_stop: Callable[[], None] | None = None,
+          saved: dict[str, Any] | None = None) -> list[str]:
     """Run the backend in this process, fresh, served on loopback ``port``; later calls reset it.
 
     ``config_dir`` holds the AWS config and credentials files (default: a private
     temporary folder); ``on_stop`` lets the control API stop the process (shared backend).
+    ``saved``: an account :func:`stop` saved (:mod:`.persistence`), restored with its
+    session keys, token and port (if free), so that kernels attached before keep working.
+    Returns what could not be restored, for the log.
     """
-    global _mock, _server, _token, _config_dir, _started_at, _serving, _last_port
+    global _mock, _server, _token, _config_dir, _started_at, _serving, _last_port, _credentials
+    meta: dict[str, Any] = (saved or {}).get("meta") or {}
     with _lock:
+        if meta.get("credentials") and _mock is None:
+            _credentials = dict(meta["credentials"])
         if _attached is not None:
             detach()
         _set_environment()
@@ -254,6 +260,7 @@ def start(*, port: int = 0, config_dir: Path | None = None,
         else:
             _run_reset_hooks()
             _mock.reset()
+            persistence.forget()
         dispatch.enable()
         usage.reset()
         engines.load()
@@ -261,14 +268,15 @@ def start(*, port: int = 0, config_dir: Path | None = None,
 
         boto3.DEFAULT_SESSION = None
         _seed()
+        problems = persistence.restore(saved) if saved else []
         if _server is None:
             from . import endpoint
 
-            _token = secrets.token_urlsafe(24)
+            _token = str(meta.get("token") or secrets.token_urlsafe(24))
             _serving = SHARED if on_stop is not None else EMBEDDED
             app = endpoint.Endpoint(_token, on_stop=on_stop)
             try:
-                _server = endpoint.Server(app, port=port or _last_port).start()
+                _server = endpoint.Server(app, port=port or _last_port or int(meta.get("port") or 0)).start()
             except OSError:  # the old port was taken meanwhile
                 _server = endpoint.Server(app, port=port).start()
             _last_port = _server.port
@@ -279,6 +287,7 @@ def start(*, port: int = 0, config_dir: Path | None = None,
         configure_clients(_server.url, _credentials, _config_dir)
         boto3.DEFAULT_SESSION = None
         _started_at = time.time()
+        return problems
 
 
 def reset() -> None:
@@ -289,12 +298,23 @@ def reset() -> None:
         start()
 
 
-def stop() -> None:
-    """Stop the backend (tests, ``labkit backend stop``; a lab's kernel simply exits)."""
+def stop(save_to: Path | None = None) -> list[str]:
+    """Stop the backend (tests, ``labkit backend stop``; a lab's kernel simply exits).
+
+    ``save_to``: first save the account there (:mod:`.persistence`; the shared backend),
+    as it is before its jobs and model servers stop. Returns what could not be saved.
+    """
     global _mock, _server
+    problems: list[str] = []
     with _lock:
         if _attached is not None:
             detach()
+        if save_to is not None and _mock is not None:
+            if _server is not None:  # no request may change the account while it is saved
+                _server.stop()
+                _server = None
+            problems = persistence.save(save_to, {"credentials": dict(_credentials), "token": _token,
+                                                  "port": _last_port})
         _run_reset_hooks()
         dispatch.disable()
         if _server is not None:
@@ -309,6 +329,7 @@ def stop() -> None:
         patches.uninstall()
         for var in _ENDPOINT_VARIABLES:
             os.environ.pop(var, None)
+    return problems
 
 
 def attach(state: dict[str, Any]) -> None:

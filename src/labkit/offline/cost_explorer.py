@@ -39,7 +39,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ACCOUNT_ID, REGION, dispatch, on_reset, usage
+from . import ACCOUNT_ID, REGION, dispatch, on_reset, persistence, usage
 from .dispatch import AWSError
 
 # The SERVICE dimension's values, as Cost Explorer spells them (S3 Vectors is billed under S3).
@@ -60,6 +60,7 @@ TAGGED_CREATES = {"CreateTrainingJob": "TrainingJobName", "CreateProcessingJob":
 _lock = threading.Lock()
 _tags: dict[str, dict[str, str]] = {}  # resource name (lower case) -> tags
 _tag_status: dict[str, dict[str, Any]] = {}  # tag key -> {"Status": ..., "LastUpdatedDate": ...}
+persistence.keep_contents("cost explorer tags", _tags, _tag_status)
 
 
 @on_reset

@@ -34,13 +34,15 @@ import threading
 import time
 from typing import Any
 
-from . import ACCOUNT_ID, REGION, dispatch, on_reset, usage
+from . import ACCOUNT_ID, REGION, dispatch, on_reset, persistence, usage
 
 _lock = threading.Lock()
 _open: dict[tuple[str, str], dict[str, Any]] = {}  # (kind, resource) -> the open interval event
 _metric_hours: set[tuple[Any, ...]] = set()  # (namespace, name, dimensions, hour) already recorded
 _streams: dict[str, str] = {}  # stream name -> capacity mode
 _trails: dict[str, dict[str, Any]] = {}  # trail name -> {"data_events": bool}
+# Open intervals (_open) end at a stop (persistence closes them in the meter); the rest is kept.
+persistence.keep_contents("metering", _metric_hours, _streams, _trails)
 
 # CloudWatch requests billed per 1,000 (the pricing page's list); GetMetricData per metric requested.
 CLOUDWATCH_BILLED = ("GetMetricStatistics", "ListMetrics", "PutMetricData", "GetDashboard", "ListDashboards",

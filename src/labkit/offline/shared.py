@@ -6,7 +6,8 @@ then configures the kernel's clients to reach it (:func:`labkit.offline.attach`)
 process runs the offline backend (moto and the engines) and serves it on a loopback port;
 S3 objects, jobs, endpoints, models, knowledge bases, logs and the meter live there, so
 they last across kernels, notebooks and kernel restarts, as in an account, until
-``labkit backend reset`` (or ``stop``, which ends the process and its state). Jobs and
+``labkit backend reset``. ``stop`` ends the process but keeps the account: it is saved
+to ``account.pickle`` and restored by the next start (:mod:`.persistence`). Jobs and
 model servers are its children, not the kernel's: an endpoint left running keeps running,
 and keeps adding to the would-be bill, as on AWS, until deleted (``labkit cleanup`` finds it).
 
@@ -16,6 +17,7 @@ Its files, in ``$LABKIT_HOME`` (default ``~/.labkit``):
 ``backend.json``    url, port, pid, token, started_at, log: how a kernel attaches
 ``backend.lock``    taken while a backend starts, so two kernels get one backend
 ``backend.log``     the backend process's output
+``account.pickle``  the account a stop saved, restored by the next start (deleted by reset)
 ``aws-config``      region and ``endpoint_url`` (``AWS_CONFIG_FILE`` of attached kernels)
 ``aws-credentials`` the execution role's session (``AWS_SHARED_CREDENTIALS_FILE``)
 ==================  ===============================================================
@@ -196,13 +198,24 @@ def reset() -> dict[str, Any]:
 def serve() -> int:
     """Run the shared backend in this process until stopped (``python -m labkit.offline.shared serve``)."""
     from .. import offline
+    from . import persistence
 
     path = _ensure_home()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     port = int(os.environ.get(PORT_VARIABLE) or 0)
-    offline.start(port=port, config_dir=path, on_stop=stopping.set)
+    persistence.location = path / persistence.FILE
+    saved = persistence.load(persistence.location)
+    if saved is not None and saved.get("format") != persistence.FORMAT:
+        print(f"labkit offline backend: {persistence.location} is damaged or of another version; starting with "
+              "an empty account", flush=True)
+        saved = None
+    problems = offline.start(port=port, config_dir=path, on_stop=stopping.set, saved=saved)
+    if saved is not None:
+        print(f"labkit offline backend: restored the account saved at {time.ctime(saved['saved_at'])}", flush=True)
+    for problem in problems:
+        print(f"labkit offline backend: not restored: {problem}", flush=True)
     url = offline.endpoint_url()
     state = {"url": url, "port": int(str(url).rsplit(":", 1)[1]), "pid": os.getpid(), "token": offline._token,
              "started_at": time.time(), "config_dir": str(path), "log": str(path / LOG_FILE)}
@@ -215,8 +228,10 @@ def serve() -> int:
         while not stopping.wait(1.0):
             pass
     finally:
-        print("labkit offline backend: stopping (jobs and model servers first)", flush=True)
-        offline.stop()
+        print("labkit offline backend: saving the account, then stopping (jobs and model servers first)",
+              flush=True)
+        for problem in offline.stop(save_to=persistence.location):
+            print(f"labkit offline backend: not saved: {problem}", flush=True)
         current = read_state()
         if current and current.get("pid") == os.getpid():
             with contextlib.suppress(FileNotFoundError):
@@ -231,7 +246,8 @@ USAGE = """labkit backend status|start|stop|reset
 
     status   whether the shared offline backend runs: url, pid, state folder, what is running
     start    start it (labkit.connect() does this on first use)
-    stop     stop it: jobs and model servers end, and its state (S3, jobs, endpoints...) is gone
+    stop     stop it, keeping its account (S3, models, endpoints, jobs, logs, the meter) for the
+             next start: endpoints then serve again; jobs that ran end as Failed, with the reason
     reset    empty its account (as a fresh connect in grading does), keeping it running
 """
 

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from . import dispatch
+from . import dispatch, persistence
 
 _lock = threading.Lock()
 _events: list[dict[str, Any]] = []
@@ -41,3 +41,20 @@ def events(kind: str | None = None) -> list[dict[str, Any]]:
 def reset() -> None:
     with _lock:
         _events.clear()
+
+
+def _restore(saved: list[dict[str, Any]]) -> None:
+    with _lock:
+        _events[:] = saved
+
+
+@persistence.on_restore
+def _close_open_intervals(stopped_at: float) -> None:
+    """An interval still open when the backend stopped ends then: a stopped backend bills nothing."""
+    with _lock:
+        for event in _events:
+            if "end" in event and event["end"] is None:
+                event["end"] = stopped_at
+
+
+persistence.keep("usage", lambda: events(), _restore)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import REGION, dispatch, failures, on_reset, runlog, storage, usage
+from .. import REGION, dispatch, failures, moto_state, on_reset, persistence, runlog, storage, usage
 from . import images
 from .environment import CONTAINER_ROOT, Channel, HostEnvironment
 from .metrics import MetricCollector, xgboost_definitions
@@ -442,6 +442,24 @@ class TrainingRun:
 
 
 runs: dict[str, TrainingRun] = {}
+
+
+@persistence.on_restore
+def _interrupted(stopped_at: float) -> None:
+    """Jobs that ran when the backend stopped ended with it: Failed, with the reason (never lost silently)."""
+    from datetime import UTC, datetime
+
+    end = datetime.fromtimestamp(stopped_at, UTC)
+    sm = moto_state.backend("sagemaker")
+    for record in sm.training_jobs.values():
+        if record.training_job_status in ("InProgress", "Stopping"):
+            record.training_job_status, record.secondary_status = "Failed", "Failed"
+            record.failure_reason, record.training_end_time = persistence.INTERRUPTED, end
+            record.last_modified_time = end
+    for record in sm.processing_jobs.values():
+        if record.processing_job_status in ("InProgress", "Stopping"):
+            record.processing_job_status, record.processing_end_time = "Failed", end
+            record.failure_reason, record.last_modified_time = persistence.INTERRUPTED, end
 
 
 @on_reset
