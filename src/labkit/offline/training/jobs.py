@@ -460,6 +460,10 @@ def _interrupted(stopped_at: float) -> None:
         if record.processing_job_status in ("InProgress", "Stopping"):
             record.processing_job_status, record.processing_end_time = "Failed", end
             record.failure_reason, record.last_modified_time = persistence.INTERRUPTED, end
+    for tuning in sm.hyper_parameter_tuning_jobs.values():
+        if tuning.hyper_parameter_tuning_job_status in ("InProgress", "Stopping"):
+            tuning.hyper_parameter_tuning_job_status, tuning.failure_reason = "Failed", persistence.INTERRUPTED
+            tuning.hyper_parameter_tuning_end_time = tuning.last_modified_time = end
 
 
 @on_reset
