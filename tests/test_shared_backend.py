@@ -377,3 +377,76 @@ def test_stop_keeps_the_account_and_start_restores_it(tmp_path, monkeypatch):
         assert "kept-bucket" not in buckets
     finally:
         shared.stop()
+
+
+def test_a_backend_of_another_labkit_is_restarted_with_its_account(tmp_path, monkeypatch):
+    """A kernel never attaches to a backend another checkout started: it restarts it, the account kept."""
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
+    try:
+        first = shared.ensure_running()
+        assert first["source"] == shared.source_id() and "replaced" not in first
+        _clients(first)["s3"].put_object(Bucket="sagemaker-us-east-1-123456789012", Key="kept.txt", Body=b"kept")
+        assert shared.ensure_running()["pid"] == first["pid"]  # the same checkout attaches
+        # What an older checkout's backend writes: its own version (or, before versions were recorded, none).
+        state_file = tmp_path / "home" / shared.STATE_FILE
+        state_file.write_text(json.dumps({**first, "source": "0.0.1+0123456789abcdef"}))
+        second = shared.ensure_running()
+        assert second["pid"] != first["pid"] and second["source"] == shared.source_id()
+        assert "another version of labkit (0.0.1+0123456789abcdef" in second["replaced"]
+        body = _clients(second)["s3"].get_object(Bucket="sagemaker-us-east-1-123456789012", Key="kept.txt")
+        assert body["Body"].read() == b"kept"
+        assert _alive({int(first["pid"])}) == []
+    finally:
+        shared.stop()
+
+
+def test_an_idle_backend_stops_itself_and_keeps_the_account(tmp_path, monkeypatch):
+    """No request and nothing running for LABKIT_BACKEND_IDLE_S: the backend saves the account and exits.
+    A running job keeps it up (it would bill, as on AWS)."""
+    from labkit.offline import persistence
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("LABKIT_HOME", str(home))
+    monkeypatch.setenv(shared.IDLE_VARIABLE, "3")
+    try:
+        state = shared.ensure_running()
+        pid = int(state["pid"])
+        c = _clients(state)
+        c["s3"].put_object(Bucket="sagemaker-us-east-1-123456789012", Key="code.tar.gz",
+                           Body=_tar({"train.py": SLEEPER}))
+        c["sagemaker"].create_training_job(
+            TrainingJobName="keeps-it-up", RoleArn="arn:aws:iam::123456789012:role/LabkitSageMakerExecutionRole",
+            AlgorithmSpecification={"TrainingImage": SKLEARN, "TrainingInputMode": "File"},
+            HyperParameters={"sagemaker_program": '"train.py"',
+                             "sagemaker_submit_directory": '"s3://sagemaker-us-east-1-123456789012/code.tar.gz"'},
+            OutputDataConfig={"S3OutputPath": "s3://sagemaker-us-east-1-123456789012/output"},
+            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+            StoppingCondition={"MaxRuntimeInSeconds": 900})
+        time.sleep(8)  # idle longer than the limit, but the job runs
+        assert _alive({pid}) == [pid], (home / shared.LOG_FILE).read_text()
+        c["sagemaker"].stop_training_job(TrainingJobName="keeps-it-up")
+        deadline = time.monotonic() + 120
+        while _alive({pid}) and time.monotonic() < deadline:
+            shared._reap(pid)
+            time.sleep(0.2)
+        log = (home / shared.LOG_FILE).read_text()
+        assert not _alive({pid}), log
+        assert "no request for 3 s and nothing running: stopping" in log
+        assert (home / persistence.FILE).exists() and shared.read_state() is None
+        again = shared.ensure_running()
+        status = _clients(again)["sagemaker"].describe_training_job(TrainingJobName="keeps-it-up")
+        assert status["TrainingJobStatus"] == "Stopped"
+    finally:
+        shared.stop()
+
+
+def test_idle_limit_is_read_from_the_environment(monkeypatch):
+    monkeypatch.delenv(shared.IDLE_VARIABLE, raising=False)
+    assert shared.idle_limit() == shared.IDLE_S
+    monkeypatch.setenv(shared.IDLE_VARIABLE, "0")
+    assert shared.idle_limit() is None
+    monkeypatch.setenv(shared.IDLE_VARIABLE, "90")
+    assert shared.idle_limit() == 90.0
+    monkeypatch.setenv(shared.IDLE_VARIABLE, "soon")
+    with pytest.raises(shared.BackendStartError, match="LABKIT_BACKEND_IDLE_S='soon'"):
+        shared.idle_limit()

@@ -387,6 +387,11 @@ def endpoint_url() -> str | None:
     return None
 
 
+def idle_seconds() -> float:
+    """Seconds since this process's endpoint last answered a request (0 when it serves none)."""
+    return 0.0 if _server is None else time.monotonic() - _server.app.last_request
+
+
 def status() -> dict[str, Any]:
     """What the control API reports: who, where, since when, the caller's session."""
     return {"pid": os.getpid(), "url": endpoint_url(), "mode": SHARED if _attached else _serving,
