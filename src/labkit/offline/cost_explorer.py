@@ -136,7 +136,7 @@ def _size_factor(instance_type: str) -> float:
     return 8.0 * int(match.group(1)) if match else 0.0
 
 
-def _usage_type(event: dict[str, Any], row: Any) -> str:
+def _usage_type(event: usage.UsageEvent, row: Any) -> str:
     from ..cost import catalogue as cat
 
     catalogue = cat.load()

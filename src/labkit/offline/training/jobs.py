@@ -14,6 +14,7 @@ with the checkpoints restored), so resuming from a checkpoint can be practised.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import re
@@ -125,20 +126,21 @@ observers: list[Callable[[TrainingRun, str], None]] = []
 
 @dispatch.backend_function
 def simulate_spot_interruption(job_name: str | None = None, *, after_seconds: float | None = None,
-                               after_checkpoints: int | None = None) -> SpotInterruption:
+                               after_checkpoints: int | None = None) -> dict[str, Any]:
     """Make the next managed-spot training job (or ``job_name``) lose its instance once.
 
     The interruption comes after ``after_seconds`` of training, or as soon as the
     checkpoint folder holds ``after_checkpoints`` files (default 1 when neither is given).
     The job's checkpoints are synced to ``CheckpointConfig.S3Uri``, the job shows
     ``SecondaryStatus`` ``Interrupted``, then restarts with the checkpoints restored into
-    ``CheckpointConfig.LocalPath``, as SageMaker does after a spot reclaim.
+    ``CheckpointConfig.LocalPath``, as SageMaker does after a spot reclaim. Returns what
+    was scheduled (job_name, after_seconds, after_checkpoints, fired).
     """
     if after_seconds is None and after_checkpoints is None:
         after_checkpoints = 1
     item = SpotInterruption(job_name, after_seconds, after_checkpoints)
     _interruptions.append(item)
-    return item
+    return dataclasses.asdict(item)
 
 
 class TrainingRun:
