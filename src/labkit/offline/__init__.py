@@ -58,6 +58,7 @@ _credentials: dict[str, str] = {}  # the execution role's session, the same acro
 _attached: dict[str, Any] | None = None  # the shared backend this kernel is attached to
 _config_dir: Path | None = None
 _started_at = 0.0
+_account_created = 0.0  # when the account was created or last reset (kept across a stop and start)
 _serving = EMBEDDED  # what this process's own endpoint is: embedded, or the shared backend
 _reset_hooks: list[Callable[[], None]] = []
 
@@ -243,7 +244,7 @@ def start(*, port: int = 0, config_dir: Path | None = None, on_stop: Callable[[]
     session keys, token and port (if free), so that kernels attached before keep working.
     Returns what could not be restored, for the log.
     """
-    global _mock, _server, _token, _config_dir, _started_at, _serving, _last_port, _credentials
+    global _mock, _server, _token, _config_dir, _started_at, _serving, _last_port, _credentials, _account_created
     meta: dict[str, Any] = (saved or {}).get("meta") or {}
     with _lock:
         if meta.get("credentials") and _mock is None:
@@ -268,6 +269,7 @@ def start(*, port: int = 0, config_dir: Path | None = None, on_stop: Callable[[]
 
         boto3.DEFAULT_SESSION = None
         _seed()
+        _account_created = float(meta.get("account_created") or time.time())
         problems = persistence.restore(saved) if saved else []
         if _server is None:
             from . import endpoint
@@ -314,7 +316,7 @@ def stop(save_to: Path | None = None) -> list[str]:
                 _server.stop()
                 _server = None
             problems = persistence.save(save_to, {"credentials": dict(_credentials), "token": _token,
-                                                  "port": _last_port})
+                                                  "port": _last_port, "account_created": _account_created})
         _run_reset_hooks()
         dispatch.disable()
         if _server is not None:
@@ -385,6 +387,11 @@ def endpoint_url() -> str | None:
     if _attached is not None:
         return str(_attached["url"])
     return None
+
+
+def account_created() -> float:
+    """When this backend's account was created or last reset (epoch seconds); a stop and start keeps it."""
+    return _account_created
 
 
 def idle_seconds() -> float:
