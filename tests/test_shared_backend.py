@@ -255,10 +255,12 @@ def test_two_kernels_starting_at_once_get_one_backend(tmp_path, monkeypatch):
 
 
 SCALER = '''
-import json
+import json, boto3
 
 def model_fn(model_dir):
-    return 2
+    # A model server started again after a restart must reach the local endpoint too.
+    body = boto3.client("s3").get_object(Bucket="kept-bucket", Key="scale.json")["Body"].read()
+    return json.loads(body)["scale"]
 
 def input_fn(body, content_type):
     return json.loads(body)
@@ -318,6 +320,7 @@ def test_stop_keeps_the_account_and_start_restores_it(tmp_path, monkeypatch):
         c["s3"].put_object(Bucket="kept-bucket", Key="notes/a.txt", Body=b"kept across a stop")
         role = "arn:aws:iam::123456789012:role/LabkitSageMakerExecutionRole"
         c["s3"].put_object(Bucket="kept-bucket", Key="model.tar.gz", Body=_tar({"code/inference.py": SCALER}))
+        c["s3"].put_object(Bucket="kept-bucket", Key="scale.json", Body=b'{"scale": 2}')
         c["sagemaker"].create_model(ModelName="kept-model", ExecutionRoleArn=role, PrimaryContainer={
             "Image": SKLEARN, "ModelDataUrl": "s3://kept-bucket/model.tar.gz",
             "Environment": {"SAGEMAKER_PROGRAM": "inference.py"}})

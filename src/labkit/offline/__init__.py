@@ -289,6 +289,8 @@ def start(*, port: int = 0, config_dir: Path | None = None, on_stop: Callable[[]
         configure_clients(_server.url, _credentials, _config_dir)
         boto3.DEFAULT_SESSION = None
         _started_at = time.time()
+        if saved:
+            problems += persistence.resume(saved)
         return problems
 
 
@@ -315,8 +317,11 @@ def stop(save_to: Path | None = None) -> list[str]:
             if _server is not None:  # no request may change the account while it is saved
                 _server.stop()
                 _server = None
-            problems = persistence.save(save_to, {"credentials": dict(_credentials), "token": _token,
-                                                  "port": _last_port, "account_created": _account_created})
+            try:
+                problems = persistence.save(save_to, {"credentials": dict(_credentials), "token": _token,
+                                                      "port": _last_port, "account_created": _account_created})
+            except Exception as err:  # noqa: BLE001 - a full disk must not keep jobs and servers running
+                problems = [f"the account ({save_to}): {type(err).__name__}: {err}"]
         _run_reset_hooks()
         dispatch.disable()
         if _server is not None:

@@ -164,7 +164,8 @@ def load(path: Path) -> dict[str, Any] | None:
 
 
 def restore(snapshot: dict[str, Any]) -> list[str]:
-    """Put a loaded snapshot back into this (running, freshly seeded) backend; the problems, for the log."""
+    """Put a loaded snapshot's records back into this freshly seeded backend (then :func:`resume`);
+    the problems, for the log."""
     import importlib
 
     problems: list[str] = []
@@ -185,6 +186,13 @@ def restore(snapshot: dict[str, Any]) -> list[str]:
             part.restore(pickle.loads(data))
         except Exception as err:  # noqa: BLE001
             problems.append(f"{name}: {type(err).__name__}: {err}")
+    return problems
+
+
+def resume(snapshot: dict[str, Any]) -> list[str]:
+    """Run the :func:`on_restore` hooks, once the restored backend serves (a model server started
+    again must find the endpoint); the problems, for the log."""
+    problems: list[str] = []
     for hook in _restore_hooks:
         try:
             hook(float(snapshot["saved_at"]))

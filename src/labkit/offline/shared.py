@@ -306,7 +306,13 @@ def _running_resources() -> list[str]:
     """What keeps an idle backend up: jobs that run and endpoints that are up (they bill, as on AWS)."""
     from . import moto_state
 
-    sm = moto_state.backend("sagemaker")
+    try:
+        return _running_in(moto_state.backend("sagemaker"))
+    except RuntimeError:  # a record added or removed while these were read: something runs
+        return ["(records changing)"]
+
+
+def _running_in(sm: Any) -> list[str]:
     active = ("InProgress", "Stopping")
     found = [f"training job {n}" for n, j in sm.training_jobs.items() if j.training_job_status in active]
     found += [f"processing job {n}" for n, j in sm.processing_jobs.items() if j.processing_job_status in active]
