@@ -370,7 +370,7 @@ def _what_runs(state: dict[str, Any]) -> list[str]:
     total = sum(r.cost for r in rows)
     return [f"  running: {len(jobs)} training job(s) {', '.join(jobs)}".rstrip(),
             f"  endpoints: {len(endpoints)} {', '.join(endpoints)}".rstrip(),
-            f"  would-be AWS cost since start or reset: ${total:,.4f} (endpoints up keep adding; "
+            f"  would-be AWS cost since the account was created or reset: ${total:,.4f} (endpoints up keep adding; "
             "`labkit cleanup --yes` removes them)"]
 
 
