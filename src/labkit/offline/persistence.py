@@ -2,8 +2,9 @@
 
 ``labkit backend stop`` (or SIGTERM, or the idle timeout) ends the backend process, but
 not the account: before its jobs and model servers stop, :func:`save` writes what the
-account holds to ``$LABKIT_HOME/account.pickle``, and the next backend restores it
-(:func:`restore`) before it serves its first request. ``labkit backend reset`` deletes it.
+account holds to ``$LABKIT_HOME/account.pickle``, and the next backend restores the
+records (:func:`restore`) before it serves its first request, then what ran (:func:`resume`).
+``labkit backend reset`` deletes it.
 
 What is kept:
 
@@ -42,8 +43,9 @@ from typing import Any
 FILE = "account.pickle"
 FORMAT = 1
 # Why a job that ran when the backend stopped is Failed (its processes ended with the backend).
-INTERRUPTED = ("The offline backend stopped while this job ran (`labkit backend stop`, or it stopped after "
-               "idling) and its processes ended with it. Run the job again.")
+INTERRUPTED = ("The offline backend stopped while this job ran (`labkit backend stop`, the machine shut down, "
+               "or a kernel of another labkit version restarted it) and its processes ended with it. "
+               "Run the job again.")
 
 
 @dataclass
