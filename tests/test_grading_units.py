@@ -328,17 +328,30 @@ def test_a_learner_exception_echoing_a_hidden_line_is_still_hidden(shipped):
 
 
 def test_a_hidden_line_cannot_be_pieced_together_from_public_words():
-    # Every 16 letters of the hidden line are in the public text, but never the line as a whole: the
-    # pieces a message shows may not overlap into a stretch no public text holds.
+    # Every 16 letters of the hidden line are in the public text, but never the line as a whole: a
+    # message may not run on along the line through public windows into a stretch no public text holds.
     public = ["first = region_of_the_bucket_policy(x)", "second = the_bucket_policy_allows_put_object(y)"]
     line = "assert region_of_the_bucket_policy_allows_put_object(z)"
     secrets = Secrets([_hidden(line)], public)
     assert secrets.learner_text("region_of_the_bucket_policy") == "region_of_the_bucket_policy"
     assert secrets.learner_text("the_bucket_policy_allows_put_object") == "the_bucket_policy_allows_put_object"
-    for text in ("region_of_the_bucket_policy_allows_put_object", "region_of_the_bucket_policy | "
-                 "the_bucket_policy_allows_put_object", "the_bucket_policy_allows_put_object then "
-                 "region_of_the_bucket_policy"):
+    for text in ("region_of_the_bucket_policy_allows_put_object", "Region of the bucket policy, allows put object!",
+                 "see: region-of-the-bucket-policy-allows-put-object (z)"):
         assert secrets.leaked_by(text), text
+
+
+def test_public_phrases_apart_in_a_message_are_shown_though_a_hidden_line_joins_them():
+    # Lab 05: a visible assert names the parameter and says "compare with the threshold parameter";
+    # a hidden check reads "compare with the AccuracyThreshold parameter, not a number". The two
+    # public phrases share "threshold" in the hidden line but stand apart in the message.
+    public = ['assert ok, "a report of 0.81 passed the gate with AccuracyThreshold 0.95: compare with the '
+              'threshold parameter, not a number"']
+    secrets = Secrets([_hidden('assert right == threshold, "compare with the AccuracyThreshold parameter, not a number"')],
+                      public)
+    message = ("AssertionError: a report of 0.81 passed the gate with AccuracyThreshold 0.95: compare with the "
+               "threshold parameter, not a number")
+    assert secrets.learner_text(message) == message
+    assert secrets.leaked_by("compare with the AccuracyThreshold parameter, not a number")
 
 
 def test_text_of_the_released_learner_notebook_is_shown(lab):

@@ -207,9 +207,9 @@ class Secrets:
     letters and digits, that the learner's own copy (``public``) does not hold as it stands.
 
     A window (16 letters) of a hidden line that appears nowhere public is secret wherever it is
-    shown. A window that appears in public text may be shown, but not pieced together: the
-    windows of one hidden line that a text shows, where they overlap in that line, must form a
-    stretch the public text holds whole (so a hidden line cannot be spelled out from public pieces).
+    shown. A window that appears in public text may be shown, but not pieced together: where the
+    text runs on along one hidden line through several public windows, the stretch it shows must
+    be one the public text holds whole (so a hidden line cannot be spelled out from public pieces).
     """
 
     def __init__(self, test_sources: list[str], public: Iterable[PublicText | str] = ()):
@@ -241,14 +241,17 @@ class Secrets:
             flat = _letters(decoded)
             if any(line in flat for line in self.short):
                 return True
-            pieces: dict[int, set[int]] = {}
+            # Public windows joined where the text runs on along the hidden line (same diagonal: text
+            # position minus line offset), so two public phrases that share a word but stand apart
+            # in the text ("AccuracyThreshold 0.95: ... threshold parameter") are not one stretch.
+            pieces: dict[tuple[int, int], set[int]] = {}
             for i in range(max(0, len(flat) - _WINDOW + 1)):
                 window = flat[i:i + _WINDOW]
                 if window in self.windows:
                     return True
                 for number, offset in self._public_places.get(window, ()):
-                    pieces.setdefault(number, set()).add(offset)
-            if any(self._pieced_together(number, offsets) for number, offsets in pieces.items()):
+                    pieces.setdefault((number, i - offset), set()).add(offset)
+            if any(self._pieced_together(number, offsets) for (number, _), offsets in pieces.items()):
                 return True
         return False
 
