@@ -183,3 +183,44 @@ def test_valid_lifecycle_rules_are_stored(lab):
     s3 = boto3.client("s3")
     s3.put_bucket_lifecycle_configuration(Bucket=lab.bucket, LifecycleConfiguration={"Rules": [rule]})
     assert s3.get_bucket_lifecycle_configuration(Bucket=lab.bucket)["Rules"][0]["ID"] == "ok"
+
+
+def _labkit_imports(path, package: list[str]) -> set[str]:
+    """The labkit modules ``path`` imports, at module level or inside functions."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found |= {module} | {f"{module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return {name for name in found if name.startswith("labkit")}
+
+
+def test_offline_engines_never_import_the_connect_layer():
+    """The engines run in the backend process, where no lab is connected: nothing under labkit.offline
+    reaches labkit.connect or the sandbox, directly or through another labkit module (the package's
+    own __init__, which every import runs, apart)."""
+    from pathlib import Path
+
+    root = Path(labkit.__file__).parent
+    graph = {}
+    for path in root.rglob("*.py"):
+        parts = ["labkit", *path.relative_to(root).with_suffix("").parts]
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        graph[name] = _labkit_imports(path, package=parts[:-1])  # what a relative import starts from
+    forbidden = {"labkit.connect", "labkit.sandbox", "labkit.current"}
+    for start in (m for m in graph if m.startswith("labkit.offline")):
+        seen, todo, via = {start}, [start], {start: [start]}
+        while todo:
+            module = todo.pop()
+            for dep in graph.get(module, set()) - {"labkit"}:
+                path = [*via[module], dep]
+                assert dep not in forbidden, " -> ".join(path)
+                if dep in graph and dep not in seen:
+                    seen.add(dep)
+                    via[dep] = path
+                    todo.append(dep)

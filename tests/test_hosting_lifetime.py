@@ -133,8 +133,8 @@ def test_deleted_endpoint_is_deleting_then_gone_for_the_sdks_waits(lab):
 
 
 def test_an_endpoint_deleted_while_its_servers_start_leaves_none_running(lab):
-    """DeleteEndpoint while the endpoint is Creating or Updating: the servers that were still starting
-    are stopped when they come up, not left serving a deleted endpoint (nothing billed, nothing running)."""
+    """DeleteEndpoint while the endpoint is Creating or Updating (plain or blue/green): the servers that were
+    still starting are stopped when they come up, not left serving a deleted endpoint (nothing running)."""
     import boto3
 
     sys.path.insert(0, str(FIXTURES))
@@ -154,9 +154,16 @@ def test_an_endpoint_deleted_while_its_servers_start_leaves_none_running(lab):
     sm.update_endpoint(EndpointName="race-update", EndpointConfigName="race-update-2")
     sm.delete_endpoint(EndpointName="race-update")
 
+    hm.deploy(lab, "race-guarded", [hm.variant("race")])
+    sm.create_endpoint_config(EndpointConfigName="race-guarded-2", ProductionVariants=[hm.variant("race", count=2)])
+    traffic = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 60}
+    sm.update_endpoint(EndpointName="race-guarded", EndpointConfigName="race-guarded-2", DeploymentConfig={
+        "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": traffic, "TerminationWaitInSeconds": 0}})
+    sm.delete_endpoint(EndpointName="race-guarded")
+
     deadline = time.monotonic() + 120
     while set(process.running_pids()["servers"]) - before and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not set(process.running_pids()["servers"]) - before
-    for name in ("race-create", "race-update"):
+    for name in ("race-create", "race-update", "race-guarded"):
         sm.get_waiter("endpoint_deleted").wait(EndpointName=name)

@@ -252,3 +252,204 @@ def test_two_kernels_starting_at_once_get_one_backend(tmp_path, monkeypatch):
         assert len(pids) == 1 and pids != {""}
     finally:
         assert shared.stop()
+
+
+SCALER = '''
+import json, boto3
+
+def model_fn(model_dir):
+    # A model server started again after a restart must reach the local endpoint too.
+    body = boto3.client("s3").get_object(Bucket="kept-bucket", Key="scale.json")["Body"].read()
+    return json.loads(body)["scale"]
+
+def input_fn(body, content_type):
+    return json.loads(body)
+
+def predict_fn(data, model):
+    return [model * x for x in data]
+'''
+
+SLEEPER = "import time\nprint('training for a long while', flush=True)\ntime.sleep(600)\n"
+SKLEARN = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+
+
+def _clients(state: dict) -> dict:
+    """boto3 clients of the shared backend ``state`` describes, with its session keys (no patches here)."""
+    import boto3
+
+    from labkit.offline.endpoint import control
+
+    keys = control(state["url"], state["token"], "status")["credentials"]
+    session = boto3.Session(aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"],
+                            aws_session_token=keys["SessionToken"], region_name="us-east-1")
+    return {name: session.client(name, endpoint_url=state["url"])
+            for name in ("s3", "sagemaker", "sagemaker-runtime", "logs", "bedrock")}
+
+
+def _tar(files: dict[str, str]) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _wait(what, expected: set[str], timeout: float = 240.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (status := what()) not in expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return status
+
+
+def test_stop_keeps_the_account_and_start_restores_it(tmp_path, monkeypatch):
+    """A stop and start is not a reset: objects, models, logs and the meter come back, the endpoint serves
+    again, and the job that ran when the backend stopped is Failed with the reason; reset empties it all."""
+    from labkit.offline import persistence
+
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
+    try:
+        first = shared.ensure_running()
+        c = _clients(first)
+        c["s3"].create_bucket(Bucket="kept-bucket")
+        c["s3"].put_object(Bucket="kept-bucket", Key="notes/a.txt", Body=b"kept across a stop")
+        role = "arn:aws:iam::123456789012:role/LabkitSageMakerExecutionRole"
+        c["s3"].put_object(Bucket="kept-bucket", Key="model.tar.gz", Body=_tar({"code/inference.py": SCALER}))
+        c["s3"].put_object(Bucket="kept-bucket", Key="scale.json", Body=b'{"scale": 2}')
+        c["sagemaker"].create_model(ModelName="kept-model", ExecutionRoleArn=role, PrimaryContainer={
+            "Image": SKLEARN, "ModelDataUrl": "s3://kept-bucket/model.tar.gz",
+            "Environment": {"SAGEMAKER_PROGRAM": "inference.py"}})
+        c["sagemaker"].create_endpoint_config(EndpointConfigName="kept", ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": "kept-model", "InstanceType": "ml.m5.large",
+            "InitialInstanceCount": 1}])
+        c["sagemaker"].create_endpoint(EndpointName="kept", EndpointConfigName="kept")
+        c["logs"].create_log_group(logGroupName="/kept/group")
+        guardrail = c["bedrock"].create_guardrail(
+            name="kept-guardrail", blockedInputMessaging="no", blockedOutputsMessaging="no",
+            wordPolicyConfig={"wordsConfig": [{"text": "forbidden"}]})["guardrailId"]
+        c["s3"].put_object(Bucket="kept-bucket", Key="code.tar.gz", Body=_tar({"train.py": SLEEPER}))
+        c["sagemaker"].create_training_job(
+            TrainingJobName="running-at-stop", RoleArn=role,
+            AlgorithmSpecification={"TrainingImage": SKLEARN, "TrainingInputMode": "File"},
+            HyperParameters={"sagemaker_program": '"train.py"',
+                             "sagemaker_submit_directory": '"s3://kept-bucket/code.tar.gz"'},
+            OutputDataConfig={"S3OutputPath": "s3://kept-bucket/output"},
+            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+            StoppingCondition={"MaxRuntimeInSeconds": 900})
+        describe = c["sagemaker"].describe_endpoint
+        assert _wait(lambda: describe(EndpointName="kept")["EndpointStatus"], {"InService", "Failed"}) == "InService"
+        job = c["sagemaker"].describe_training_job
+        assert _wait(lambda: job(TrainingJobName="running-at-stop")["SecondaryStatus"],
+                     {"Training", "Failed", "Completed"}) == "Training"
+        assert shared.stop()
+        assert (tmp_path / "home" / persistence.FILE).exists()
+
+        second = shared.ensure_running()
+        assert second["pid"] != first["pid"]
+        c = _clients(second)
+        body = c["s3"].get_object(Bucket="kept-bucket", Key="notes/a.txt")["Body"].read()
+        assert body == b"kept across a stop"
+        assert c["sagemaker"].describe_model(ModelName="kept-model")["PrimaryContainer"]["Image"] == SKLEARN
+        groups = c["logs"].describe_log_groups(logGroupNamePrefix="/kept/")["logGroups"]
+        assert [g["logGroupName"] for g in groups] == ["/kept/group"]
+        assert c["bedrock"].get_guardrail(guardrailIdentifier=guardrail)["name"] == "kept-guardrail"
+        interrupted = c["sagemaker"].describe_training_job(TrainingJobName="running-at-stop")
+        assert interrupted["TrainingJobStatus"] == "Failed"
+        assert "offline backend stopped while this job ran" in interrupted["FailureReason"]
+        describe = c["sagemaker"].describe_endpoint
+        assert _wait(lambda: describe(EndpointName="kept")["EndpointStatus"], {"InService", "Failed"}) == "InService"
+        reply = c["sagemaker-runtime"].invoke_endpoint(EndpointName="kept", ContentType="application/json",
+                                                       Body=b"[1, 2]")
+        assert json.loads(reply["Body"].read()) == [2, 4]
+        log = (tmp_path / "home" / shared.LOG_FILE).read_text()
+        assert "restored the account" in log and "not saved" not in log and "not restored" not in log, log
+        from labkit.offline.endpoint import control
+
+        events = control(second["url"], second["token"], "call/labkit.offline.usage.events",
+                         {"args": [], "kwargs": {"kind": "sagemaker:hosting"}})["result"]
+        assert len(events) == 2 and events[0]["end"] is not None and events[1]["end"] is None, events
+
+        shared.reset()
+        assert not (tmp_path / "home" / persistence.FILE).exists()
+        buckets = [b["Name"] for b in _clients(second)["s3"].list_buckets()["Buckets"]]
+        assert "kept-bucket" not in buckets
+    finally:
+        shared.stop()
+
+
+def test_a_backend_of_another_labkit_is_restarted_with_its_account(tmp_path, monkeypatch):
+    """A kernel never attaches to a backend another checkout started: it restarts it, the account kept."""
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
+    try:
+        first = shared.ensure_running()
+        assert first["source"] == shared.source_id() and "replaced" not in first
+        _clients(first)["s3"].put_object(Bucket="sagemaker-us-east-1-123456789012", Key="kept.txt", Body=b"kept")
+        assert shared.ensure_running()["pid"] == first["pid"]  # the same checkout attaches
+        # What an older checkout's backend writes: its own version (or, before versions were recorded, none).
+        state_file = tmp_path / "home" / shared.STATE_FILE
+        state_file.write_text(json.dumps({**first, "source": "0.0.1+0123456789abcdef"}))
+        second = shared.ensure_running()
+        assert second["pid"] != first["pid"] and second["source"] == shared.source_id()
+        assert "another version of labkit (0.0.1+0123456789abcdef" in second["replaced"]
+        body = _clients(second)["s3"].get_object(Bucket="sagemaker-us-east-1-123456789012", Key="kept.txt")
+        assert body["Body"].read() == b"kept"
+        assert _alive({int(first["pid"])}) == []
+    finally:
+        shared.stop()
+
+
+def test_an_idle_backend_stops_itself_and_keeps_the_account(tmp_path, monkeypatch):
+    """No request and nothing running for LABKIT_BACKEND_IDLE_S: the backend saves the account and exits.
+    A running job keeps it up (it would bill, as on AWS)."""
+    from labkit.offline import persistence
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("LABKIT_HOME", str(home))
+    monkeypatch.setenv(shared.IDLE_VARIABLE, "3")
+    try:
+        state = shared.ensure_running()
+        pid = int(state["pid"])
+        c = _clients(state)
+        c["s3"].put_object(Bucket="sagemaker-us-east-1-123456789012", Key="code.tar.gz",
+                           Body=_tar({"train.py": SLEEPER}))
+        c["sagemaker"].create_training_job(
+            TrainingJobName="keeps-it-up", RoleArn="arn:aws:iam::123456789012:role/LabkitSageMakerExecutionRole",
+            AlgorithmSpecification={"TrainingImage": SKLEARN, "TrainingInputMode": "File"},
+            HyperParameters={"sagemaker_program": '"train.py"',
+                             "sagemaker_submit_directory": '"s3://sagemaker-us-east-1-123456789012/code.tar.gz"'},
+            OutputDataConfig={"S3OutputPath": "s3://sagemaker-us-east-1-123456789012/output"},
+            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+            StoppingCondition={"MaxRuntimeInSeconds": 900})
+        time.sleep(8)  # idle longer than the limit, but the job runs
+        assert _alive({pid}) == [pid], (home / shared.LOG_FILE).read_text()
+        c["sagemaker"].stop_training_job(TrainingJobName="keeps-it-up")
+        deadline = time.monotonic() + 120
+        while _alive({pid}) and time.monotonic() < deadline:
+            shared._reap(pid)
+            time.sleep(0.2)
+        log = (home / shared.LOG_FILE).read_text()
+        assert not _alive({pid}), log
+        assert "no request for 3 s and nothing running: stopping" in log
+        assert (home / persistence.FILE).exists() and shared.read_state() is None
+        again = shared.ensure_running()
+        status = _clients(again)["sagemaker"].describe_training_job(TrainingJobName="keeps-it-up")
+        assert status["TrainingJobStatus"] == "Stopped"
+    finally:
+        shared.stop()
+
+
+def test_idle_limit_is_read_from_the_environment(monkeypatch):
+    monkeypatch.delenv(shared.IDLE_VARIABLE, raising=False)
+    assert shared.idle_limit() == shared.IDLE_S
+    monkeypatch.setenv(shared.IDLE_VARIABLE, "0")
+    assert shared.idle_limit() is None
+    monkeypatch.setenv(shared.IDLE_VARIABLE, "90")
+    assert shared.idle_limit() == 90.0
+    monkeypatch.setenv(shared.IDLE_VARIABLE, "soon")
+    with pytest.raises(shared.BackendStartError, match="LABKIT_BACKEND_IDLE_S='soon'"):
+        shared.idle_limit()

@@ -58,6 +58,8 @@ def connect(lab: str | None = None, backend: str | None = None, *, quiet: bool =
                 state = shared.ensure_running()
             except shared.BackendStartError as err:
                 raise BackendError(str(err)) from None
+            if state.get("replaced") and not quiet:
+                print(f"labkit: {state['replaced']}.")
             offline.attach({**state, "config_dir": str(shared.home())})
             from .offline import user_config
 

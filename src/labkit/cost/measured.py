@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cleanup import TAG_KEY
+
+if TYPE_CHECKING:
+    from ..offline.usage import UsageEvent
 
 # --- S3 measured by the meter -----------------------------------------------------------
 
 
 def s3_storage_events(s3: Any, buckets: Iterable[str], *, since: float, now: float,
-                      prefix: str = "") -> list[dict[str, Any]]:
+                      prefix: str = "") -> list[UsageEvent]:
     """``s3:storage`` events for the objects in ``buckets`` (under ``prefix``), per bucket and class.
 
     An object is billed from when it was last modified (or the lab start, whichever is
     later) to now: AWS accrues S3 storage in byte-hours.
     """
-    events = []
+    events: list[UsageEvent] = []
     for bucket in buckets:
         totals: dict[str, list[float]] = {}
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -56,7 +59,7 @@ def _tagged(sm: Any, arn: str, lab_name: str) -> bool:
     return any(t.get("Key") == TAG_KEY and t.get("Value") == lab_name for t in tags)
 
 
-def sandbox_events(sm: Any, lab_name: str, *, since: float, now: float | None = None) -> list[dict[str, Any]]:
+def sandbox_events(sm: Any, lab_name: str, *, since: float, now: float | None = None) -> list[UsageEvent]:
     """Usage events rebuilt from SageMaker describe calls on resources tagged with ``lab_name``.
 
     Training uses ``BillableTimeInSeconds`` (AWS's own figure, spot included); processing
@@ -67,7 +70,7 @@ def sandbox_events(sm: Any, lab_name: str, *, since: float, now: float | None = 
     """
     now = time.time() if now is None else now
     after = {"CreationTimeAfter": since - 60}
-    events: list[dict[str, Any]] = []
+    events: list[UsageEvent] = []
     for page in sm.get_paginator("list_training_jobs").paginate(**after):
         for job in page["TrainingJobSummaries"]:
             if not _tagged(sm, job["TrainingJobArn"], lab_name):
@@ -76,7 +79,7 @@ def sandbox_events(sm: Any, lab_name: str, *, since: float, now: float | None = 
             rc = d.get("ResourceConfig", {})
             start, end = _ts(d.get("TrainingStartTime")), _ts(d.get("TrainingEndTime"))
             seconds = d.get("TrainingTimeInSeconds") or ((end or now) - start if start else 0)
-            event = {"kind": "sagemaker:training", "resource": d["TrainingJobName"],
+            event: UsageEvent = {"kind": "sagemaker:training", "resource": d["TrainingJobName"],
                      "instance_type": rc.get("InstanceType"), "instance_count": rc.get("InstanceCount", 1),
                      "seconds": seconds, "spot": bool(d.get("EnableManagedSpotTraining"))}
             if d.get("BillableTimeInSeconds") is not None:

@@ -78,13 +78,16 @@ import html
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import catalogue as cat
 from .measured import s3_storage_events, sandbox_events
+
+if TYPE_CHECKING:
+    from ..offline.usage import UsageEvent
 
 HOURS_PER_MONTH = 730.0
 MONTH_SECONDS = HOURS_PER_MONTH * 3600
@@ -240,7 +243,7 @@ def _row(resource: str, kind: str, quantity: float, unit: str, price: cat.Price,
                    verified=price.verified, **extra)
 
 
-def _instance_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str, now: float) -> list[BillRow]:
+def _instance_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str, now: float) -> list[BillRow]:
     rows = []
     grouped: dict[tuple[str, str, str, bool], dict[str, float]] = {}
     for e in events:
@@ -284,7 +287,7 @@ def _instance_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, regio
     return rows
 
 
-def _serverless_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str) -> list[BillRow]:
+def _serverless_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str) -> list[BillRow]:
     acc: dict[tuple[str, int], dict[str, float]] = {}
     for e in events:
         a = acc.setdefault((e["resource"], int(e["memory_mb"])), {"seconds": 0.0, "requests": 0, "bytes": 0.0})
@@ -303,7 +306,7 @@ def _serverless_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, reg
     return rows
 
 
-def _bedrock_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str) -> list[BillRow]:
+def _bedrock_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str) -> list[BillRow]:
     acc: dict[str, dict[str, float]] = {}
     for e in events:
         model = catalogue.base_model_id(e["model_id"])
@@ -325,7 +328,7 @@ def _bedrock_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region
     return rows
 
 
-def _storage_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str) -> list[BillRow]:
+def _storage_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str) -> list[BillRow]:
     rows = []
     for e in events:
         storage_class = e.get("storage_class") or "STANDARD"
@@ -342,7 +345,7 @@ def _storage_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region
 Rule = Any  # (events, catalogue, region, now) -> list of BillRow, and str for what is named but not priced
 
 
-def _seconds(e: dict[str, Any], now: float) -> float:
+def _seconds(e: UsageEvent, now: float) -> float:
     """Length of an interval event; one still open is billed to ``now``."""
     end = e.get("end") or now
     return max(0.0, float(end) - float(e["start"]))
@@ -355,7 +358,7 @@ def _size(n: float) -> str:
     return f"{n:,.0f} bytes"
 
 
-def _athena_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str, now: float) -> list[BillRow]:
+def _athena_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str, now: float) -> list[BillRow]:
     price = catalogue.service("AmazonAthena", "data-scanned", region)
     minimum, step = int(price.get("minimum_bytes", 10 * MIB)), int(price.get("round_bytes", MIB))
     acc: dict[str, list[float]] = {}
@@ -376,7 +379,7 @@ def _athena_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region:
     return rows
 
 
-def _kinesis_stream_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+def _kinesis_stream_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str,
                          now: float) -> list[BillRow]:
     acc: dict[tuple[str, str], float] = {}
     for e in events:
@@ -395,7 +398,7 @@ def _kinesis_stream_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue,
     return rows
 
 
-def _kinesis_data_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+def _kinesis_data_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str,
                        now: float) -> list[BillRow]:
     acc: dict[tuple[str, str, str], list[float]] = {}
     for e in events:
@@ -420,7 +423,7 @@ def _kinesis_data_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, r
     return rows
 
 
-def _cloudwatch_metric_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+def _cloudwatch_metric_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str,
                             now: float) -> list[BillRow]:
     price = catalogue.service("AmazonCloudWatch", "custom-metric", region)
     acc: dict[str, tuple[set[str], float]] = {}
@@ -441,7 +444,7 @@ def _cloudwatch_metric_rows(events: list[dict[str, Any]], catalogue: cat.Catalog
 def _monthly_rows(label: str, unit: str, lookup: Rule, note: str = "") -> Rule:
     """A rule for resources billed per month while they exist, prorated by the second."""
 
-    def rows_for(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str, now: float) -> list[BillRow]:
+    def rows_for(events: list[UsageEvent], catalogue: cat.Catalogue, region: str, now: float) -> list[BillRow]:
         acc: dict[tuple[str, str], tuple[cat.Price, float]] = {}
         for e in events:
             price, per = lookup(e, catalogue, region)
@@ -453,7 +456,7 @@ def _monthly_rows(label: str, unit: str, lookup: Rule, note: str = "") -> Rule:
     return rows_for
 
 
-def _alarm_price(e: dict[str, Any], catalogue: cat.Catalogue, region: str) -> tuple[cat.Price, float]:
+def _alarm_price(e: UsageEvent, catalogue: cat.Catalogue, region: str) -> tuple[cat.Price, float]:
     if e.get("alarm_type") == "composite":
         return catalogue.service("AmazonCloudWatch", "alarm-composite", region), 1.0
     usage_name = "alarm-high-resolution" if e.get("high_resolution") else "alarm-standard"
@@ -462,12 +465,13 @@ def _alarm_price(e: dict[str, Any], catalogue: cat.Catalogue, region: str) -> tu
 
 def _request_rows(service_code: str, usage_name: str, label: str, what: str, field_name: str = "requests",
                   note: str = "") -> Rule:
-    def rows_for(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str, now: float) -> list[BillRow]:
+    def rows_for(events: list[UsageEvent], catalogue: cat.Catalogue, region: str, now: float) -> list[BillRow]:
         price = catalogue.service(service_code, usage_name, region)
         acc: dict[str, dict[str, int]] = {}
         for e in events:
             ops = acc.setdefault(e["resource"], {})
-            ops[e.get("operation") or "?"] = ops.get(e.get("operation") or "?", 0) + int(e.get(field_name) or 1)
+            fields: Mapping[str, Any] = e  # field_name: which quantity this kind counts
+            ops[e.get("operation") or "?"] = ops.get(e.get("operation") or "?", 0) + int(fields.get(field_name) or 1)
         rows = []
         for resource, ops in acc.items():
             n = sum(ops.values())
@@ -479,7 +483,7 @@ def _request_rows(service_code: str, usage_name: str, label: str, what: str, fie
     return rows_for
 
 
-def _glue_object_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+def _glue_object_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str,
                       now: float) -> list[BillRow]:
     price = catalogue.service("AWSGlue", "catalog-objects", region)
     acc: dict[str, tuple[set[str], float]] = {}
@@ -493,7 +497,7 @@ def _glue_object_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, re
             for db, (objects, months) in acc.items()]
 
 
-def _trail_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+def _trail_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str,
                 now: float) -> list[BillRow | str]:
     rows: list[BillRow | str] = []
     for e in events:
@@ -513,7 +517,7 @@ def _trail_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: 
     return rows
 
 
-def _emr_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str, now: float) -> list[str]:
+def _emr_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str, now: float) -> list[str]:
     notes = []
     for e in events:
         hourly: float | None = 0.0
@@ -546,15 +550,16 @@ GUARDRAIL_POLICIES = (("topicPolicyUnits", "guardrail-denied-topics", "denied to
                       ("contextualGroundingPolicyUnits", "guardrail-contextual-grounding", "contextual grounding"))
 
 
-def _guardrail_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+def _guardrail_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str,
                     now: float) -> list[BillRow]:
     acc: dict[str, dict[str, int]] = {}
     calls: dict[str, int] = {}
     for e in events:
         units = acc.setdefault(e["resource"], {})
         calls[e["resource"]] = calls.get(e["resource"], 0) + 1
+        fields: Mapping[str, Any] = e  # the policies' units, by name
         for name, _, _ in GUARDRAIL_POLICIES:
-            units[name] = units.get(name, 0) + int(e.get(name) or 0)
+            units[name] = units.get(name, 0) + int(fields.get(name) or 0)
     rows = []
     for guardrail, units in acc.items():
         for name, usage_name, label in GUARDRAIL_POLICIES:
@@ -571,7 +576,7 @@ def _short_index(arn: str) -> str:
     return "s3vectors " + arn.split(":bucket/", 1)[-1].replace("/index/", "/")
 
 
-def _vector_storage_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+def _vector_storage_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str,
                          now: float) -> list[BillRow]:
     price = catalogue.service("AmazonS3", "vectors-storage", region)
     acc: dict[str, float] = {}
@@ -582,7 +587,7 @@ def _vector_storage_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue,
             for arn, gb_months in acc.items()]
 
 
-def _vector_put_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+def _vector_put_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str,
                      now: float) -> list[BillRow]:
     price = catalogue.service("AmazonS3", "vectors-put", region)
     acc: dict[str, list[float]] = {}
@@ -594,7 +599,7 @@ def _vector_put_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, reg
                  note=f"{n:,.0f} vectors") for arn, (b, n) in acc.items()]
 
 
-def _vector_query_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+def _vector_query_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str,
                        now: float) -> list[BillRow]:
     requests = catalogue.service("AmazonS3", "vectors-query-requests", region)
     tiers = [catalogue.service("AmazonS3", f"vectors-query-data-tier{i}", region) for i in (1, 2)]
@@ -619,7 +624,7 @@ def _vector_query_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, r
     return rows
 
 
-def _ec2_instance_rows(events: list[dict[str, Any]], catalogue: cat.Catalogue, region: str,
+def _ec2_instance_rows(events: list[UsageEvent], catalogue: cat.Catalogue, region: str,
                        now: float) -> list[BillRow]:
     """EC2 instances (and the instances behind AWS Batch jobs): per second from start to end (or now)
     at the on-demand rate; Spot at the family's typical saving (``data/pricing/spot.json``)."""
@@ -673,12 +678,12 @@ SERVICE_RULES: dict[str, Rule] = {
 }
 
 
-def price_events(events: Iterable[dict[str, Any]], catalogue: cat.Catalogue | None = None, *,
+def price_events(events: Iterable[UsageEvent], catalogue: cat.Catalogue | None = None, *,
                  region: str = cat.DEFAULT_REGION, now: float | None = None) -> tuple[list[BillRow], list[str]]:
     """Bill rows for usage events, and a description of each event that has no price."""
     catalogue = catalogue or cat.load()
     now = time.time() if now is None else now
-    by_kind: dict[str, list[dict[str, Any]]] = {}
+    by_kind: dict[str, list[UsageEvent]] = {}
     for e in events:
         by_kind.setdefault(e["kind"], []).append(e)
     rows: list[BillRow] = []
@@ -713,7 +718,7 @@ def price_events(events: Iterable[dict[str, Any]], catalogue: cat.Catalogue | No
 # --- the lab's bill -----------------------------------------------------------------------
 
 
-def lab_events(lab: Any, now: float) -> list[dict[str, Any]]:
+def lab_events(lab: Any, now: float) -> list[UsageEvent]:
     """The usage events of ``lab`` on its backend, S3 storage included."""
     import boto3
 
@@ -731,7 +736,7 @@ def lab_events(lab: Any, now: float) -> list[dict[str, Any]]:
     return events + s3_storage_events(s3, [lab.bucket], since=lab.started_at, now=now, prefix=f"{lab.name}/")
 
 
-def make_bill(lab: Any, events: Iterable[dict[str, Any]], *, now: float | None = None,
+def make_bill(lab: Any, events: Iterable[UsageEvent], *, now: float | None = None,
               catalogue: cat.Catalogue | None = None) -> Bill:
     now = time.time() if now is None else now
     rows, unpriced = price_events(events, catalogue, region=lab.region, now=now)

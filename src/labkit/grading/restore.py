@@ -71,7 +71,9 @@ def read_submission(raw: bytes) -> tuple[NotebookNode | None, str | None]:
             source = "".join(s for s in source if isinstance(s, str))
         if not isinstance(source, str):
             source = ""
-        meta = raw_cell.get("metadata") if isinstance(raw_cell.get("metadata"), dict) else {}
+        meta = raw_cell.get("metadata")
+        if not isinstance(meta, dict):
+            meta = {}
         cells.append(nbformat.from_dict({"cell_type": raw_cell["cell_type"], "source": source,
                                          "metadata": {"nbgrader": meta.get("nbgrader", {})}}))
     nb = nbformat.v4.new_notebook()
@@ -90,24 +92,32 @@ def _stripped(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
 
+def _source_cells(assignment: Assignment) -> list[NotebookNode]:
+    """The lab source's cells, which grading rebuilds every notebook from."""
+    if assignment.source_notebook is None:
+        raise ValueError(f"grading {assignment.notebook_name} needs the lab's source notebook (with its "
+                         "solutions and hidden tests), and this assignment has only the learner's version")
+    return list(assignment.source_notebook.cells)
+
+
 def _match(nb: NotebookNode, assignment: Assignment, flags: list[str]) -> _Match:
     """Assign each of the learner's cells to a lab cell (answers, instructor cells) or keep it as extra."""
-    source = assignment.source_notebook.cells
+    source = _source_cells(assignment)
     release = {(_gid(c) or ""): c for c in assignment.release_notebook.cells}
-    position = {_gid(c): i for i, c in enumerate(source) if _gid(c)}
-    answers = [_gid(c) for c in source if _gid(c) and _meta(c).get("solution")]
-    instructor = {_gid(c) for c in source if _gid(c) and not _meta(c).get("solution")}
-    by_text = {}
+    position = {gid: i for i, c in enumerate(source) if (gid := _gid(c))}
+    answers = [gid for c in source if (gid := _gid(c)) and _meta(c).get("solution")]
+    instructor = {gid for c in source if (gid := _gid(c)) and not _meta(c).get("solution")}
+    by_text: dict[str, str] = {}  # a lab cell's text -> its id
     for c in source:
         gid = _gid(c)
-        if gid in instructor:
+        if gid is not None and gid in instructor:
             by_text.setdefault(_stripped(release[gid].source if gid in release else c.source), gid)
             by_text.setdefault(_stripped(c.source), gid)
     present = {_gid(c) for c in nb.cells}
     chosen: dict[str, int] = {}  # an instructor id claimed twice: the copy that still reads like the lab's
     for number, cell in enumerate(nb.cells):
         gid = _gid(cell)
-        if gid not in instructor:
+        if gid is None or gid not in instructor:
             continue
         reads_like_lab = by_text.get(_stripped(cell.source)) == gid
         if gid not in chosen or (reads_like_lab and by_text.get(_stripped(nb.cells[chosen[gid]].source)) != gid):
@@ -117,17 +127,17 @@ def _match(nb: NotebookNode, assignment: Assignment, flags: list[str]) -> _Match
     for number, cell in enumerate(nb.cells):
         gid, meta = _gid(cell), _meta(cell)
         lab = assignment.source_cell(gid) if gid else None
-        if gid in instructor and chosen.get(gid) != number:  # a decoy of a lab cell: ordinary code
+        if gid is not None and gid in instructor and chosen.get(gid) != number:  # a decoy of a lab cell
             flags.append(f"a second cell with the id {gid!r}: kept as ordinary code, worth no points")
             if cell.cell_type == "code":
                 found.extras.setdefault(anchor, []).append(cell)
             continue
-        if gid in answers and gid not in found.answers:
+        if gid is not None and gid in answers and gid not in found.answers:
             found.answers[gid] = cell
             _note_metadata(cell, lab, gid, flags)
             anchor = position[gid]
             continue
-        if gid in instructor and gid not in found.seen:
+        if gid is not None and gid in instructor and gid not in found.seen:
             found.seen.add(gid)
             _note_instructor_edit(cell, lab, release.get(gid), gid, assignment, flags)
             anchor = position[gid]
@@ -157,13 +167,14 @@ def _match(nb: NotebookNode, assignment: Assignment, flags: list[str]) -> _Match
     return found
 
 
-def _answers_without_metadata(found: _Match, answers: list[str], position: dict, assignment: Assignment,
+def _answers_without_metadata(found: _Match, answers: list[str], position: dict[str, int], assignment: Assignment,
                               flags: list[str]) -> None:
     """An answer cell that lost its metadata sits, as an extra cell, where the answer belongs
     (between the lab cells around it): it is taken as that answer."""
     matched = sorted({position[g] for g in found.seen} | {position[g] for g in found.answers})
     for gid in answers:
-        if gid in found.answers or assignment.source_cell(gid).cell_type != "code":
+        lab = assignment.source_cell(gid)
+        if gid in found.answers or lab is None or lab.cell_type != "code":
             continue
         where = position[gid]
         before = max((p for p in matched if p < where), default=-1)
@@ -220,7 +231,7 @@ def rebuild(nb: NotebookNode, assignment: Assignment, flags: list[str]) -> Noteb
     found = _match(nb, assignment, flags)
     release = {_gid(c): c for c in assignment.release_notebook.cells if _gid(c)}
     out = [_fresh(c, extra=True) for c in found.extras.get(-1, [])]
-    for index, lab in enumerate(assignment.source_notebook.cells):
+    for index, lab in enumerate(_source_cells(assignment)):
         gid, meta = _gid(lab), _meta(lab)
         if gid and meta.get("solution"):
             cell = _fresh(release.get(gid, lab))
@@ -284,7 +295,8 @@ class CellPlan:
 def segments(source: str) -> list[tuple[bool, str]]:
     """``source`` cut into (hidden, code) pieces at nbgrader's hidden-test markers, in order."""
     pieces: list[tuple[bool, str]] = []
-    hidden, lines = False, []
+    hidden = False
+    lines: list[str] = []
     for line in source.splitlines():
         marker = line.strip()
         if marker in (HIDDEN_BEGIN, HIDDEN_END):
@@ -330,7 +342,7 @@ def bound_names(source: str) -> set[str]:
 def plan(nb: NotebookNode, assignment: Assignment) -> list[CellPlan]:
     """One :class:`CellPlan` per cell of a notebook :func:`rebuild` made."""
     learners_may_bind: set[str] = set()
-    for cell in assignment.source_notebook.cells:
+    for cell in _source_cells(assignment):
         if _meta(cell).get("solution") and cell.cell_type == "code":
             learners_may_bind |= bound_names(cell.source)
     plans = []

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import dispatch, engines, patches, usage
+from . import dispatch, engines, patches, persistence, usage
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
@@ -58,6 +58,7 @@ _credentials: dict[str, str] = {}  # the execution role's session, the same acro
 _attached: dict[str, Any] | None = None  # the shared backend this kernel is attached to
 _config_dir: Path | None = None
 _started_at = 0.0
+_account_created = 0.0  # when the account was created or last reset (kept across a stop and start)
 _serving = EMBEDDED  # what this process's own endpoint is: embedded, or the shared backend
 _reset_hooks: list[Callable[[], None]] = []
 
@@ -233,15 +234,21 @@ def _assume_execution_role() -> None:
     role.session_token = _credentials["SessionToken"]
 
 
-def start(*, port: int = 0, config_dir: Path | None = None,
-          on_stop: Callable[[], None] | None = None) -> None:
+def start(*, port: int = 0, config_dir: Path | None = None, on_stop: Callable[[], None] | None = None,
+          saved: dict[str, Any] | None = None) -> list[str]:
     """Run the backend in this process, fresh, served on loopback ``port``; later calls reset it.
 
     ``config_dir`` holds the AWS config and credentials files (default: a private
     temporary folder); ``on_stop`` lets the control API stop the process (shared backend).
+    ``saved``: an account :func:`stop` saved (:mod:`.persistence`), restored with its
+    session keys, token and port (if free), so that kernels attached before keep working.
+    Returns what could not be restored, for the log.
     """
-    global _mock, _server, _token, _config_dir, _started_at, _serving, _last_port
+    global _mock, _server, _token, _config_dir, _started_at, _serving, _last_port, _credentials, _account_created
+    meta: dict[str, Any] = (saved or {}).get("meta") or {}
     with _lock:
+        if meta.get("credentials") and _mock is None:
+            _credentials = dict(meta["credentials"])
         if _attached is not None:
             detach()
         _set_environment()
@@ -254,6 +261,7 @@ def start(*, port: int = 0, config_dir: Path | None = None,
         else:
             _run_reset_hooks()
             _mock.reset()
+            persistence.forget()
         dispatch.enable()
         usage.reset()
         engines.load()
@@ -261,14 +269,16 @@ def start(*, port: int = 0, config_dir: Path | None = None,
 
         boto3.DEFAULT_SESSION = None
         _seed()
+        _account_created = float(meta.get("account_created") or time.time())
+        problems = persistence.restore(saved) if saved else []
         if _server is None:
             from . import endpoint
 
-            _token = secrets.token_urlsafe(24)
+            _token = str(meta.get("token") or secrets.token_urlsafe(24))
             _serving = SHARED if on_stop is not None else EMBEDDED
             app = endpoint.Endpoint(_token, on_stop=on_stop)
             try:
-                _server = endpoint.Server(app, port=port or _last_port).start()
+                _server = endpoint.Server(app, port=port or _last_port or int(meta.get("port") or 0)).start()
             except OSError:  # the old port was taken meanwhile
                 _server = endpoint.Server(app, port=port).start()
             _last_port = _server.port
@@ -279,6 +289,9 @@ def start(*, port: int = 0, config_dir: Path | None = None,
         configure_clients(_server.url, _credentials, _config_dir)
         boto3.DEFAULT_SESSION = None
         _started_at = time.time()
+        if saved:
+            problems += persistence.resume(saved)
+        return problems
 
 
 def reset() -> None:
@@ -289,12 +302,26 @@ def reset() -> None:
         start()
 
 
-def stop() -> None:
-    """Stop the backend (tests, ``labkit backend stop``; a lab's kernel simply exits)."""
+def stop(save_to: Path | None = None) -> list[str]:
+    """Stop the backend (tests, ``labkit backend stop``; a lab's kernel simply exits).
+
+    ``save_to``: first save the account there (:mod:`.persistence`; the shared backend),
+    as it is before its jobs and model servers stop. Returns what could not be saved.
+    """
     global _mock, _server
+    problems: list[str] = []
     with _lock:
         if _attached is not None:
             detach()
+        if save_to is not None and _mock is not None:
+            if _server is not None:  # no request may change the account while it is saved
+                _server.stop()
+                _server = None
+            try:
+                problems = persistence.save(save_to, {"credentials": dict(_credentials), "token": _token,
+                                                      "port": _last_port, "account_created": _account_created})
+            except Exception as err:  # noqa: BLE001 - a full disk must not keep jobs and servers running
+                problems = [f"the account ({save_to}): {type(err).__name__}: {err}"]
         _run_reset_hooks()
         dispatch.disable()
         if _server is not None:
@@ -309,6 +336,7 @@ def stop() -> None:
         patches.uninstall()
         for var in _ENDPOINT_VARIABLES:
             os.environ.pop(var, None)
+    return problems
 
 
 def attach(state: dict[str, Any]) -> None:
@@ -364,6 +392,16 @@ def endpoint_url() -> str | None:
     if _attached is not None:
         return str(_attached["url"])
     return None
+
+
+def account_created() -> float:
+    """When this backend's account was created or last reset (epoch seconds); a stop and start keeps it."""
+    return _account_created
+
+
+def idle_seconds() -> float:
+    """Seconds since this process's endpoint last answered a request (0 when it serves none)."""
+    return 0.0 if _server is None else time.monotonic() - _server.app.last_request
 
 
 def status() -> dict[str, Any]:

@@ -96,7 +96,7 @@ class Job:
     process: subprocess.Popen | None = None
     compute_environment: Any = None
     deadline: float | None = None
-    usage_event: dict[str, Any] | None = None
+    usage_event: usage.UsageEvent | None = None
     cancel: str | None = None
     started: float | None = None
     stopped: float | None = None

@@ -27,7 +27,7 @@ from labkit.bedrock.errors import BedrockError, not_found
 from labkit.bedrock.guardrails import GuardrailStore
 from labkit.bedrock.runtime import STAND_IN_HEADER, Runtime, converse_response, converse_stream_events
 
-from . import ACCOUNT_ID, REGION, dispatch, on_reset, usage
+from . import ACCOUNT_ID, REGION, dispatch, on_reset, persistence, usage
 
 
 def _opensearch() -> tuple[Any, Any]:
@@ -48,6 +48,14 @@ class _State:
 
 
 state = _State()
+
+
+def _restore(saved: _State) -> None:
+    global state
+    state = saved
+
+
+persistence.keep("bedrock", lambda: state, _restore)  # guardrails, profiles, knowledge bases, agents
 
 
 @on_reset

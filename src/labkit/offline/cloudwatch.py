@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from . import dispatch, moto_state, on_reset
+from . import dispatch, moto_state, on_reset, persistence
 from .dispatch import AWSError
 
 UNITS = ("Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes",
@@ -58,6 +58,7 @@ WIDGET_TYPES = ("metric", "text", "log", "alarm", "explorer", "custom")
 
 
 history: list[dict[str, Any]] = []  # state transitions, newest last
+persistence.keep_contents("cloudwatch alarm history", history)
 
 
 @on_reset

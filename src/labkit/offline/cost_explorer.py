@@ -39,7 +39,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ACCOUNT_ID, REGION, dispatch, on_reset, usage
+from . import ACCOUNT_ID, REGION, account_created, dispatch, on_reset, persistence, usage
 from .dispatch import AWSError
 
 # The SERVICE dimension's values, as Cost Explorer spells them (S3 Vectors is billed under S3).
@@ -60,6 +60,7 @@ TAGGED_CREATES = {"CreateTrainingJob": "TrainingJobName", "CreateProcessingJob":
 _lock = threading.Lock()
 _tags: dict[str, dict[str, str]] = {}  # resource name (lower case) -> tags
 _tag_status: dict[str, dict[str, Any]] = {}  # tag key -> {"Status": ..., "LastUpdatedDate": ...}
+persistence.keep_contents("cost explorer tags", _tags, _tag_status)
 
 
 @on_reset
@@ -135,7 +136,7 @@ def _size_factor(instance_type: str) -> float:
     return 8.0 * int(match.group(1)) if match else 0.0
 
 
-def _usage_type(event: dict[str, Any], row: Any) -> str:
+def _usage_type(event: usage.UsageEvent, row: Any) -> str:
     from ..cost import catalogue as cat
 
     catalogue = cat.load()
@@ -160,21 +161,23 @@ def _usage_type(event: dict[str, Any], row: Any) -> str:
 
 
 def ledger(now: float | None = None) -> list[LineItem]:
-    """Every priced use of this session, S3 storage of the current lab included."""
-    from ..connect import current
+    """Every priced use of this account since it was created or reset, S3 storage included.
+
+    The meter measures S3 storage itself, from the objects in every bucket (recorded
+    ``s3:storage`` events would count it twice); it accrues from the account's creation.
+    """
+    import boto3
+
     from ..cost import measured, meter
 
     now = time.time() if now is None else now
+    since = account_created()
     events = [e for e in usage.events() if e["kind"] != "s3:storage"]
-    lab = current()
-    if lab is not None and lab.offline:
-        import boto3
-
-        s3 = boto3.client("s3", region_name=REGION)
-        buckets = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
-        for e in measured.s3_storage_events(s3, buckets, since=lab.started_at, now=now):
-            e.setdefault("at", lab.started_at)
-            events.append(e)
+    s3 = boto3.client("s3", region_name=REGION)
+    buckets = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
+    for e in measured.s3_storage_events(s3, buckets, since=since, now=now):
+        e.setdefault("at", since)
+        events.append(e)
     items = []
     for event in events:
         rows, _ = meter.price_events([event], now=now)

@@ -29,12 +29,11 @@ What neither an engine nor moto answers is refused (:class:`NotEmulatedError`), 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import io
 import json
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
@@ -50,6 +49,8 @@ _validators: dict[tuple[str, str], list[Validator]] = {}
 _after: dict[tuple[str, str], list[AfterHook]] = {}
 _data_planes: dict[str, WSGIApp] = {}
 _backend_functions: dict[str, Callable[..., Any]] = {}
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 _enabled = False
 
 
@@ -169,19 +170,20 @@ def data_plane_for(path: str) -> WSGIApp | None:
     return _data_planes.get(first) if path.startswith(f"/{first}/") else None
 
 
-def backend_function(fn: Callable[..., Any]) -> Callable[..., Any]:
+def backend_function(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Make ``fn`` run where the engines run, whichever process calls it.
 
     In a process whose engines run here (the embedded backend, the shared backend's
     own process) ``fn`` is called directly. In a kernel attached to the shared backend
-    the call goes to the backend through the endpoint's control API. Arguments must be
-    JSON; the result comes back as JSON (a dataclass as a dict).
+    the call goes to the backend through the endpoint's control API. Arguments and the
+    result must be JSON (plain values, lists, dicts and TypedDicts), so that the result
+    has the type ``fn`` declares either way.
     """
     name = f"{fn.__module__}.{fn.__qualname__}"
     _backend_functions[name] = fn
 
     @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> Any:
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         from . import endpoint, running
 
         if running():
@@ -196,8 +198,6 @@ def run_backend_function(name: str, args: list[Any], kwargs: dict[str, Any]) -> 
     if name not in _backend_functions:
         raise KeyError(f"no backend function {name!r}")
     result = _backend_functions[name](*args, **kwargs)
-    if dataclasses.is_dataclass(result) and not isinstance(result, type):
-        result = dataclasses.asdict(result)
     json.dumps(result)  # fail here, with the function's name, rather than in the server
     return result
 

@@ -37,7 +37,7 @@ DATA = Path(__file__).resolve().parents[3] / "data" / "ec2"
 STRATEGIES = ("cluster", "spread", "partition")
 SPREAD_MAX_PER_ZONE = 7
 _lock = threading.Lock()
-_open_usage: dict[str, dict[str, Any]] = {}  # instance id -> its usage event, until it is terminated
+_open_usage: dict[str, usage.UsageEvent] = {}  # instance id -> its usage event, until it is terminated
 
 
 def _load(name: str) -> dict[str, Any]:

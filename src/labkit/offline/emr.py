@@ -24,12 +24,13 @@ import re
 import threading
 from typing import Any
 
-from . import dispatch, on_reset
+from . import dispatch, on_reset, persistence
 from .dispatch import AWSError
 
 _lock = threading.Lock()
 _fleets: dict[str, list[dict[str, Any]]] = {}  # cluster id -> fleets as ListInstanceFleets shows them
 _pending: dict[str, list[dict[str, Any]]] = {}  # "fleets" -> those of the RunJobFlow being answered
+persistence.keep_contents("emr instance fleets", _fleets)
 SCALAR_FIELDS = ("MasterInstanceType", "SlaveInstanceType", "InstanceCount")
 ROLES = ("MASTER", "CORE", "TASK")
 MARKETS = ("ON_DEMAND", "SPOT")

@@ -33,6 +33,7 @@ import json
 import os
 import re
 import threading
+import time
 import uuid
 import warnings
 import zlib
@@ -361,8 +362,10 @@ class Endpoint:
         self.token = token
         self._on_stop = on_stop
         self._moto = _moto_app_factory()
+        self.last_request = time.monotonic()  # the shared backend stops after idling (shared.serve)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        self.last_request = time.monotonic()
         path = environ.get("PATH_INFO", "") or "/"
         if path.startswith(CONTROL_PREFIX):
             return self._control(environ, start_response, path[len(CONTROL_PREFIX):])

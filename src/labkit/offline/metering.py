@@ -32,15 +32,17 @@ import math
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, Unpack
 
-from . import ACCOUNT_ID, REGION, dispatch, on_reset, usage
+from . import ACCOUNT_ID, REGION, dispatch, on_reset, persistence, usage
 
 _lock = threading.Lock()
-_open: dict[tuple[str, str], dict[str, Any]] = {}  # (kind, resource) -> the open interval event
+_open: dict[tuple[str, str], usage.UsageEvent] = {}  # (kind, resource) -> the open interval event
 _metric_hours: set[tuple[Any, ...]] = set()  # (namespace, name, dimensions, hour) already recorded
 _streams: dict[str, str] = {}  # stream name -> capacity mode
 _trails: dict[str, dict[str, Any]] = {}  # trail name -> {"data_events": bool}
+# Open intervals (_open) end at a stop (persistence closes them in the meter); the rest is kept.
+persistence.keep_contents("metering", _metric_hours, _streams, _trails)
 
 # CloudWatch requests billed per 1,000 (the pricing page's list); GetMetricData per metric requested.
 CLOUDWATCH_BILLED = ("GetMetricStatistics", "ListMetrics", "PutMetricData", "GetDashboard", "ListDashboards",
@@ -63,16 +65,17 @@ def _operations(service: str) -> list[str]:
     return list(get_session().get_service_model(service).operation_names)
 
 
-def open_interval(kind: str, resource: str, **fields: Any) -> dict[str, Any]:
+def open_interval(kind: str, resource: str, **fields: Unpack[usage.UsageFields]) -> usage.UsageEvent:
     """Start billing ``resource`` (closing an interval it already has open)."""
     close_interval(kind, resource)
-    event = usage.record(kind, resource, start=time.time(), end=None, **fields)
+    fields["start"], fields["end"] = time.time(), None
+    event = usage.record(kind, resource, **fields)
     with _lock:
         _open[(kind, resource)] = event
     return event
 
 
-def close_interval(kind: str, resource: str) -> dict[str, Any] | None:
+def close_interval(kind: str, resource: str) -> usage.UsageEvent | None:
     """Stop billing ``resource``; the closed event, or None when none was open."""
     with _lock:
         event = _open.pop((kind, resource), None)

@@ -23,13 +23,14 @@ import textwrap
 import threading
 from typing import Any
 
-from . import ACCOUNT_ID, REGION, dispatch, moto_state, on_reset, s3_location
+from . import ACCOUNT_ID, REGION, dispatch, moto_state, on_reset, persistence, s3_location
 from .dispatch import AWSError
 
 SECTIONS = ("model_overview", "intended_uses", "business_details", "training_details", "evaluation_details",
             "additional_information")
 _lock = threading.Lock()
 exports: dict[str, dict[str, Any]] = {}
+persistence.keep_contents("model card exports", exports)
 
 
 def content_problems(content: str) -> list[str]:

@@ -6,23 +6,29 @@ then configures the kernel's clients to reach it (:func:`labkit.offline.attach`)
 process runs the offline backend (moto and the engines) and serves it on a loopback port;
 S3 objects, jobs, endpoints, models, knowledge bases, logs and the meter live there, so
 they last across kernels, notebooks and kernel restarts, as in an account, until
-``labkit backend reset`` (or ``stop``, which ends the process and its state). Jobs and
+``labkit backend reset``. ``stop`` ends the process but keeps the account: it is saved
+to ``account.pickle`` and restored by the next start (:mod:`.persistence`). Jobs and
 model servers are its children, not the kernel's: an endpoint left running keeps running,
 and keeps adding to the would-be bill, as on AWS, until deleted (``labkit cleanup`` finds it).
 
 Its files, in ``$LABKIT_HOME`` (default ``~/.labkit``):
 
 ==================  ===============================================================
-``backend.json``    url, port, pid, token, started_at, log: how a kernel attaches
+``backend.json``    url, port, pid, token, started_at, log, source: how a kernel attaches
 ``backend.lock``    taken while a backend starts, so two kernels get one backend
 ``backend.log``     the backend process's output
+``account.pickle``  the account a stop saved, restored by the next start (deleted by reset)
 ``aws-config``      region and ``endpoint_url`` (``AWS_CONFIG_FILE`` of attached kernels)
 ``aws-credentials`` the execution role's session (``AWS_SHARED_CREDENTIALS_FILE``)
 ==================  ===============================================================
 
 The port is ``$LABKIT_BACKEND_PORT``, or one the OS picks. Stopping it (``labkit backend
-stop``, or SIGTERM) stops its jobs and model servers first; they also die with it if it
-is killed (their watchdog follows the backend's pid).
+stop``, or SIGTERM) saves the account, then stops its jobs and model servers; they also
+die with it if it is killed (their watchdog follows the backend's pid). It stops itself
+the same way after ``$LABKIT_BACKEND_IDLE_S`` seconds (default 4 hours; 0: never) without
+a request while no job runs and no endpoint is up. A kernel never attaches to a backend
+that another checkout of labkit started (:func:`source_id`: the version and a hash of the
+source): :func:`ensure_running` restarts it from this one, the account kept.
 
     python -m labkit.offline.shared serve     # what ensure_running starts (detached)
 """
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import signal
@@ -43,7 +50,9 @@ from typing import Any
 
 STATE_FILE, LOCK_FILE, LOG_FILE = "backend.json", "backend.lock", "backend.log"
 HOME_VARIABLE, PORT_VARIABLE = "LABKIT_HOME", "LABKIT_BACKEND_PORT"
+IDLE_VARIABLE = "LABKIT_BACKEND_IDLE_S"
 START_TIMEOUT_S = 180.0
+IDLE_S = 4 * 3600.0  # an idle backend (no request, nothing running) stops after this long, saving the account
 # What a kernel's environment may hold that must not leak into the backend process.
 _KERNEL_ONLY = ("LABKIT_LAB", "LABKIT_REPORT_DIR", "MPLBACKEND", "JPY_PARENT_PID", "JPY_SESSION_NAME",
                 "PYDEVD_USE_FRAME_EVAL", "LABKIT_OFFLINE_MODE")
@@ -51,6 +60,34 @@ _KERNEL_ONLY = ("LABKIT_LAB", "LABKIT_REPORT_DIR", "MPLBACKEND", "JPY_PARENT_PID
 
 class BackendStartError(RuntimeError):
     """The shared backend could not be started or reached; the message says why and what to do."""
+
+
+@functools.cache
+def source_id() -> str:
+    """This checkout of labkit: its version and a hash of its source files.
+
+    A backend started by another checkout (an older version, or code changed since) runs
+    other code than this kernel's: :func:`ensure_running` restarts it rather than attach.
+    """
+    import hashlib
+
+    import labkit
+
+    package = Path(labkit.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"{labkit.__version__}+{digest.hexdigest()[:16]}"
+
+
+def idle_limit() -> float | None:
+    """Seconds an idle backend waits before it stops (``$LABKIT_BACKEND_IDLE_S``; 0: never)."""
+    raw = os.environ.get(IDLE_VARIABLE, "").strip()
+    try:
+        seconds = float(raw) if raw else IDLE_S
+    except ValueError:
+        raise BackendStartError(f"{IDLE_VARIABLE}={raw!r}: give a number of seconds (0: never stop).") from None
+    return seconds if seconds > 0 else None
 
 
 def home() -> Path:
@@ -120,60 +157,81 @@ def _backend_environment() -> dict[str, str]:
 
 
 def ensure_running(timeout: float = START_TIMEOUT_S) -> dict[str, Any]:
-    """The running backend's state, starting it first if none answers (one per ``$LABKIT_HOME``)."""
+    """The running backend's state, starting it first if none answers (one per ``$LABKIT_HOME``).
+
+    A backend of another checkout of labkit (:func:`source_id`) is stopped, its account
+    saved, and started again from this one; the state returned then says so in ``replaced``.
+    """
     with _locked():
         state = read_state()
-        if answering(state):
-            return state  # type: ignore[return-value]
-        path = _ensure_home()
-        with contextlib.suppress(FileNotFoundError):
-            (path / STATE_FILE).unlink()
-        with open(path / LOG_FILE, "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "labkit.offline.shared", "serve"], cwd=str(path),
-                                    env=_backend_environment(), stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = proc.poll()
-            if code is not None:
-                raise BackendStartError(f"The offline backend process exited ({code}) while starting. Its log "
-                                        f"({path / LOG_FILE}) ends:\n{_log_tail()}")
-            state = read_state()
-            if state and state.get("pid") == proc.pid and answering(state):
+        replaced = None
+        if state is not None and answering(state):
+            if state.get("source") == source_id():
                 return state
-            time.sleep(0.1)
-        proc.terminate()
-        raise BackendStartError(f"The offline backend did not answer within {timeout:.0f} s (the machine may be "
-                                f"busy). Try again; its log ({path / LOG_FILE}) ends:\n{_log_tail()}")
+            replaced = (f"the offline backend that ran (pid {state['pid']}) was started by another version of "
+                        f"labkit ({state.get('source') or 'before versions were recorded'}; this is "
+                        f"{source_id()}): restarted it with this one, its account kept (jobs that ran "
+                        "are Failed; endpoints serve again)")
+            _stop_locked(state)
+        started = _start_locked(timeout)
+        return {**started, "replaced": replaced} if replaced else started
+
+
+def _start_locked(timeout: float) -> dict[str, Any]:
+    """Start the backend process and wait until it answers (the caller holds the lock)."""
+    path = _ensure_home()
+    with contextlib.suppress(FileNotFoundError):
+        (path / STATE_FILE).unlink()
+    with open(path / LOG_FILE, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "labkit.offline.shared", "serve"], cwd=str(path),
+                                env=_backend_environment(), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            raise BackendStartError(f"The offline backend process exited ({code}) while starting. Its log "
+                                    f"({path / LOG_FILE}) ends:\n{_log_tail()}")
+        state = read_state()
+        if state and state.get("pid") == proc.pid and answering(state):
+            return state
+        time.sleep(0.1)
+    proc.terminate()
+    raise BackendStartError(f"The offline backend did not answer within {timeout:.0f} s (the machine may be "
+                            f"busy). Try again; its log ({path / LOG_FILE}) ends:\n{_log_tail()}")
 
 
 def stop(timeout: float = 60.0) -> bool:
-    """Stop the running backend (its jobs and model servers first); False when none ran."""
+    """Stop the running backend, its account saved (its jobs and model servers end); False when none ran."""
     with _locked():
         state = read_state()
         if not state or not _pid_alive(int(state.get("pid", 0))):
             with contextlib.suppress(FileNotFoundError):
                 (home() / STATE_FILE).unlink()
             return False
-        pid = int(state["pid"])
-        try:
-            from .endpoint import control
-
-            control(state["url"], state["token"], "stop", {}, timeout=10)
-        except Exception:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.1)
-        if _pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            _reap(pid)
-        with contextlib.suppress(FileNotFoundError):
-            (home() / STATE_FILE).unlink()
+        _stop_locked(state, timeout)
         return True
+
+
+def _stop_locked(state: dict[str, Any], timeout: float = 60.0) -> None:
+    pid = int(state["pid"])
+    try:
+        from .endpoint import control
+
+        control(state["url"], state["token"], "stop", {}, timeout=10)
+    except Exception:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.1)
+    if _pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+    with contextlib.suppress(FileNotFoundError):
+        (home() / STATE_FILE).unlink()
 
 
 def _reap(pid: int) -> None:
@@ -196,16 +254,31 @@ def reset() -> dict[str, Any]:
 def serve() -> int:
     """Run the shared backend in this process until stopped (``python -m labkit.offline.shared serve``)."""
     from .. import offline
+    from . import persistence
 
     path = _ensure_home()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     port = int(os.environ.get(PORT_VARIABLE) or 0)
-    offline.start(port=port, config_dir=path, on_stop=stopping.set)
+    idle = idle_limit()
+    persistence.location = path / persistence.FILE
+    saved = persistence.load(persistence.location)
+    if saved is not None and saved.get("format") != persistence.FORMAT:
+        kept = persistence.location.with_name(f"{persistence.FILE}.unreadable")
+        persistence.location.replace(kept)
+        print(f"labkit offline backend: {persistence.location} is damaged or of another version (kept as "
+              f"{kept.name}); starting with an empty account", flush=True)
+        saved = None
+    problems = offline.start(port=port, config_dir=path, on_stop=stopping.set, saved=saved)
+    if saved is not None:
+        print(f"labkit offline backend: restored the account saved at {time.ctime(saved['saved_at'])}", flush=True)
+    for problem in problems:
+        print(f"labkit offline backend: not restored: {problem}", flush=True)
     url = offline.endpoint_url()
     state = {"url": url, "port": int(str(url).rsplit(":", 1)[1]), "pid": os.getpid(), "token": offline._token,
-             "started_at": time.time(), "config_dir": str(path), "log": str(path / LOG_FILE)}
+             "started_at": time.time(), "config_dir": str(path), "log": str(path / LOG_FILE),
+             "source": source_id(), "idle_s": idle}
     tmp = path / f".{STATE_FILE}.{os.getpid()}"
     tmp.write_text(json.dumps(state, indent=1))
     tmp.chmod(0o600)
@@ -213,15 +286,43 @@ def serve() -> int:
     print(f"labkit offline backend: serving {url} (pid {os.getpid()})", flush=True)
     try:
         while not stopping.wait(1.0):
-            pass
+            if idle is not None and offline.idle_seconds() >= idle and not _running_resources():
+                print(f"labkit offline backend: no request for {idle:.0f} s and nothing running: stopping "
+                      f"(set {IDLE_VARIABLE} to change this; 0 never stops)", flush=True)
+                break
     finally:
-        print("labkit offline backend: stopping (jobs and model servers first)", flush=True)
-        offline.stop()
+        print("labkit offline backend: saving the account, then stopping (jobs and model servers first)",
+              flush=True)
+        for problem in offline.stop(save_to=persistence.location):
+            print(f"labkit offline backend: not saved: {problem}", flush=True)
         current = read_state()
         if current and current.get("pid") == os.getpid():
             with contextlib.suppress(FileNotFoundError):
                 (path / STATE_FILE).unlink()
     return 0
+
+
+def _running_resources() -> list[str]:
+    """What keeps an idle backend up: jobs that run and endpoints that are up (they bill, as on AWS)."""
+    from . import moto_state
+
+    try:
+        return _running_in(moto_state.backend("sagemaker"))
+    except RuntimeError:  # a record added or removed while these were read: something runs
+        return ["(records changing)"]
+
+
+def _running_in(sm: Any) -> list[str]:
+    active = ("InProgress", "Stopping")
+    found = [f"training job {n}" for n, j in sm.training_jobs.items() if j.training_job_status in active]
+    found += [f"processing job {n}" for n, j in sm.processing_jobs.items() if j.processing_job_status in active]
+    found += [f"transform job {n}" for n, j in sm.transform_jobs.items() if j.transform_job_status in active]
+    found += [f"tuning job {n}" for n, j in sm.hyper_parameter_tuning_jobs.items()
+              if j.hyper_parameter_tuning_job_status in active]
+    found += [f"endpoint {n}" for n, e in sm.endpoints.items() if e.endpoint_status != "Failed"]
+    found += [f"pipeline execution {x.arn}" for p in sm.pipelines.values() for x in p.pipeline_executions.values()
+              if x.pipeline_execution_status in ("Executing", "Stopping")]
+    return found
 
 
 # --- `labkit backend` ---------------------------------------------------------------------------------
@@ -231,7 +332,8 @@ USAGE = """labkit backend status|start|stop|reset
 
     status   whether the shared offline backend runs: url, pid, state folder, what is running
     start    start it (labkit.connect() does this on first use)
-    stop     stop it: jobs and model servers end, and its state (S3, jobs, endpoints...) is gone
+    stop     stop it, keeping its account (S3, models, endpoints, jobs, logs, the meter) for the
+             next start: endpoints then serve again; jobs that ran end as Failed, with the reason
     reset    empty its account (as a fresh connect in grading does), keeping it running
 """
 
@@ -240,6 +342,8 @@ def _describe(state: dict[str, Any], info: dict[str, Any]) -> str:
     up = time.time() - float(state.get("started_at") or time.time())
     lines = [f"offline backend: running at {state['url']} (pid {state['pid']}, up {up / 60:.0f} min)",
              f"  state folder: {home()}  (log: {state.get('log')})",
+             f"  labkit {state.get('source')}; stops after "
+             + (f"{float(state['idle_s']) / 60:.0f} min idle" if state.get("idle_s") else "no idle time (never)"),
              f"  account {info['account']}, region {info['region']}, caller {info['caller_arn']}"]
     try:
         lines += _what_runs(state)
@@ -266,7 +370,7 @@ def _what_runs(state: dict[str, Any]) -> list[str]:
     total = sum(r.cost for r in rows)
     return [f"  running: {len(jobs)} training job(s) {', '.join(jobs)}".rstrip(),
             f"  endpoints: {len(endpoints)} {', '.join(endpoints)}".rstrip(),
-            f"  would-be AWS cost since start or reset: ${total:,.4f} (endpoints up keep adding; "
+            f"  would-be AWS cost since the account was created or reset: ${total:,.4f} (endpoints up keep adding; "
             "`labkit cleanup --yes` removes them)"]
 
 
@@ -293,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         except BackendStartError as err:
             print(f"labkit backend start: {err}", file=sys.stderr)
             return 1
+        if state.get("replaced"):
+            print(f"offline backend: {state['replaced']}")
         print(f"offline backend: running at {state['url']} (pid {state['pid']})")
         return 0
     if command == "stop":

@@ -14,7 +14,7 @@ indexes (:mod:`labkit.bedrock.knowledge_bases`).
 
 from __future__ import annotations
 
-from .. import ACCOUNT_ID, REGION, on_reset
+from .. import ACCOUNT_ID, REGION, on_reset, persistence
 from . import api  # noqa: F401  (registers the operations; .http registers the data plane)
 from .collections import Serverless
 from .engine import Store
@@ -27,5 +27,11 @@ def _fresh() -> None:
     current.tags = {}
 
 
+def _restore(saved: tuple[Serverless, Store, dict]) -> None:
+    current.serverless, current.store, current.tags = saved
+
+
 _fresh()
 on_reset(_fresh)
+# Collections, policies and the indexes' documents and vectors (knowledge bases' storage).
+persistence.keep("opensearch serverless", lambda: (current.serverless, current.store, current.tags), _restore)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from .. import ACCOUNT_ID, REGION, dispatch, moto_state, s3_location, storage
+from .. import ACCOUNT_ID, REGION, dispatch, moto_state, persistence, s3_location, storage
 from ..dispatch import AWSError
 from . import async_, process, transform
 from .endpoints import Endpoint, HostingEngine
@@ -223,6 +223,30 @@ def create_endpoint(params: dict[str, Any]) -> dict[str, Any]:
         moto_state.backend("sagemaker").endpoints.pop(name, None)
         raise
     return {"EndpointArn": record.arn}
+
+
+@persistence.on_restore
+def _serve_again(stopped_at: float) -> None:
+    """After a stop and start of the shared backend: endpoints that were up start their model servers
+    again (``Creating``, then ``InService``, or ``Failed`` with the reason); those being deleted are
+    gone; transform jobs that ran are ``Failed``, with the reason."""
+    from datetime import datetime
+
+    sm = moto_state.backend("sagemaker")
+    for name, record in list(sm.endpoints.items()):
+        if record.endpoint_status == "Deleting":
+            del sm.endpoints[name]
+        elif record.endpoint_status in ("InService", "Creating", "Updating", "SystemUpdating"):
+            record.endpoint_status = "Creating"
+            try:
+                engine.create(name, _config(record.endpoint_config_name), on_status=_sync)
+            except AWSError as err:
+                record.endpoint_status, record.failure_reason = "Failed", err.message
+    end = datetime.fromtimestamp(stopped_at, UTC)
+    for job in sm.transform_jobs.values():
+        if job.transform_job_status in ("InProgress", "Stopping"):
+            job.transform_job_status, job.failure_reason = "Failed", persistence.INTERRUPTED
+            job.transform_end_time = job.last_modified_time = end
 
 
 @dispatch.operation("sagemaker", "UpdateEndpoint")

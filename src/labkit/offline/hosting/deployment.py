@@ -247,6 +247,9 @@ class Deployment:
             for variant in self.green.values():
                 variant.instance_count = max(1, math.ceil(variant.instance_count * self.plan.steps[0] - 1e-9))
         ok = self.engine._bring_up(self.endpoint, self.green, None)
+        if not ok and self._gone():  # deleted while green started: _bring_up stopped green already
+            _running.pop(self.endpoint.name, None)
+            return
         if not ok:
             self._finish_failed(f"The new endpoint configuration {self.config['EndpointConfigName']} could not be "
                                 f"deployed, so the update was rolled back: {self.endpoint.failure}")
@@ -308,6 +311,10 @@ class Deployment:
         from .capture import DataCapture
 
         with self.engine.lock:
+            if self._gone():  # deleted as the bake ended: DeleteEndpoint stopped blue, green goes too
+                self._stop(self.green)
+                _running.pop(self.endpoint.name, None)
+                return
             old, self.endpoint.variants = self.endpoint.variants, self.green
             self.endpoint.router = None
         self.share = 1.0

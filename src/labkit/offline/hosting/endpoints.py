@@ -60,7 +60,7 @@ class Variant:
     prepared: artifacts.PreparedModel | None = None
     process: ModelProcess | None = None
     log: storage.LogStream | None = None
-    usage_event: dict[str, Any] | None = None
+    usage_event: usage.UsageEvent | None = None
     invocations: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100_000))
     lock: threading.Lock = field(default_factory=threading.Lock)
     in_flight: int = 0
@@ -305,6 +305,7 @@ class HostingEngine:
                 max_concurrency=int(variant.serverless.get("MaxConcurrency", 1)),
                 seconds=0.0, requests=0, bytes_in=0, bytes_out=0, start=now, end=None)
         else:
+            assert variant.instance_type is not None  # a variant has an instance type unless it is serverless
             variant.usage_event = usage.record(
                 "sagemaker:hosting", variant.endpoint, variant=variant.name, instance_type=variant.instance_type,
                 instance_count=variant.instance_count, start=now, end=None)

@@ -288,7 +288,7 @@ def _execute(params: dict[str, Any], stop: threading.Event) -> None:
         log.write(reason)
     seconds = time.time() - started
     resources = params.get("TransformResources") or {}
-    usage.record("sagemaker:transform", name, instance_type=resources.get("InstanceType"),
+    usage.record("sagemaker:transform", name, instance_type=resources["InstanceType"],  # required by the API
                  instance_count=int(resources.get("InstanceCount", 1)), seconds=seconds, start=started,
                  end=time.time())
     reason = reason[:1024]

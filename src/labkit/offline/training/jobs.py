@@ -14,6 +14,7 @@ with the checkpoints restored), so resuming from a checkpoint can be practised.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import re
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import REGION, dispatch, failures, on_reset, runlog, storage, usage
+from .. import REGION, dispatch, failures, moto_state, on_reset, persistence, runlog, storage, usage
 from . import images
 from .environment import CONTAINER_ROOT, Channel, HostEnvironment
 from .metrics import MetricCollector, xgboost_definitions
@@ -125,20 +126,21 @@ observers: list[Callable[[TrainingRun, str], None]] = []
 
 @dispatch.backend_function
 def simulate_spot_interruption(job_name: str | None = None, *, after_seconds: float | None = None,
-                               after_checkpoints: int | None = None) -> SpotInterruption:
+                               after_checkpoints: int | None = None) -> dict[str, Any]:
     """Make the next managed-spot training job (or ``job_name``) lose its instance once.
 
     The interruption comes after ``after_seconds`` of training, or as soon as the
     checkpoint folder holds ``after_checkpoints`` files (default 1 when neither is given).
     The job's checkpoints are synced to ``CheckpointConfig.S3Uri``, the job shows
     ``SecondaryStatus`` ``Interrupted``, then restarts with the checkpoints restored into
-    ``CheckpointConfig.LocalPath``, as SageMaker does after a spot reclaim.
+    ``CheckpointConfig.LocalPath``, as SageMaker does after a spot reclaim. Returns what
+    was scheduled (job_name, after_seconds, after_checkpoints, fired).
     """
     if after_seconds is None and after_checkpoints is None:
         after_checkpoints = 1
     item = SpotInterruption(job_name, after_seconds, after_checkpoints)
     _interruptions.append(item)
-    return item
+    return dataclasses.asdict(item)
 
 
 class TrainingRun:
@@ -442,6 +444,28 @@ class TrainingRun:
 
 
 runs: dict[str, TrainingRun] = {}
+
+
+@persistence.on_restore
+def _interrupted(stopped_at: float) -> None:
+    """Jobs that ran when the backend stopped ended with it: Failed, with the reason (never lost silently)."""
+    from datetime import UTC, datetime
+
+    end = datetime.fromtimestamp(stopped_at, UTC)
+    sm = moto_state.backend("sagemaker")
+    for record in sm.training_jobs.values():
+        if record.training_job_status in ("InProgress", "Stopping"):
+            record.training_job_status, record.secondary_status = "Failed", "Failed"
+            record.failure_reason, record.training_end_time = persistence.INTERRUPTED, end
+            record.last_modified_time = end
+    for record in sm.processing_jobs.values():
+        if record.processing_job_status in ("InProgress", "Stopping"):
+            record.processing_job_status, record.processing_end_time = "Failed", end
+            record.failure_reason, record.last_modified_time = persistence.INTERRUPTED, end
+    for tuning in sm.hyper_parameter_tuning_jobs.values():
+        if tuning.hyper_parameter_tuning_job_status in ("InProgress", "Stopping"):
+            tuning.hyper_parameter_tuning_job_status, tuning.failure_reason = "Failed", persistence.INTERRUPTED
+            tuning.hyper_parameter_tuning_end_time = tuning.last_modified_time = end
 
 
 @on_reset
