@@ -17,7 +17,8 @@ the one pass rule (:func:`labkit.grading.score.cell_failure`) that ``labkit run`
 ``build/graded/<lab>/``. Each lab's lecture is executed as it is (papermill).
 
 Each lab is one test class, so pytest-xdist (``--dist loadscope``) keeps a lab's tests, and its
-one grading run, on one worker and spreads the labs over the workers.
+one grading run, on one worker and spreads the labs over the workers. In ``--durations`` a lab's
+grading run is the "setup" of its first test.
 """
 
 from __future__ import annotations
