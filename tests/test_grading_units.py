@@ -255,6 +255,204 @@ def test_secrets_ignore_what_the_learner_already_sees():
     assert not shared.leaked_by("load_rows() == expected_rows_here")
 
 
+# ---- words the learner's own copy holds are no secret: AWS errors quoted by hidden checks --------
+
+def _hidden(*lines: str) -> str:
+    return "x = 1\n### BEGIN HIDDEN TESTS\n" + "\n".join(lines) + "\n### END HIDDEN TESTS"
+
+
+def _aws(code: str, operation: str, message: str) -> str:
+    """What a learner's failed boto3 call raises (botocore's ClientError text)."""
+    return f"An error occurred ({code}) when calling the {operation} operation: {message}"
+
+
+# Hidden checks that quote the offline backend's own error words (the labkit package writes them,
+# moto's exception modules hold S3's), and the error a learner's wrong call gets from the backend.
+QUOTED_AWS_ERRORS = {
+    "bedrock-tool-result": (
+        'assert "Expected toolResult blocks at messages" in why, "answer every toolUse with its toolUseId"',
+        _aws("ValidationException", "Converse", "Expected toolResult blocks at messages.2.content for the following "
+             "Ids: tooluse_Hq2xK81pQ")),
+    "agent-no-pending-action": (
+        'assert "There is no pending action to return results for in this session." == str(err)',
+        _aws("ValidationException", "InvokeAgent", "There is no pending action to return results for in this "
+             "session.")),
+    "agent-not-prepared": (
+        'assert "is not prepared: call PrepareAgent before creating an alias." in why, "prepare the agent first"',
+        _aws("ValidationException", "CreateAgentAlias", "Agent AG3X9KQ2 is not prepared: call PrepareAgent before "
+             "creating an alias.")),
+    "cloudtrail-bucket-policy": (
+        'assert "with the condition s3:x-amz-acl = bucket-owner-full-control" in why, "the trail needs PutObject"',
+        _aws("InsufficientS3BucketPolicyException", "CreateTrail", "Incorrect S3 bucket policy is detected for "
+             "bucket: lab11-trail (no s3:PutObject). Allow cloudtrail.amazonaws.com s3:GetBucketAcl on the bucket "
+             "and s3:PutObject on lab11-trail/AWSLogs/123456789012/* with the condition s3:x-amz-acl = "
+             "bucket-owner-full-control.")),
+    "moto-s3-no-such-bucket": (
+        'assert err.response["Error"]["Message"] == "The specified bucket does not exist", "create the bucket before writing to it"',
+        _aws("NoSuchBucket", "PutObject", "The specified bucket does not exist")),
+}
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from labkit.grading.redact import shipped_text
+
+    return shipped_text()
+
+
+@pytest.mark.parametrize("case", sorted(QUOTED_AWS_ERRORS))
+def test_an_aws_error_that_a_hidden_check_quotes_is_shown(shipped, case):
+    check, error = QUOTED_AWS_ERRORS[case]
+    secrets = Secrets([_hidden(check)], [shipped])
+    assert Secrets([_hidden(check)], []).leaked_by(error), "the case must quote words of the hidden check"
+    assert secrets.learner_text(error) == error
+
+
+@pytest.mark.parametrize("case", sorted(QUOTED_AWS_ERRORS))
+def test_a_hidden_checks_own_words_stay_hidden_beside_an_aws_quote(shipped, case):
+    check, error = QUOTED_AWS_ERRORS[case]
+    secrets = Secrets([_hidden(check, 'assert spent <= 0.4217, "keep the monthly bill under the threshold of '
+                               'forty-two cents"')], [shipped])
+    for text in (check, check.split(", ")[-1], "keep the monthly bill under the threshold",
+                 f"{error} (and: assert spent <= 0.4217)", base64.b64encode(check.encode()).decode()):
+        assert secrets.learner_text(text) == HIDDEN, text
+    assert secrets.learner_text(error) == error
+
+
+def test_a_learner_exception_echoing_a_hidden_line_is_still_hidden(shipped):
+    line = 'assert sorted(calls) == ["get_instance_price", "get_spot_price"], "both tools, in order"'
+    secrets = Secrets([_hidden(line)], [shipped])
+    for text in (line, line.upper(), line[::-1], codecs.encode(line, "rot13"), f"ValueError: {line[10:60]}",
+                 _aws("ValidationException", "Converse", line)):
+        assert secrets.leaked_by(text), text
+
+
+def test_a_hidden_line_cannot_be_pieced_together_from_public_words():
+    # Every 16 letters of the hidden line are in the public text, but never the line as a whole: the
+    # pieces a message shows may not overlap into a stretch no public text holds.
+    public = ["first = region_of_the_bucket_policy(x)", "second = the_bucket_policy_allows_put_object(y)"]
+    line = "assert region_of_the_bucket_policy_allows_put_object(z)"
+    secrets = Secrets([_hidden(line)], public)
+    assert secrets.learner_text("region_of_the_bucket_policy") == "region_of_the_bucket_policy"
+    assert secrets.learner_text("the_bucket_policy_allows_put_object") == "the_bucket_policy_allows_put_object"
+    for text in ("region_of_the_bucket_policy_allows_put_object", "region_of_the_bucket_policy | "
+                 "the_bucket_policy_allows_put_object", "the_bucket_policy_allows_put_object then "
+                 "region_of_the_bucket_policy"):
+        assert secrets.leaked_by(text), text
+
+
+def test_text_of_the_released_learner_notebook_is_shown(lab):
+    # The fixture's learner copy says "Read `data.csv` (columns `name,score`) into a list of dicts with
+    # `score` as an `int`" in a Markdown cell; a hidden check quoting that sentence hides nothing.
+    sentence = "into a list of dicts with `score` as an `int`"
+    quoting = Secrets([_hidden(f'assert ok, "read the rows {sentence}"')], [])
+    assert quoting.leaked_by(sentence)
+    released = [c.source for c in lab.release_notebook.cells]
+    assert Secrets([_hidden(f'assert ok, "read the rows {sentence}"')], released).learner_text(sentence) == sentence
+    assert Secrets([_hidden(f'assert ok, "read the rows {sentence}"')], released).leaked_by(
+        "read the rows into a list of dicts")
+
+
+def test_the_labs_secrets_know_what_the_learner_copy_ships(lab, secrets):
+    # The assignment's own rule: the lab's released files and the installed package are public.
+    assert secrets.learner_text("Write `mean(xs)` returning the arithmetic mean **as a float**.") == \
+        "Write `mean(xs)` returning the arithmetic mean **as a float**."
+    assert secrets.leaked_by("mean([2, 5]) should be 3.5: do not round")
+    assert secrets.leaked_by('got "the scores should add up to 60"')
+
+
+def test_a_visible_failure_goes_through_the_one_rule(lab):
+    test = lab.test("test_mean")
+
+    def failing(evalue: str, ename: str = "AssertionError"):
+        error = {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": []}
+        cell = nbformat.v4.new_code_cell(outputs=[nbformat.from_dict(error)], execution_count=3)
+        cell.metadata["labkit"] = {"failed_in": "visible"}
+        return explain(test, cell, 0.0, lab)
+
+    own = "mean must return a float, got Yes: use float(...)"
+    assert failing(own).message == f"AssertionError: {own}"
+    # A learner's own AssertionError (or the repr of an answer a visible assert prints) that echoes a
+    # hidden line is hidden like any other text.
+    for echo in ("mean([2, 5]) should be 3.5: do not round", "other = mean([2, 5])",
+                 'assert type(other) is float and other == 3.5'):
+        assert failing(echo).message == f"AssertionError: {HIDDEN}", echo
+        assert failing(echo, "ValueError").message == f"ValueError: {HIDDEN}", echo
+    error = _aws("ValidationException", "Converse", "A conversation must start with a user message.")
+    assert failing(error, "Exception").message == f"Exception: {error}"
+
+
+def test_a_template_keeps_its_words_and_checks_each_value(shipped):
+    from labkit.grading.redact import message_templates
+
+    hidden = _hidden('assert parse(LLAMA, {"stop_reason": "quota_exhausted"}).stop_reason == "max_tokens"',
+                     'assert decide("iam:PassRole", {"iam:PassedToService": ["ec2.amazonaws.com"]}) != "allowed"')
+    secrets = Secrets([hidden], [shipped])
+    visible = 'assert reply.stop_reason == "max_tokens", f"{model_id}: stop reason {reply.stop_reason!r}, expected"'
+    templates = message_templates(visible)
+    shown = "us.meta.llama3-1-8b-instruct-v1:0: stop reason 'quota_exhausted', expected"
+    assert secrets.leaked_by(shown) and secrets.learner_text(shown, templates=templates) == shown
+    echoed = "us.meta.llama3-1-8b-instruct-v1:0: stop reason 'quota_exhausted}).stop_reason == max', expected"
+    assert secrets.learner_text(echoed, templates=templates) == HIDDEN
+    # The backend's own f-string (labkit.offline.cloudtrail) is a template too: a value next to its
+    # words ("...amazonaws.com). Allow") is no hidden "amazonaws.com ... allowed".
+    error = _aws("InsufficientS3BucketPolicyException", "CreateTrail", "Incorrect S3 bucket policy is detected for "
+                 "bucket: lab11-trail (s3:GetBucketAcl on arn:aws:s3:::lab11-trail is implicitDeny for "
+                 "cloudtrail.amazonaws.com). Allow cloudtrail.amazonaws.com s3:GetBucketAcl on the bucket and "
+                 "s3:PutObject on lab11-trail/AWSLogs/123456789012/* with the condition s3:x-amz-acl = "
+                 "bucket-owner-full-control.")
+    assert secrets.leaked_by(error) and secrets.learner_text(error) == error
+    sneaky = error.replace("implicitDeny for cloudtrail.amazonaws.com", 'iam:PassedToService": ["ec2.amazonaws.com')
+    assert secrets.learner_text(sneaky) == HIDDEN
+
+
+def test_a_python_literal_is_checked_string_by_string(shipped):
+    secrets = Secrets([_hidden('assert healthy == {"lab11-high-latency": "OK", "lab11-low-accuracy": "OK"}, "both OK"',
+                               'assert plan == ["reserve the capacity block first", "then scale the fleet"]')],
+                      [shipped, "alarms named lab11-high-latency and lab11-low-accuracy"])
+    state = "{'lab11-high-latency': 'OK', 'lab11-low-accuracy': 'ALARM'}"
+    assert secrets.leaked_by(state) and secrets.learner_text(state) == state
+    for text in ("['reserve the capacity block first']", "{'x': 'then scale the fleet, reserve the capacity'}",
+                 'assert healthy == {"lab11-high-latency": "OK", "lab11-low-accuracy": "OK"}, "both OK"',
+                 "[" * 3000 + "]" * 3000):
+        assert secrets.learner_text(text, limit=6000) == HIDDEN or text.startswith("[["), text
+    assert secrets.learner_text("{'a': 'reserve the capacity block first'}") == HIDDEN
+
+
+def test_a_schema_errors_field_path_is_read_name_by_name(shipped):
+    secrets = Secrets([_hidden('assert content["intended_uses"]["risk_rating"] == "High", "a credit decision '
+                               'about people is high risk"')], [shipped])
+    error = _aws("ValidationException", "CreateModelCard", "Model card content does not match the model card "
+                 "schema: intended_uses.risk_rating: Input should be 'High', 'Medium', 'Low' or 'Unknown'")
+    assert secrets.leaked_by(error) and secrets.learner_text(error) == error
+    for text in ('content["intended_uses"]["risk_rating"] == "High"', "intended_uses risk_rating",
+                 "i.n.t.e.n.d.e.d.u.s.e.s.r.i.s.k.r.a.t.i.n.g", "a credit decision about people is high risk"):
+        assert secrets.learner_text(text) == HIDDEN, text
+
+
+def test_the_names_of_the_aws_apis_a_lab_calls_are_public():
+    from labkit.grading.redact import aws_words
+
+    line = 'assert any(pair["GroupId"] == gid for p in perms for pair in p.get("UserIdGroupPairs", []))'
+    shown = "[{'IpProtocol': 'tcp', 'UserIdGroupPairs': [], 'IpRanges': [{'CidrIp': '10.0.0.0/8'}]}]"
+    assert Secrets([_hidden(line)], []).leaked_by(shown)
+    assert Secrets([_hidden(line)], [aws_words(['ec2 = session.client("ec2")'])]).learner_text(shown) == shown
+    assert Secrets([_hidden(line)], [aws_words(['s3 = session.client("s3")'])]).learner_text(shown) == HIDDEN
+
+
+def test_template_matching_stays_fast_on_hostile_text(shipped):
+    import time
+
+    from labkit.grading.redact import message_templates
+
+    secrets = Secrets([_hidden('assert total == 1234, "the bill must be 1234 dollars for the quarter"')], [shipped])
+    templates = message_templates('x = f"{a} in {b} in {c} in {d} in {e} in {f} for {g}: {h}"')
+    started = time.process_time()
+    for text in (" in " * 120, "An error occurred (" * 30 + ") when calling the " * 10, "{'" * 200 + "'}" * 200):
+        assert secrets.learner_text(text, templates=templates) in (text[:500], HIDDEN)
+    assert time.process_time() - started < 5.0
+
+
 def test_only_lines_inside_a_hidden_block_are_hidden():
     source = ('assert f(1) == 2, "f(1) should be 2"\n### BEGIN HIDDEN TESTS\nassert f(5) == 10, "secret case"\n'
               '### END HIDDEN TESTS\nassert f(0) == 0, "f(0) should be 0"')

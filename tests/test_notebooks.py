@@ -173,16 +173,6 @@ def check_wrong_answers(graded: GradedLab) -> None:
     assert not problems, "\n".join(problems) + f"\n{graded.where}"
 
 
-# Labs whose wrong-answer cases fail for a known reason, recorded here until it is fixed (strict: a
-# fix makes the marker fail, so it is removed with the fix).
-KNOWN_FAILING = {
-    lab: ("the grader shows '(details hidden)' for an AWS error a learner's call raised (ValidationException, "
-          "InsufficientS3BucketPolicy, a Model Card schema error) whenever a hidden check quotes the same text: "
-          "its redaction cannot yet tell the backend's words from text the learner's code produced")
-    for lab in ("06-bedrock", "11-monitoring-security", "14-responsible-ml")
-}
-
-
 def check_lecture(lab: str, tmp_path: Path) -> None:
     import papermill
 
@@ -199,7 +189,6 @@ def graded(request) -> GradedLab:
 
 def _lab_tests(lab: str) -> type:
     """One class per lab: its tests read the lab's one grading run (``graded``), then its lecture runs."""
-    known = KNOWN_FAILING.get(lab)
 
     class LabTests:
         LAB = lab
@@ -209,7 +198,6 @@ def _lab_tests(lab: str) -> type:
 
         if cases(lab) is not None:
             @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the grader needs Linux")
-            @pytest.mark.xfail(known is not None, reason=known or "", strict=True)
             def test_wrong_answers_earn_their_points_and_named_feedback(self, graded):
                 check_wrong_answers(graded)
 

@@ -70,12 +70,17 @@ class Assignment:
 
     @property
     def secrets(self):
-        """The lab's hidden lines, for :mod:`labkit.grading.redact` (computed once)."""
+        """The lab's hidden lines less what the learner's copy holds anyway (the released lab, the
+        package, AWS error texts, the names of the AWS APIs the lab calls), for
+        :mod:`labkit.grading.redact` (computed once)."""
         if self._secrets is None:
-            from .redact import Secrets
+            from .redact import PublicText, Secrets, aws_words, file_text, shipped_text
 
-            visible = [c.source for c in self.release_notebook.cells if c.cell_type == "code"]
-            self._secrets = Secrets([t.source for t in self.tests], visible)
+            released = [c.source for c in self.release_notebook.cells]
+            released += [file_text(path) for path in self.released_files()]
+            code = [c.source for c in self.release_notebook.cells if c.cell_type == "code"]
+            self._secrets = Secrets([t.source for t in self.tests],
+                                    [PublicText(released), shipped_text(), aws_words(code)])
         return self._secrets
 
     @property

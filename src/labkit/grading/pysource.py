@@ -34,3 +34,17 @@ def parse_cell(source: str) -> ast.Module | None:
                 if attempt == 2 or "recursion depth mismatch" not in str(error):
                     raise
     return None
+
+
+def parse_expression(text: str) -> ast.Expression | None:
+    """The syntax tree of one Python expression (a repr a message shows), or ``None``."""
+    with _LOCK:
+        for attempt in (1, 2):
+            try:
+                return ast.parse(text, mode="eval")
+            except (SyntaxError, ValueError, MemoryError, RecursionError):
+                return None
+            except SystemError as error:  # the CPython race above, from a parse outside this lock
+                if attempt == 2 or "recursion depth mismatch" not in str(error):
+                    raise
+    return None

@@ -9,8 +9,8 @@ a cell for any stderr output and gives an ``execute_result`` number as partial c
 nbgrader is shown each test cell as this rule judges it (:func:`as_judged`). Messages shown to
 learners are cleaned here (:mod:`labkit.grading.redact`): never a traceback, never the name of
 an exception class the submission defined; for hidden tests only a message written in the lab
-source itself, never one built from values; for visible tests nothing that holds a line of a
-hidden test in any encoding.
+source itself, never one built from values; for visible tests nothing that holds a stretch of a
+hidden test, in any encoding, that the learner's own copy does not hold.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from .assignment import Assignment, TestSpec
-from .redact import HIDDEN, literals, shown_exception
+from .redact import HIDDEN, literals, message_templates, shown_exception
 
 _DB_LOCK = threading.Lock()
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -120,11 +120,12 @@ def explain(test: TestSpec, cell: NotebookNode | None, earned: float | None, ass
         shown = evalue if evalue and evalue in literals(test.source) else ""
         message = f"a hidden test failed ({ename})" + (f": {shown}" if shown else "")
     else:
-        # The instructor's own words are shown: one of the test's literals, whatever part raised it, or
-        # what a visible assert of the test says (its values included; the learner's copy shows that
-        # code). What other code raised is checked for hidden lines first.
-        own = evalue in literals(test.source) or (raw_name == "AssertionError" and grader.get("failed_in") == "visible")
-        text = evalue if assignment is None or own else assignment.secrets.learner_text(evalue)
+        # One rule, whoever raised it (a visible assert of the test, the backend through the learner's
+        # call, the learner's own code): shown unless it holds a stretch of a hidden line that the
+        # learner's copy does not (redact.Secrets), so a visible assert's own words and an AWS error
+        # are shown, and hidden text echoed through them, or through the values they show, is not.
+        text = evalue if assignment is None else assignment.secrets.learner_text(
+            evalue, templates=message_templates(test.visible_source))
         message = f"{ename}: {text}" if text else ename
         if text == HIDDEN:
             message = f"{ename}: {HIDDEN}"
