@@ -64,6 +64,8 @@ def generate_to(lab: str, dest_root: Path) -> Path:
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config
 
+    from .grading.assignment import create_gradebook
+
     if not (SOLUTIONS / lab / f"{lab}.ipynb").exists():
         raise FileNotFoundError(f"no source notebook solutions/{lab}/{lab}.ipynb "
                                 f"(labs with sources: {', '.join(lab_names())})")
@@ -74,6 +76,9 @@ def generate_to(lab: str, dest_root: Path) -> Path:
         config = Config()
         config.CourseDirectory.root = str(root)
         config.CourseDirectory.course_id = "ml-infra-aws"
+        # Made here, not by nbgrader: its Gradebook stamps a new database through an ``alembic``
+        # subprocess, seconds per lab on a busy machine (``labkit generate --check``, CI).
+        create_gradebook(root / "gradebook.db")
         config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
         config.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
         config.ClearSolutions.text_stub = "YOUR ANSWER HERE"

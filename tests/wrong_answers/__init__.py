@@ -2,10 +2,12 @@
 
 Each module ``tests/wrong_answers/<lab>.py`` (``lab_01_training_jobs.py``: a module name cannot
 start with a digit) defines ``LAB = "01-training-jobs"`` and ``MISTAKES``, a list of
-:class:`Mistake`. ``tests/test_wrong_answers.py`` builds one submission per mistake from the
-lab's learner copy, every answer cell filled with the solution except the ones the mistake
-replaces, grades them all with ``labkit grade`` and checks that each mistake earns the points
-it should and gets feedback that names it.
+:class:`Mistake`. :func:`pack` groups a lab's mistakes into as few submissions as their
+exercises allow and :func:`build_submission` writes each: the lab's learner copy, every answer
+cell filled with the solution except the ones its mistakes replace. ``tests/test_notebooks.py``
+grades them in the lab's one ``labkit grade`` run (beside the solution and the learner version)
+and checks that each mistake earns the points it should and gets feedback that names it;
+``tests/test_wrong_answers.py`` checks the case files themselves, without running notebooks.
 
 A mistake's answer is usually the solution with one thing changed: :func:`edit` makes it.
 """
@@ -22,6 +24,7 @@ from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+MIN_LEAK_LINE = 24  # solution lines shorter than this are too generic to count as a leak
 
 
 @dataclass
@@ -95,3 +98,55 @@ def case_modules() -> list[ModuleType]:
     modules = [importlib.import_module(f"{__name__}.{info.name}")
                for info in pkgutil.iter_modules([str(Path(__file__).parent)]) if not info.name.startswith("_")]
     return sorted(modules, key=lambda m: m.LAB)
+
+
+def cases(lab: str) -> ModuleType | None:
+    """The case module of ``lab`` (``tests/wrong_answers/lab_<lab>.py``), or None if it has none."""
+    return {module.LAB: module for module in case_modules()}.get(lab)
+
+
+def pack(mistakes: list[Mistake]) -> list[list[Mistake]]:
+    """Group mistakes that touch disjoint answer cells and disjoint tests into shared submissions.
+
+    Exercises must not cascade, so mistakes on different exercises cannot disturb each other, and
+    every test no mistake of a group names must still earn full marks in that group's submission.
+    """
+    groups: list[tuple[set, set, list[Mistake]]] = []
+    for mistake in mistakes:
+        cells, tests = set(mistake.answers), set(mistake.expect) | set(mistake.feedback)
+        for used_cells, used_tests, members in groups:
+            if not (cells & used_cells) and not (tests & used_tests):
+                used_cells |= cells
+                used_tests |= tests
+                members.append(mistake)
+                break
+        else:
+            groups.append((set(cells), set(tests), [mistake]))
+    return [members for _, _, members in groups]
+
+
+def build_submission(lab: str, group: list[Mistake]) -> dict:
+    """The learner copy with every answer cell filled in: the solution, or a mistake's answer."""
+    nb = json.loads((REPO / "labs" / lab / f"{lab}.ipynb").read_text())
+    answers = answer_cells(lab)
+    for mistake in group:
+        answers.update(mistake.answers)
+    for cell in nb["cells"]:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if cell.get("metadata", {}).get("nbgrader", {}).get("solution") and gid in answers:
+            cell["source"] = answers[gid]
+    return nb
+
+
+def secret_lines(lab: str) -> list[str]:
+    """Lines of the solution's answers that the learner copy does not show (what feedback must not leak)."""
+    learner = (REPO / "labs" / lab / f"{lab}.ipynb").read_text()
+    shown = {line.strip() for cell in json.loads(learner)["cells"] for line in
+             ("".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]).splitlines()}
+    lines = set()
+    for source in answer_cells(lab).values():
+        for line in source.splitlines():
+            piece = line.strip()
+            if len(piece) >= MIN_LEAK_LINE and piece not in shown and not piece.startswith("#"):
+                lines.add(piece)
+    return sorted(lines)
