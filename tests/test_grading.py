@@ -226,6 +226,8 @@ def test_detached_background_process_is_killed(graded):
         except OSError:
             pass
     assert alive == []
+    notes = [r for r in graded["results"]["daemon"].reasons if "left running" in r]
+    assert notes and "(python" in notes[0], graded["results"]["daemon"].reasons  # says what it killed
 
 
 def test_no_network_beyond_the_sandbox(graded):

@@ -98,6 +98,7 @@ class RunLog:
     events: list[CellEvent] = field(default_factory=list)
     restarts: int = 0
     leftovers_killed: int = 0
+    leftover_names: list[str] = field(default_factory=list)  # what they were ("python3 server.py")
     notebook_timed_out: bool = False
     kernel_start_error: str = ""
     worker_error: str = ""
@@ -456,12 +457,13 @@ class Runner:
         with contextlib.suppress(Exception):
             await client._async_cleanup_kernel()
         killed |= kill_marked(self.policy.token, self.policy.uid)
-        counted = 0
-        with contextlib.suppress(OSError, ValueError):
+        names: list[str] = []
+        with contextlib.suppress(OSError):
             path = Path(self.policy.leftovers_path)
-            counted = sum(int(n) for n in path.read_text().split())
+            names = [line.strip() or "?" for line in path.read_text().splitlines()]
             path.write_text("")
-        self.log.leftovers_killed += counted + len(killed - self.core)
+        self.log.leftovers_killed += len(names) + len(killed - self.core)
+        self.log.leftover_names += [n for n in names if n != "?"]
 
     # ---- the run ---------------------------------------------------------------------------
 

@@ -532,7 +532,9 @@ class Grader:
         if not_run:
             reasons.append(f"{len(not_run)} cell(s) not run: {events['events'][-1].get('detail', '')}")
         if events.get("leftovers_killed"):
-            reasons.append(f"{events['leftovers_killed']} process(es) left running by the submission were killed")
+            names = sorted(set(events.get("leftover_names", [])))
+            reasons.append(f"{events['leftovers_killed']} process(es) left running by the submission were killed"
+                           + (f" ({', '.join(names[:5])})" if names else ""))
         if events.get("shared_files_removed"):
             reasons.append(f"{events['shared_files_removed']} file(s) the submission left in shared temporary "
                            "folders were deleted")
