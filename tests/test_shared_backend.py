@@ -299,6 +299,18 @@ def _tar(files: dict[str, str]) -> bytes:
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
+def _start_sleeper(c: dict, name: str, bucket: str, role: str) -> None:
+    """A training job whose script sleeps (SLEEPER), its code uploaded to ``bucket``."""
+    c["s3"].put_object(Bucket=bucket, Key="code.tar.gz", Body=_tar({"train.py": SLEEPER}))
+    c["sagemaker"].create_training_job(
+        TrainingJobName=name, RoleArn=role,
+        AlgorithmSpecification={"TrainingImage": SKLEARN, "TrainingInputMode": "File"},
+        HyperParameters={"sagemaker_program": '"train.py"', "sagemaker_submit_directory": f'"s3://{bucket}/code.tar.gz"'},
+        OutputDataConfig={"S3OutputPath": f"s3://{bucket}/output"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+        StoppingCondition={"MaxRuntimeInSeconds": 900})
+
+
 
 def _wait(what, expected: set[str], timeout: float = 240.0) -> str:
     deadline = time.monotonic() + timeout
@@ -332,15 +344,7 @@ def test_stop_keeps_the_account_and_start_restores_it(tmp_path, monkeypatch):
         guardrail = c["bedrock"].create_guardrail(
             name="kept-guardrail", blockedInputMessaging="no", blockedOutputsMessaging="no",
             wordPolicyConfig={"wordsConfig": [{"text": "forbidden"}]})["guardrailId"]
-        c["s3"].put_object(Bucket="kept-bucket", Key="code.tar.gz", Body=_tar({"train.py": SLEEPER}))
-        c["sagemaker"].create_training_job(
-            TrainingJobName="running-at-stop", RoleArn=role,
-            AlgorithmSpecification={"TrainingImage": SKLEARN, "TrainingInputMode": "File"},
-            HyperParameters={"sagemaker_program": '"train.py"',
-                             "sagemaker_submit_directory": '"s3://kept-bucket/code.tar.gz"'},
-            OutputDataConfig={"S3OutputPath": "s3://kept-bucket/output"},
-            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
-            StoppingCondition={"MaxRuntimeInSeconds": 900})
+        _start_sleeper(c, "running-at-stop", "kept-bucket", role)
         describe = c["sagemaker"].describe_endpoint
         assert _wait(lambda: describe(EndpointName="kept")["EndpointStatus"], {"InService", "Failed"}) == "InService"
         job = c["sagemaker"].describe_training_job
@@ -415,16 +419,8 @@ def test_an_idle_backend_stops_itself_and_keeps_the_account(tmp_path, monkeypatc
         state = shared.ensure_running()
         pid = int(state["pid"])
         c = _clients(state)
-        c["s3"].put_object(Bucket="sagemaker-us-east-1-123456789012", Key="code.tar.gz",
-                           Body=_tar({"train.py": SLEEPER}))
-        c["sagemaker"].create_training_job(
-            TrainingJobName="keeps-it-up", RoleArn="arn:aws:iam::123456789012:role/LabkitSageMakerExecutionRole",
-            AlgorithmSpecification={"TrainingImage": SKLEARN, "TrainingInputMode": "File"},
-            HyperParameters={"sagemaker_program": '"train.py"',
-                             "sagemaker_submit_directory": '"s3://sagemaker-us-east-1-123456789012/code.tar.gz"'},
-            OutputDataConfig={"S3OutputPath": "s3://sagemaker-us-east-1-123456789012/output"},
-            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
-            StoppingCondition={"MaxRuntimeInSeconds": 900})
+        _start_sleeper(c, "keeps-it-up", "sagemaker-us-east-1-123456789012",
+                       "arn:aws:iam::123456789012:role/LabkitSageMakerExecutionRole")
         time.sleep(8)  # idle longer than the limit, but the job runs
         assert _alive({pid}) == [pid], (home / shared.LOG_FILE).read_text()
         c["sagemaker"].stop_training_job(TrainingJobName="keeps-it-up")

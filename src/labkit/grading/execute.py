@@ -93,6 +93,10 @@ class CellEvent:
     seconds: float = 0.0
 
 
+# How long a kernel whose cells all ran gets to shut down on request before it is killed.
+SHUTDOWN_GRACE_S = 20.0
+
+
 @dataclass
 class RunLog:
     events: list[CellEvent] = field(default_factory=list)
@@ -437,11 +441,21 @@ class Runner:
             return self.group.pids()
         return set(marked_pids(self.policy.token, self.policy.uid))
 
-    async def _stop(self, client: LimitedClient) -> None:
+    async def _stop(self, client: LimitedClient, graceful: bool = False) -> None:
         """Take the sandbox down: SIGTERM to the launcher, whose init kills and counts every process
         the submission left; then the whole cgroup, jupyter_client's own shutdown and a last sweep
-        by uid/marker. The count comes back through a file in the grader's private folder."""
+        by uid/marker. The count comes back through a file in the grader's private folder.
+
+        ``graceful`` (every cell ran): first ask the kernel to shut down, as Jupyter does, and give it
+        :data:`SHUTDOWN_GRACE_S` to exit: its exit handlers stop what the course's backend started for
+        it (model servers, the zygote), so only what the submission itself left running is counted."""
         process = getattr(getattr(client.km, "provisioner", None), "process", None)
+        if graceful and process is not None and process.poll() is None and client.kc is not None:
+            with contextlib.suppress(Exception):
+                client.kc.shutdown()
+                deadline = time.monotonic() + SHUTDOWN_GRACE_S
+                while process.poll() is None and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
         if process is not None and process.poll() is None:
             with contextlib.suppress(OSError):
                 process.send_signal(signal.SIGTERM)
@@ -503,7 +517,7 @@ class Runner:
                 finally:
                     if watcher is not None:
                         watcher.cancel()
-                    await self._stop(client)
+                    await self._stop(client, graceful=not pending)
         except Exception as err:  # a fault of the grader itself: no cell may pass by not running
             self.log.worker_error = f"the grader failed while executing: {type(err).__name__}: {err}"
         for index in pending:

@@ -347,10 +347,9 @@ def process_name(pid: int) -> str:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return ""
-    words = [os.path.basename(a.decode("utf-8", "replace")) for a in argv[:2] if a]
-    if len(words) == 2 and not words[1].endswith(".py"):
-        words = words[:1]
-    return " ".join(words)[:60]
+    words = [os.path.basename(a.decode("utf-8", "replace")) for a in argv if a]
+    script = next((w for w in words[1:] if w.endswith(".py")), "")  # python -u server.py ...
+    return " ".join(w for w in words[:1] + [script] if w)[:60]
 
 
 def _kill_tree(kernel: int | None, rounds: int = 60) -> list[str]:
