@@ -672,3 +672,30 @@ def test_a_cell_with_magics_parses_and_keeps_its_line_numbers():
     tree = parse_cell("%%time\n!pip list\nvalue = 1\n")
     assert tree is not None and tree.body[0].lineno == 3
     assert parse_cell("def broken(:\n") is None
+
+
+def test_a_template_fits_from_the_right_when_its_separator_also_stands_in_a_value(shipped):
+    # Lab 10: "fix: " + "; ".join(findings), each finding the package's f"{name}: {base} without .sync ...";
+    # the first ": " belongs to the visible prefix, so the state name and the ARN are split at the last.
+    from labkit.grading.redact import Template
+
+    secrets = Secrets([_hidden('assert review.integrations.get("Train") == "sagemaker:createTrainingJob.sync"')],
+                      [shipped, 'resource = "arn:aws:states:::sagemaker:createTrainingJob"'])
+    message = "fix: Train: sagemaker:createTrainingJob without .sync ends when the job starts, not when it finishes"
+    assert secrets.leaked_by(message)
+    assert secrets.learner_text(message) == message
+    assert Template(("", ": ", " without .sync")).values_in("a: b: c without .sync", from_right=True) == [(0, 4), (6, 7)]
+    assert secrets.learner_text("fix: Train: sagemaker:createTrainingJob.sync without .sync") == HIDDEN
+
+
+def test_what_the_learner_wrote_is_shown_back_to_them():
+    # Lab 08: the learner wrote perUnitStorageThroughput: 250 (a number); the validator says so, and a
+    # hidden check reads "perUnitStorageThroughput") == "250". Their own text is no secret to them.
+    secrets = Secrets([_hidden('assert params.get("perUnitStorageThroughput") == "250", "written as a string"')], [])
+    message = "parameters.perUnitStorageThroughput: 250 is not of type 'string', 'null'"
+    assert secrets.learner_text(message) == HIDDEN
+    own = secrets.own_windows(['parameters:\n  perUnitStorageThroughput: 250\n'])
+    assert secrets.learner_text(message, own=own) == message
+    other = secrets.own_windows(['parameters:\n  perUnitStorageThroughput: "125"\n'])
+    assert secrets.learner_text(message, own=other) == HIDDEN
+

@@ -78,6 +78,9 @@ class Assignment:
 
             released = [c.source for c in self.release_notebook.cells]
             released += [file_text(path) for path in self.released_files()]
+            # the course's data/ ships in the learner copy (labkit release) and the kernel reads it
+            released += [file_text(path) for path in sorted((self.course_root / "data").rglob("*"))
+                         if path.is_file() and path.suffix in DATA_TEXT]
             code = [c.source for c in self.release_notebook.cells if c.cell_type == "code"]
             self._secrets = Secrets([t.source for t in self.tests],
                                     [PublicText(released), shipped_text(), aws_words(code)])
@@ -98,6 +101,10 @@ class Assignment:
         """Files a submission's scratch folder starts with (not the notebook itself)."""
         return sorted(p for p in self.release_dir.rglob("*")
                       if p.is_file() and p.name != f"{self.notebook_name}.ipynb")
+
+
+# Text files of the course's data/ folder read as public words (CRDs, price lists, corpora).
+DATA_TEXT = frozenset({".json", ".yaml", ".yml", ".csv", ".md", ".txt", ".jsonl"})
 
 
 def find_course_root(start: Path | None = None) -> Path:

@@ -111,6 +111,16 @@ class GradeRun:
         return {r.student: r for r in self.results}
 
 
+def _handed_in_sources(data: bytes | None) -> list[str]:
+    """The sources of the cells of a notebook as the learner handed it in (never the restored tests)."""
+    try:
+        cells = json.loads(data or b"{}").get("cells", [])
+        return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells
+                if isinstance(c, dict) and isinstance(c.get("source"), (str, list))]
+    except (ValueError, TypeError, AttributeError):
+        return []
+
+
 def kernel_environment(scratch: str) -> dict[str, str]:
     """The kernel's whole environment: offline backend, no credentials, HOME in scratch."""
     env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
@@ -430,7 +440,8 @@ class Grader:
                 gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
                 if gid:
                     cells.setdefault(gid, cell)
-        tests = [explain(t, cells.get(t.grade_id), scores.get(t.grade_id), lab) for t in lab.tests]
+        own = lab.secrets.own_windows(_handed_in_sources(data))
+        tests = [explain(t, cells.get(t.grade_id), scores.get(t.grade_id), lab, own) for t in lab.tests]
         review = [f"tampering before {t['grade_id'] or 'a test'}: {'; '.join(t['reasons'])}"
                   for t in events.get("tampered", [])] + list(events.get("review", []))
         result = SubmissionResult(submission.student, sum(t.points for t in tests), lab.max_score, tests,

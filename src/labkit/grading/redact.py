@@ -233,8 +233,19 @@ class Secrets:
         self._public_places = {w: places[w] for w in shown}
         self._parts = parts
 
-    def leaked_by(self, text: str) -> bool:
-        """Whether ``text`` holds a hidden line (or 16 characters of one) in any of the encodings above."""
+    def own_windows(self, learner_sources: Iterable[str]) -> frozenset[str]:
+        """The secret windows the learner's own submission holds (its cells' sources as handed in):
+        what a learner wrote is no secret to them, so a message echoing it back is shown
+        ("perUnitStorageThroughput: 250 is not of type 'string'" when they wrote 250)."""
+        found: set[str] = set()
+        for source in learner_sources:
+            flat = _letters(source)
+            found |= {flat[i:i + _WINDOW] for i in range(max(0, len(flat) - _WINDOW + 1))} & self.windows
+        return frozenset(found)
+
+    def leaked_by(self, text: str, own: frozenset[str] = frozenset()) -> bool:
+        """Whether ``text`` holds a hidden line (or 16 characters of one) in any of the encodings above
+        (``own``: the windows the learner's submission holds itself, :meth:`own_windows`)."""
         if not text or not (self.short or self._lines):
             return False
         for decoded in _decodings(text):
@@ -247,7 +258,7 @@ class Secrets:
             pieces: dict[tuple[int, int], set[int]] = {}
             for i in range(max(0, len(flat) - _WINDOW + 1)):
                 window = flat[i:i + _WINDOW]
-                if window in self.windows:
+                if window in self.windows and window not in own:
                     return True
                 for number, offset in self._public_places.get(window, ()):
                     pieces.setdefault((number, i - offset), set()).add(offset)
@@ -268,7 +279,8 @@ class Secrets:
                 start, end = offset, offset + _WINDOW
         return False
 
-    def learner_text(self, text: str, limit: int = 500, templates: Iterable[Template] = ()) -> str:
+    def learner_text(self, text: str, limit: int = 500, templates: Iterable[Template] = (),
+                     own: frozenset[str] = frozenset()) -> str:
         """``text`` cut to ``limit`` characters, or :data:`HIDDEN` when it holds a hidden line.
 
         Text is checked string by string, as it was made: when it is a message template filled in
@@ -280,26 +292,28 @@ class Secrets:
         ``"stop_reason": "length"``, while hidden text echoed through any one string is not.
         """
         text = text[:limit]
-        return text if self._shown(text, (*templates, *shipped_templates()), 0) else HIDDEN
+        return text if self._shown(text, (*templates, *shipped_templates()), 0, own) else HIDDEN
 
-    def _shown(self, text: str, templates: tuple[Template, ...], depth: int) -> bool:
+    def _shown(self, text: str, templates: tuple[Template, ...], depth: int,
+               own: frozenset[str] = frozenset()) -> bool:
         if not _letters(text):
             return True
         if depth < _DEPTH:
             tried = 0
             for template in templates:
-                spans = template.values_in(text)
-                if spans is None:
+                fits = [spans for spans in (template.values_in(text), template.values_in(text, from_right=True))
+                        if spans is not None]
+                if not fits:
                     continue
-                if all(self._shown(text[a:b], templates, depth + 1) for a, b in spans):
+                if any(all(self._shown(text[a:b], templates, depth + 1, own) for a, b in spans) for spans in fits):
                     return True
                 tried += 1
                 if tried == _TRIES:
                     break
         leaves = _literal_strings(text)
         if leaves is not None:
-            return all(self._shown(leaf, templates, depth + 1) for leaf in leaves)
-        return not any(self.leaked_by(piece) for piece in _path_pieces(text))
+            return all(self._shown(leaf, templates, depth + 1, own) for leaf in leaves)
+        return not any(self.leaked_by(piece, own) for piece in _path_pieces(text))
 
 
 def _path_pieces(text: str) -> list[str]:
@@ -330,21 +344,32 @@ class Template:
 
     parts: tuple[str, ...]
 
-    def values_in(self, text: str) -> list[tuple[int, int]] | None:
+    def values_in(self, text: str, from_right: bool = False) -> list[tuple[int, int]] | None:
         """Where the values are when ``text`` is this template filled in (each literal part found
-        at its first place after the last), or None. Linear in ``len(text)``: no backtracking
-        a learner's text could make slow."""
+        at its first place after the last, or with ``from_right`` at its last place before the
+        next: "{}: {} without .sync" in "fix: Train: sagemaker:create..." splits at the second
+        colon), or None. Linear in ``len(text)``: no backtracking a learner's text could make slow."""
         first, *middle, last = self.parts
         if not text.startswith(first) or not text.endswith(last) or len(text) < len(first) + len(last):
             return None
-        pos, end, spans = len(first), len(text) - len(last), []
-        for literal in middle:
-            at = text.find(literal, pos, end) if literal else pos
-            if at < 0:
-                return None
-            spans.append((pos, at))
-            pos = at + len(literal)
-        spans.append((pos, end))
+        pos, end = len(first), len(text) - len(last)
+        spans: list[tuple[int, int]] = []
+        if from_right:
+            for literal in reversed(middle):
+                at = text.rfind(literal, pos, end) if literal else end
+                if at < 0:
+                    return None
+                spans.insert(0, (at + len(literal), end))
+                end = at
+            spans.insert(0, (pos, end))
+        else:
+            for literal in middle:
+                at = text.find(literal, pos, end) if literal else pos
+                if at < 0:
+                    return None
+                spans.append((pos, at))
+                pos = at + len(literal)
+            spans.append((pos, end))
         if any(not literal for literal in middle):  # values with nothing between them are one value
             merged = [spans[0]]
             for (a, b), literal in zip(spans[1:], middle, strict=True):

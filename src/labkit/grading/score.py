@@ -91,9 +91,10 @@ def _failure_line(error: dict) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def explain(test: TestSpec, cell: NotebookNode | None, earned: float | None, assignment: Assignment | None = None
-            ) -> TestResult:
-    """The learner-facing result of one test cell."""
+def explain(test: TestSpec, cell: NotebookNode | None, earned: float | None, assignment: Assignment | None = None,
+            own: frozenset[str] = frozenset()) -> TestResult:
+    """The learner-facing result of one test cell (``own``: the hidden windows the learner's own
+    submission holds, :meth:`Secrets.own_windows`, shown when a message echoes them back)."""
     points = float(earned or 0.0)
     if cell is None:
         return TestResult(test.grade_id, 0.0, test.points, "not run", "the test cell was not executed",
@@ -125,7 +126,7 @@ def explain(test: TestSpec, cell: NotebookNode | None, earned: float | None, ass
         # learner's copy does not (redact.Secrets), so a visible assert's own words and an AWS error
         # are shown, and hidden text echoed through them, or through the values they show, is not.
         text = evalue if assignment is None else assignment.secrets.learner_text(
-            evalue, templates=message_templates(test.visible_source))
+            evalue, templates=message_templates(test.visible_source), own=own)
         message = f"{ename}: {text}" if text else ename
         if text == HIDDEN:
             message = f"{ename}: {HIDDEN}"
