@@ -411,6 +411,25 @@ def test_entry_script_fails_on_purpose_when_told(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("options", [
+    {},
+    {"namespaces": False, "allow_root": True},
+    {"fair_share": False, "warm": False, "workers": 3},
+    {"limits": Limits(cell_timeout=7, notebook_timeout=90, memory_mb=2048, disk_mb=256)},
+])
+def test_every_grading_option_reaches_the_grader_in_the_job(options):
+    """What the instructor asks of `labkit grade --on sagemaker` is what each job's grader does."""
+    from labkit.scale.entry import command_line, grade_options
+    from labkit.scale.grading import _entry_arguments
+
+    asked = {"limits": Limits(), "workers": None, "namespaces": True, "warm": True, "allow_root": False,
+             "fair_share": True, **options}
+    argv = ["grade", "--input", "in", "--output", "out",
+            *_entry_arguments("00-setup", asked["limits"], asked["workers"], asked["namespaces"], asked["warm"],
+                              asked["allow_root"], asked["fair_share"])]
+    assert grade_options(command_line().parse_args(argv)) == asked
+
+
 def test_fleet_job_names_follow_aws_rules(lab):
     fleet = Fleet(lab, kind="check", lab_tag="x", image="i", instance_type="ml.m5.large", run_id="abcd1234")
     from labkit.scale.fleet import JobSpec, _job_name

@@ -27,6 +27,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 FAULT_VARIABLE = "LABKIT_SCALE_FAULT"
 RESULT = "result.json"
@@ -59,17 +60,24 @@ def _write_result(output: Path, result: dict) -> None:
     (output / RESULT).write_text(json.dumps(result, indent=1, default=str))
 
 
+def grade_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`labkit.grading.grade` that the job's command line carries."""
+    from ..grading import Limits
+
+    return {"workers": args.workers, "namespaces": not args.no_namespaces, "warm": not args.no_warm,
+            "allow_root": args.allow_root, "fair_share": not args.no_cgroups,
+            "limits": Limits(cell_timeout=args.timeout_cell, notebook_timeout=args.timeout_notebook,
+                             memory_mb=args.memory_mb, disk_mb=args.disk_mb)}
+
+
 def grade_shard(args: argparse.Namespace, work: Path, output: Path) -> dict:
     from .. import __version__
-    from ..grading import Limits, grade
+    from ..grading import grade
     from .shards import pack_folder
 
     course, submissions, graded = work / "course", work / "submissions", work / "graded"
     skipped = _unpack(Path(args.input) / "course", course) + _unpack(Path(args.input) / "work", submissions)
-    limits = Limits(cell_timeout=args.timeout_cell, notebook_timeout=args.timeout_notebook,
-                    memory_mb=args.memory_mb)
-    run = grade(args.lab, submissions, graded, course_root=course, workers=args.workers, limits=limits,
-                namespaces=not args.no_namespaces, warm=not args.no_warm)
+    run = grade(args.lab, submissions, graded, course_root=course, **grade_options(args))
     pack_folder(graded, output / "graded.tar.gz")
     return {"kind": "grade", "lab": args.lab, "students": sorted(r.student for r in run.results),
             "paths": {"submissions": str(submissions), "out": str(graded), "course": str(course)},
@@ -91,7 +99,8 @@ def check_lab(args: argparse.Namespace, work: Path, output: Path) -> dict:
             "skipped": skipped, "labkit_version": __version__}
 
 
-def main(argv: list[str] | None = None) -> int:
+def command_line() -> argparse.ArgumentParser:
+    """The job's options (what :func:`labkit.scale.grading._entry_arguments` writes)."""
     from ..grading import Limits  # the grader's defaults
 
     parser = argparse.ArgumentParser(prog="python3 -m labkit.scale.entry", description=__doc__,
@@ -104,10 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--timeout-cell", type=float, default=Limits.cell_timeout)
     parser.add_argument("--timeout-notebook", type=float, default=Limits.notebook_timeout)
-    parser.add_argument("--memory-mb", type=int, default=4096)
+    parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb)
+    parser.add_argument("--disk-mb", type=int, default=Limits.disk_mb)
     parser.add_argument("--no-namespaces", action="store_true")
     parser.add_argument("--no-warm", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("--allow-root", action="store_true")
+    parser.add_argument("--no-cgroups", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = command_line().parse_args(argv)
     if os.environ.get(FAULT_VARIABLE) == "exit":
         print(f"labkit.scale.entry: injected fault ({FAULT_VARIABLE}=exit): this attempt fails on purpose",
               file=sys.stderr, flush=True)

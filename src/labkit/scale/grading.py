@@ -71,28 +71,33 @@ def course_folder(course_root: str | Path | None, lab: str) -> Path:
     return root
 
 
-def _entry_arguments(lab: str, limits: Any, workers: int | None, namespaces: bool, warm: bool) -> list[str]:
+def _entry_arguments(lab: str, limits: Any, workers: int | None, namespaces: bool, warm: bool,
+                     allow_root: bool = False, fair_share: bool = True) -> list[str]:
+    """The job's command line: every option of ``labkit grade`` that changes how a submission is graded."""
     args = ["--lab", lab, "--timeout-cell", f"{limits.cell_timeout:g}",
-            "--timeout-notebook", f"{limits.notebook_timeout:g}", "--memory-mb", str(limits.memory_mb)]
+            "--timeout-notebook", f"{limits.notebook_timeout:g}", "--memory-mb", str(limits.memory_mb),
+            "--disk-mb", str(limits.disk_mb)]
     if workers:
         args += ["--workers", str(workers)]
-    if not namespaces:
-        args.append("--no-namespaces")
-    if not warm:
-        args.append("--no-warm")
+    for flag, on in (("--no-namespaces", not namespaces), ("--no-warm", not warm),
+                     ("--allow-root", allow_root), ("--no-cgroups", not fair_share)):
+        if on:
+            args.append(flag)
     return args
 
 
 def grade_on_sagemaker(lab: str, submissions: str | Path, out: str | Path | None = None, *,
                        course_root: str | Path | None = None, instances: int = 4,
                        instance_type: str = DEFAULT_INSTANCE_TYPE, limits: Any = None, workers: int | None = None,
-                       namespaces: bool = True, warm: bool = True, image: str | None = None,
-                       role: str | None = None, max_cost: float | None = None, max_attempts: int = 3,
+                       namespaces: bool = True, warm: bool = True, allow_root: bool = False,
+                       fair_share: bool = True, image: str | None = None, role: str | None = None, max_cost: float | None = None, max_attempts: int = 3,
                        faults: dict[str, int] | None = None, dry_run: bool = False, keep_s3: bool = False,
                        connection: Any = None, log: Callable[[str], None] = print) -> ScaleRun:
     """Grade ``submissions`` of ``lab`` in ``instances`` processing jobs; merge into ``out``.
 
     ``workers``: submissions graded at once inside each job (default: the instance's vCPUs).
+    ``namespaces``, ``warm``, ``allow_root``, ``fair_share`` and ``limits``: as :func:`labkit.grading.grade`,
+    passed to the grader in every job.
     ``faults``: ``{"s001": 1}`` makes the first attempt of shard ``s001`` fail on purpose
     (``LABKIT_SCALE_FAULT``), to see a retry. ``connection``: a :class:`labkit.Lab` already
     connected (default: ``labkit.connect(lab)`` on ``$LABKIT_BACKEND``).
@@ -126,7 +131,7 @@ def grade_on_sagemaker(lab: str, submissions: str | Path, out: str | Path | None
                           work / "in" / "course" / "course.tar.gz")
             specs = [JobSpec(key=f"s{i:03d}", label=f"shard {i + 1}/{len(groups)} ({len(g)} submission(s))",
                              archive=pack(folder, g, work / "in" / f"s{i:03d}" / "work.tar.gz"),
-                             arguments=_entry_arguments(lab, limits, workers, namespaces, warm),
+                             arguments=_entry_arguments(lab, limits, workers, namespaces, warm, allow_root, fair_share),
                              max_runtime_s=plan.jobs[i].max_runtime_s, items=len(g))
                      for i, g in enumerate(groups)]
             fleet = Fleet(connection, kind="grade", lab_tag=lab, image=image, instance_type=instance_type,
@@ -186,7 +191,8 @@ def main_on_sagemaker(args: Any, limits: Any, print_results: Callable[[Any], Non
             result = grade_on_sagemaker(
                 args.lab, args.submissions, args.out, course_root=args.course, instances=args.instances,
                 instance_type=args.instance_type, limits=limits, workers=args.workers,
-                namespaces=not args.no_namespaces, warm=not args.no_warm, image=args.image, role=args.role,
+                namespaces=not args.no_namespaces, warm=not args.no_warm, allow_root=args.allow_root,
+                fair_share=not args.no_cgroups, image=args.image, role=args.role,
                 max_cost=args.max_cost, max_attempts=args.max_attempts, dry_run=args.dry_run, keep_s3=args.keep_s3)
     except KeyboardInterrupt:
         print("labkit grade: interrupted; the jobs still running were stopped and the run's S3 prefix deleted.",
