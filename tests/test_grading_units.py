@@ -366,6 +366,23 @@ def test_text_of_the_released_learner_notebook_is_shown(lab):
         "read the rows into a list of dicts")
 
 
+def test_every_text_file_of_the_courses_data_folder_is_public_and_nothing_else(tmp_path):
+    from labkit.grading.assignment import course_data_text
+
+    data = tmp_path / "data"
+    (data / "crds").mkdir(parents=True)
+    texts = {"crds/nodepool.yaml": "kind: NodePool", "prices.json": '{"ml.m5.large": 0.115}',
+             "corpus.jsonl": '{"text": "spot capacity"}', "make_datasets.py": "def churn(): ...",
+             "notes.md": "# Data", "table.csv": "a,b"}
+    for name, text in texts.items():
+        (data / name).write_text(text)
+    (data / "weights.bin").write_bytes(b"\x00\x01 not text")
+    (data / "linked.md").symlink_to(tmp_path / "elsewhere.md")
+    (tmp_path / "elsewhere.md").write_text("outside the data folder")
+    assert sorted(course_data_text(tmp_path)) == sorted(texts.values())
+    assert course_data_text(tmp_path / "no-course") == []
+
+
 def test_the_labs_secrets_know_what_the_learner_copy_ships(lab, secrets):
     # The assignment's own rule: the lab's released files and the installed package are public.
     assert secrets.learner_text("Write `mean(xs)` returning the arithmetic mean **as a float**.") == \

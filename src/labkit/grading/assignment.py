@@ -78,9 +78,7 @@ class Assignment:
 
             released = [c.source for c in self.release_notebook.cells]
             released += [file_text(path) for path in self.released_files()]
-            # the course's data/ ships in the learner copy (labkit release) and the kernel reads it
-            released += [file_text(path) for path in sorted((self.course_root / "data").rglob("*"))
-                         if path.is_file() and path.suffix in DATA_TEXT]
+            released += course_data_text(self.course_root)
             code = [c.source for c in self.release_notebook.cells if c.cell_type == "code"]
             self._secrets = Secrets([t.source for t in self.tests],
                                     [PublicText(released), shipped_text(), aws_words(code)])
@@ -103,8 +101,13 @@ class Assignment:
                       if p.is_file() and p.name != f"{self.notebook_name}.ipynb")
 
 
-# Text files of the course's data/ folder read as public words (CRDs, price lists, corpora).
-DATA_TEXT = frozenset({".json", ".yaml", ".yml", ".csv", ".md", ".txt", ".jsonl"})
+def course_data_text(course_root: Path) -> list[str]:
+    """The text of every file under the course's ``data/`` (CRDs, price lists, corpora, the script
+    that makes the data sets): public words, since the learner copy ships the folder (``labkit
+    release``) and the kernel reads it. :func:`labkit.grading.redact.file_text` decides what is text."""
+    from .redact import file_text
+
+    return [text for path in sorted((course_root / "data").rglob("*")) if (text := file_text(path))]
 
 
 def find_course_root(start: Path | None = None) -> Path:

@@ -111,16 +111,6 @@ class GradeRun:
         return {r.student: r for r in self.results}
 
 
-def _handed_in_sources(data: bytes | None) -> list[str]:
-    """The sources of the cells of a notebook as the learner handed it in (never the restored tests)."""
-    try:
-        cells = json.loads(data or b"{}").get("cells", [])
-        return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells
-                if isinstance(c, dict) and isinstance(c.get("source"), (str, list))]
-    except (ValueError, TypeError, AttributeError):
-        return []
-
-
 def kernel_environment(scratch: str) -> dict[str, str]:
     """The kernel's whole environment: offline backend, no credentials, HOME in scratch."""
     env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
@@ -417,6 +407,7 @@ class Grader:
         reasons: list[str] = list(submission.notes)
         executed, events, isolation = None, {}, {}
         data = None
+        handed_in_sources: list[str] = []
         if submission.problem:
             reasons.insert(0, submission.problem)
         else:
@@ -430,6 +421,7 @@ class Grader:
             handed_in.write_bytes(data)
             restored = restore(data, lab, submission.student)
             reasons.extend(restored.flags)
+            handed_in_sources = restored.handed_in
             if restored.notebook is not None:
                 executed, events, isolation = self._run(submission, data, restored.notebook)
                 reasons.extend(self._event_reasons(executed, events))
@@ -440,7 +432,7 @@ class Grader:
                 gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
                 if gid:
                     cells.setdefault(gid, cell)
-        own = lab.secrets.own_windows(_handed_in_sources(data))
+        own = lab.secrets.own_windows(handed_in_sources)
         tests = [explain(t, cells.get(t.grade_id), scores.get(t.grade_id), lab, own) for t in lab.tests]
         review = [f"tampering before {t['grade_id'] or 'a test'}: {'; '.join(t['reasons'])}"
                   for t in events.get("tampered", [])] + list(events.get("review", []))

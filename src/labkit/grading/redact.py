@@ -49,7 +49,7 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/=_-]{12,}")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2}[\s:]?){8,}")
 _ESCAPES = re.compile(r"(?:\\[uU][0-9a-fA-F]{4,8}|\\x[0-9a-fA-F]{2}|\\[0-7]{3})")
 _NOT_ALNUM = re.compile(r"[\W_]+")
-_TEXT_SUFFIXES = (".py", ".ipynb", ".md", ".txt", ".json", ".yaml", ".yml", ".csv", ".sh", ".toml", ".cfg")
+_TEXT_SUFFIXES = (".py", ".ipynb", ".md", ".txt", ".json", ".jsonl", ".yaml", ".yml", ".csv", ".sh", ".toml", ".cfg")
 _HASH_BASE = np.uint64(1_000_003)
 _MAX_FILE = 4_000_000  # bytes: bigger files (data sets) are read no further
 
@@ -349,27 +349,21 @@ class Template:
         at its first place after the last, or with ``from_right`` at its last place before the
         next: "{}: {} without .sync" in "fix: Train: sagemaker:create..." splits at the second
         colon), or None. Linear in ``len(text)``: no backtracking a learner's text could make slow."""
+        if from_right:  # the same search on the mirrored text, its spans mirrored back
+            mirrored = Template(tuple(part[::-1] for part in reversed(self.parts))).values_in(text[::-1])
+            return None if mirrored is None else [(len(text) - b, len(text) - a) for a, b in reversed(mirrored)]
         first, *middle, last = self.parts
         if not text.startswith(first) or not text.endswith(last) or len(text) < len(first) + len(last):
             return None
         pos, end = len(first), len(text) - len(last)
         spans: list[tuple[int, int]] = []
-        if from_right:
-            for literal in reversed(middle):
-                at = text.rfind(literal, pos, end) if literal else end
-                if at < 0:
-                    return None
-                spans.insert(0, (at + len(literal), end))
-                end = at
-            spans.insert(0, (pos, end))
-        else:
-            for literal in middle:
-                at = text.find(literal, pos, end) if literal else pos
-                if at < 0:
-                    return None
-                spans.append((pos, at))
-                pos = at + len(literal)
-            spans.append((pos, end))
+        for literal in middle:
+            at = text.find(literal, pos, end) if literal else pos
+            if at < 0:
+                return None
+            spans.append((pos, at))
+            pos = at + len(literal)
+        spans.append((pos, end))
         if any(not literal for literal in middle):  # values with nothing between them are one value
             merged = [spans[0]]
             for (a, b), literal in zip(spans[1:], middle, strict=True):

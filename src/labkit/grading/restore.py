@@ -31,11 +31,13 @@ from .pysource import parse_cell
 
 @dataclass
 class Restored:
-    """The notebook to execute (None when unreadable) and what was repaired."""
+    """The notebook to execute (None when unreadable), what was repaired, and the sources of the
+    cells as the learner handed them in (never the restored tests: words the learner may see)."""
 
     notebook: NotebookNode | None
     flags: list[str] = field(default_factory=list)
     error: str | None = None
+    handed_in: list[str] = field(default_factory=list)
 
 
 def _meta(cell) -> dict:
@@ -271,7 +273,8 @@ def restore(raw: bytes, assignment: Assignment, student: str) -> Restored:
         kernel = None
     if kernel != "python3":
         flags.append(f"kernel {kernel!r} in the notebook's metadata replaced by python3")
-    return Restored(rebuild(nb, assignment, flags), list(dict.fromkeys(flags)))
+    handed_in = [cell.source for cell in nb.cells]
+    return Restored(rebuild(nb, assignment, flags), list(dict.fromkeys(flags)), handed_in=handed_in)
 
 
 # ---- what the executor needs to know about each cell -------------------------------------------
