@@ -299,6 +299,8 @@ def test_exception_classes_the_learner_defines_are_never_named(graded):
 def test_a_failing_hidden_test_shows_only_the_instructors_words(graded):
     rows = next(t for t in graded["results"]["always_equal"].tests if t.grade_id == "test_mean")
     assert rows.message.startswith("AssertionError: mean must return a float")
+    raised = next(t for t in graded["results"]["leak_raised_constant"].tests if t.grade_id == "test_rows")
+    assert raised.hidden_failure and raised.message == "a hidden test failed (AssertionError)", raised.message
     for student, result in graded["results"].items():
         for test in result.tests:
             if test.hidden_failure:

@@ -616,6 +616,26 @@ ns["Leak"] = type("SecretNameXYZ", (ValueError,), {})
 out["custom_exception"] = run("visible", "raise Leak('from the learner')")
 out["builtins_patched_do_not_help"] = run("visible", "import builtins\nbuiltins.len = lambda x: 3\nassert len([]) == 3")
 builtins.len = agent._P["len"]
+exec("""
+import sys, types
+def peek():
+    raise AssertionError(sys._getframe(1).f_code.co_consts[0])
+def spoof():
+    fake = types.TracebackType(None, sys._getframe(1), 0, 1)
+    raise AssertionError("the expected value").with_traceback(fake)
+class Row(dict):
+    def __getitem__(self, key):
+        raise KeyError("the expected value")
+""", ns)
+out["hidden_own_message"] = run("hidden", "assert 1 == 2, 'the instructor wrote this'")
+out["hidden_by_learner"] = run("hidden", "'the expected value'\npeek()")
+out["hidden_spoofed_traceback"] = run("hidden", "spoof()")
+out["hidden_learner_dunder"] = run("hidden", "Row()['score']")
+out["hidden_helper_defined"] = run("hidden", "def _check(ok, why):\n    assert ok, why")
+out["hidden_helper"] = run("hidden", "_check(False, 'a helper of the tests says this')")
+out["hidden_comprehension"] = run("hidden", "[1 / 0 for _ in range(1)]")
+out["hidden_library"] = run("hidden", "import json\njson.loads('{')")
+out["visible_by_learner"] = run("visible", "peek()")
 out["unchanged"] = json.loads(agent.check("n"))["digest"] == baseline
 real = InteractiveShell.run_cell
 InteractiveShell.run_cell = lambda self, *a, **k: real(self, *a, **k)
@@ -650,6 +670,18 @@ def test_the_agent_runs_tests_in_a_clean_context_and_notices_changes(tmp_path):
     assert out["shadowed"].startswith("RuntimeError: the test was not run")
     assert out["custom_exception"] == "ValueError: from the learner"
     assert out["builtins_patched_do_not_help"].startswith("AssertionError")
+    # A hidden test shows only what the tests' own code raised: a message raised by the submission's
+    # code (it could carry a constant read from the test's frame) is marked as the submission's.
+    from labkit.grading.agent import SUBMISSION_RAISED
+
+    assert out["hidden_own_message"] == "AssertionError: the instructor wrote this"
+    assert out["hidden_helper_defined"] == "ok"
+    assert out["hidden_helper"] == "AssertionError: a helper of the tests says this"
+    assert out["hidden_comprehension"] == "ZeroDivisionError: division by zero"
+    for case in ("hidden_by_learner", "hidden_spoofed_traceback", "hidden_learner_dunder", "hidden_library"):
+        assert SUBMISSION_RAISED in out[case], (case, out[case])
+    assert out["hidden_by_learner"] == f"AssertionError: {SUBMISSION_RAISED} the expected value"
+    assert out["visible_by_learner"] == "AssertionError: None"  # visible: the redaction rule judges it
     assert out["unchanged"] and out["patched"] and out["restored"] and out["cleaned"]
 
 

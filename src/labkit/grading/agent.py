@@ -17,7 +17,9 @@ after it starts, before any learner code runs, and keeps the answers on its own 
   namespace already holds, which a reference fallback rebinds, is rebound there too), both
   with the builtins as they were at kernel start; a built-in name the test uses that the
   learner's namespace redefines stops the test. A failure is re-raised as a built-in exception
-  carrying only its message (the learner's own exception classes never reach the report).
+  carrying only its message (the learner's own exception classes never reach the report); in a
+  hidden segment, a message that the segment's own code did not raise (a function of the
+  submission that it called raised it) is marked as the submission's (``SUBMISSION_RAISED``).
   Tests are sent with ``store_history=False``, so they never enter ``In``, ``_ih``, ``_i*`` or
   the history database, and ``clean(marker)`` then removes what IPython keeps of them
   (``linecache``, the compiler's file names, ``sys.last_*``, the last result and traceback).
@@ -45,6 +47,10 @@ _BUILTIN_EXCEPTIONS = frozenset(v for v in _P.values() if _isinstance(v, type) a
 _TRAP_NAMES = {"_", "__", "___", "exit", "quit", "get_ipython", "display", "__IPYTHON__", "__IPYTHON__active",
                "__builtins__", "__import__"}
 _DATA_TYPES = (str, bytes, int, float, bool, type(None), list, dict, tuple, set, frozenset)
+_TRACEBACK = BaseException.__dict__["__traceback__"]
+# How a hidden test's failure raised by the submission's code (not the test's) begins: the grader
+# shows a hidden test's message only when the test's own code raised it (labkit.grading.score).
+SUBMISSION_RAISED = "(raised by the submission's code, not the test's)"
 
 # Modules whose functions decide how cells run, how errors are reported and how imports resolve.
 MACHINERY = [
@@ -70,6 +76,7 @@ class _State:
         self.audit = {"trace_in_test": 0, "trace": 0, "gc": 0, "ctypes": 0, "audit_hooks": 0, "code": 0}
         self.window = 0           # > 0 while a test segment runs
         self.hidden = {}          # name -> (what a hidden segment bound, what the learner's namespace held then)
+        self.test_codes = {}      # id -> every code object of the test segments run (kept alive)
         self.keep = []            # the baseline's objects, so their ids are never reused
         self.roots = ()
         self.modules = []
@@ -364,13 +371,39 @@ def _names(code):
     return found
 
 
-def _sanitised(err):
-    """A built-in exception of the nearest built-in class, with only the message as text."""
+def _keep_codes(code):
+    """Remember ``code`` and every code object defined in it (functions, lambdas, comprehensions) as
+    the tests' own; kept alive here, so that no code of the submission can reuse their ids."""
+    _state.test_codes[_id(code)] = code
+    for const in code.co_consts:
+        if _isinstance(const, _types.CodeType):
+            _keep_codes(const)
+
+
+def _raised_by_tests(err):
+    """Whether every Python frame ``err`` passed through below the one that caught it (``run``'s)
+    runs the tests' own code (this segment's, or a helper an earlier test segment defined): a test
+    raised it, not a function of the submission (or a library) that the test called. A traceback the submission built and attached still holds the
+    frame of the ``raise`` that attached it, so it cannot pass for the test's own."""
+    tb = _TRACEBACK.__get__(err)  # the slot itself: a subclass cannot stand in a property
+    below = []
+    while tb is not None:
+        below.append(tb.tb_frame.f_code)
+        tb = tb.tb_next
+    return _len(below) > 1 and all(_state.test_codes.get(_id(code)) is code for code in below[1:])
+
+
+def _sanitised(err, by_test=True):
+    """A built-in exception of the nearest built-in class, with only the message as text; a message
+    the test's own code did not raise (``by_test`` False) is marked as the submission's, so that
+    the grader never shows it as the instructor's words (a hidden test shows only those)."""
     base = next((c for c in _type(err).__mro__ if c in _BUILTIN_EXCEPTIONS), Exception)
     try:
         args = _tuple(_str(a)[:2000] for a in err.args)
         if _isinstance(err, OSError) and err.filename is not None:  # "[Errno 2] ...: 'path'", as Python says it
             args = (_str(err)[:2000],)
+        if not by_test:
+            args = (f"{SUBMISSION_RAISED} {args[0] if _len(args) == 1 else _repr(args) if args else ''}".rstrip(),)
     except _BaseException:
         args = ()
     try:
@@ -407,11 +440,12 @@ def run(kind, payload, marker=""):
             else:  # the notebook bound the name since: its value is the current one, as in one namespace
                 del _state.hidden[name]
     namespace["__builtins__"] = _P
+    _keep_codes(code)
     _state.window += 1
     try:
         _exec(code, namespace)
     except _BaseException as err:  # noqa: BLE001 (re-raised below, sanitised)
-        failure = _sanitised(err)
+        failure = _sanitised(err, by_test=kind == "visible" or _raised_by_tests(err))
         del err
     finally:
         _state.window -= 1
