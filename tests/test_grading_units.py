@@ -544,6 +544,26 @@ def test_output_bookkeeping_is_linear(monkeypatch):
 
 # ---- cgroups and the disk watcher ---------------------------------------------------------------
 
+def test_empty_cgroups_of_killed_runs_are_swept_and_nothing_else(tmp_path):
+    import subprocess
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead, alive = f"labkit-grading-{gone.pid}-abc123", f"labkit-grading-{os.getpid()}-def456"
+    (tmp_path / dead / "slot-1").mkdir(parents=True)
+    (tmp_path / dead / "slot-2").mkdir()
+    busy = f"labkit-grading-{gone.pid}-0a0b0c"
+    (tmp_path / busy / "slot-1").mkdir(parents=True)
+    (tmp_path / busy / "slot-1" / "cgroup.procs").write_text("4242")  # stands for a group still in use
+    (tmp_path / alive / "slot-1").mkdir(parents=True)
+    (tmp_path / "other-service").mkdir()
+    (tmp_path / f"labkit-grading-{gone.pid}").mkdir()  # not a run's name
+    removed = fairshare.sweep_stale([tmp_path, tmp_path / "missing"])
+    assert removed == [tmp_path / dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [busy, alive, "other-service", f"labkit-grading-{gone.pid}"])
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
 def test_cgroup_groups_are_made_killed_and_removed():
     import subprocess

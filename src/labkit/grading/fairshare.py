@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import time
 import uuid
@@ -162,8 +163,42 @@ class Tree:
                 folder.rmdir()
 
 
+RUN_NAME = re.compile(r"labkit-grading-(\d+)-[0-9a-f]{6}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(parents: list[Path]) -> list[Path]:
+    """Remove the empty cgroups that grading runs which no longer exist left under ``parents`` (a
+    run killed with SIGKILL cannot remove its own); which were removed. A group that still holds
+    a process is left as it is (the kernel refuses to remove it, and it may belong to a run in
+    another PID namespace)."""
+    removed = []
+    for parent in parents:
+        with contextlib.suppress(OSError):
+            for folder in parent.iterdir():
+                match = RUN_NAME.fullmatch(folder.name)
+                if not match or not folder.is_dir() or _alive(int(match.group(1))):
+                    continue
+                with contextlib.suppress(OSError):
+                    for child in sorted((c for c in folder.iterdir() if c.is_dir()), reverse=True):
+                        child.rmdir()
+                    folder.rmdir()
+                    removed.append(folder)
+    return removed
+
+
 def create_tree() -> tuple[Tree | None, str]:
-    """The run's cgroup, or None and why none could be made (the report says it)."""
+    """The run's cgroup, or None and why none could be made (the report says it); the empty
+    cgroups of runs that were killed are removed first (:func:`sweep_stale`)."""
     if not os.path.isdir("/sys/fs/cgroup"):
         return None, "no cgroup file system"
     name = f"labkit-grading-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -176,6 +211,7 @@ def create_tree() -> tuple[Tree | None, str]:
                 if controller in options:
                     v1[controller] = Path(point) / own.get(controller, "/").lstrip("/")
     if all(c in v1 for c in V1_CONTROLLERS):
+        sweep_stale(list(dict.fromkeys(v1.values())))
         made: list[Path] = []
         try:
             for folder in dict.fromkeys(v1[c] / name for c in V1_CONTROLLERS + V1_OPTIONAL if c in v1):
@@ -201,6 +237,7 @@ def create_tree() -> tuple[Tree | None, str]:
                 return None, ("cgroup v2: the grader's cgroup does not delegate cpu and pids to its children "
                               "(run it in a delegated scope, e.g. systemd-run --scope -p Delegate=yes)")
             _write(base / "cgroup.subtree_control", "+cpu +pids")
+        sweep_stale([base])
         folder = base / name
         folder.mkdir(mode=0o755)
         try:
