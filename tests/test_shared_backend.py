@@ -439,6 +439,26 @@ def test_an_idle_backend_stops_itself_and_keeps_the_account(tmp_path, monkeypatc
         shared.stop()
 
 
+def test_labkit_backend_status_does_not_keep_an_idle_backend_up(monkeypatch, capsys):
+    from werkzeug.test import Client
+
+    from labkit.offline.endpoint import CONTROL_PREFIX, PASSIVE_STATUS, TOKEN_HEADER, Endpoint
+
+    app = Endpoint("the-token")
+    client = Client(app)
+    app.last_request = 0.0
+    looked = client.get(CONTROL_PREFIX + PASSIVE_STATUS, headers={TOKEN_HEADER: "the-token"})
+    assert looked.status_code == 200 and looked.json["pid"] and app.last_request == 0.0
+    # connect() checking that the backend answers, before it uses it, is a use (no idle stop in between)
+    assert client.get(CONTROL_PREFIX + "status", headers={TOKEN_HEADER: "the-token"}).status_code == 200
+    assert app.last_request > 0.0
+    # and `labkit backend status` is what only looks
+    asked = []
+    monkeypatch.setattr(shared, "read_state", lambda: {"pid": 1, "url": "u", "token": "t"})
+    monkeypatch.setattr(shared, "answering", lambda state, timeout=5.0, *, use=True: asked.append(use))
+    assert shared.main(["status"]) == 1 and asked == [False]
+
+
 def test_idle_limit_is_read_from_the_environment(monkeypatch):
     monkeypatch.delenv(shared.IDLE_VARIABLE, raising=False)
     assert shared.idle_limit() == shared.IDLE_S

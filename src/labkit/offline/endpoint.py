@@ -48,6 +48,9 @@ from . import dispatch
 from .dispatch import NOT_EMULATED_CODE, NOT_EMULATED_STATUS, refusal
 
 CONTROL_PREFIX = "/_labkit/"
+# The status asked for without counting as a use of the backend (its idle timer goes on): what
+# `labkit backend status` asks. A plain "status" (connect() checking that it answers) is a use.
+PASSIVE_STATUS = "status/passive"
 TOKEN_HEADER = "X-Labkit-Token"
 _SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
 
@@ -365,8 +368,9 @@ class Endpoint:
         self.last_request = time.monotonic()  # the shared backend stops after idling (shared.serve)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        self.last_request = time.monotonic()
         path = environ.get("PATH_INFO", "") or "/"
+        if path != CONTROL_PREFIX + PASSIVE_STATUS:  # `labkit backend status` looking: not a use
+            self.last_request = time.monotonic()
         if path.startswith(CONTROL_PREFIX):
             return self._control(environ, start_response, path[len(CONTROL_PREFIX):])
         data_plane = dispatch.data_plane_for(path)
@@ -438,7 +442,7 @@ class Endpoint:
         if not hmac.compare_digest(request.headers.get(TOKEN_HEADER, ""), self.token):
             return self._json(start_response, 403, {"error": "a valid X-Labkit-Token is required"})
         try:
-            if action == "status" and request.method == "GET":
+            if action in ("status", PASSIVE_STATUS) and request.method == "GET":
                 from . import status
 
                 return self._json(start_response, 200, status())

@@ -119,14 +119,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def answering(state: dict[str, Any] | None, timeout: float = 5.0) -> dict[str, Any] | None:
-    """The backend's status when ``state``'s backend is up and answers with its token; else None."""
+def answering(state: dict[str, Any] | None, timeout: float = 5.0, *, use: bool = True) -> dict[str, Any] | None:
+    """The backend's status when ``state``'s backend is up and answers with its token; else None.
+    ``use=False`` only looks: the backend's idle timer goes on (a use resets it, so that a backend
+    about to be used is not stopped for idling in between)."""
     if not state or not _pid_alive(int(state.get("pid", 0))):
         return None
-    from .endpoint import control
+    from .endpoint import PASSIVE_STATUS, control
 
     try:
-        info = control(state["url"], state["token"], "status", timeout=timeout)
+        info = control(state["url"], state["token"], "status" if use else PASSIVE_STATUS, timeout=timeout)
     except Exception:
         return None
     return info if info.get("pid") == state.get("pid") else None
@@ -384,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve()
     if command == "status":
         state = read_state()
-        info = answering(state)
+        info = answering(state, use=False)
         if not info or state is None:
             print(f"offline backend: not running (state folder {home()}); labkit.connect() or "
                   "`labkit backend start` starts it.")
