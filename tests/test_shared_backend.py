@@ -340,6 +340,15 @@ def test_stop_keeps_the_account_and_start_restores_it(tmp_path, monkeypatch):
             "VariantName": "AllTraffic", "ModelName": "kept-model", "InstanceType": "ml.m5.large",
             "InitialInstanceCount": 1}])
         c["sagemaker"].create_endpoint(EndpointName="kept", EndpointConfigName="kept")
+        c["s3"].put_object(Bucket="kept-bucket", Key="missing.tar.gz", Body=_tar({"code/inference.py": SCALER}))
+        c["sagemaker"].create_model(ModelName="no-artifact", ExecutionRoleArn=role, PrimaryContainer={
+            "Image": SKLEARN, "ModelDataUrl": "s3://kept-bucket/missing.tar.gz",
+            "Environment": {"SAGEMAKER_PROGRAM": "inference.py"}})
+        c["s3"].delete_object(Bucket="kept-bucket", Key="missing.tar.gz")  # the endpoint cannot find it
+        c["sagemaker"].create_endpoint_config(EndpointConfigName="broken", ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": "no-artifact", "InstanceType": "ml.m5.large",
+            "InitialInstanceCount": 1}])
+        c["sagemaker"].create_endpoint(EndpointName="broken", EndpointConfigName="broken")
         c["logs"].create_log_group(logGroupName="/kept/group")
         guardrail = c["bedrock"].create_guardrail(
             name="kept-guardrail", blockedInputMessaging="no", blockedOutputsMessaging="no",
@@ -347,6 +356,7 @@ def test_stop_keeps_the_account_and_start_restores_it(tmp_path, monkeypatch):
         _start_sleeper(c, "running-at-stop", "kept-bucket", role)
         describe = c["sagemaker"].describe_endpoint
         assert _wait(lambda: describe(EndpointName="kept")["EndpointStatus"], {"InService", "Failed"}) == "InService"
+        assert _wait(lambda: describe(EndpointName="broken")["EndpointStatus"], {"InService", "Failed"}) == "Failed"
         job = c["sagemaker"].describe_training_job
         assert _wait(lambda: job(TrainingJobName="running-at-stop")["SecondaryStatus"],
                      {"Training", "Failed", "Completed"}) == "Training"
@@ -370,12 +380,19 @@ def test_stop_keeps_the_account_and_start_restores_it(tmp_path, monkeypatch):
         reply = c["sagemaker-runtime"].invoke_endpoint(EndpointName="kept", ContentType="application/json",
                                                        Body=b"[1, 2]")
         assert json.loads(reply["Body"].read()) == [2, 4]
+        # the endpoint that had failed is still Failed, with its reason, and can be fixed by an update
+        broken = describe(EndpointName="broken")
+        assert broken["EndpointStatus"] == "Failed" and "missing.tar.gz" in broken["FailureReason"], broken
+        c["sagemaker"].update_endpoint(EndpointName="broken", EndpointConfigName="kept")
+        assert _wait(lambda: describe(EndpointName="broken")["EndpointStatus"], {"InService", "Failed"}) == "InService"
+        c["sagemaker"].delete_endpoint(EndpointName="broken")
         log = (tmp_path / "home" / shared.LOG_FILE).read_text()
         assert "restored the account" in log and "not saved" not in log and "not restored" not in log, log
         from labkit.offline.endpoint import control
 
         events = control(second["url"], second["token"], "call/labkit.offline.usage.events",
                          {"args": [], "kwargs": {"kind": "sagemaker:hosting"}})["result"]
+        events = [e for e in events if e["resource"] == "kept"]  # "broken" bills from its update on
         assert len(events) == 2 and events[0]["end"] is not None and events[1]["end"] is None, events
 
         shared.reset()

@@ -228,8 +228,9 @@ def create_endpoint(params: dict[str, Any]) -> dict[str, Any]:
 @persistence.on_restore
 def _serve_again(stopped_at: float) -> None:
     """After a stop and start of the shared backend: endpoints that were up start their model servers
-    again (``Creating``, then ``InService``, or ``Failed`` with the reason); those being deleted are
-    gone; transform jobs that ran are ``Failed``, with the reason."""
+    again (``Creating``, then ``InService``, or ``Failed`` with the reason); those that had failed
+    stay ``Failed``, ready to be updated or deleted; those being deleted are gone; transform jobs
+    that ran are ``Failed``, with the reason."""
     from datetime import datetime
 
     sm = moto_state.backend("sagemaker")
@@ -242,6 +243,8 @@ def _serve_again(stopped_at: float) -> None:
                 engine.create(name, _config(record.endpoint_config_name), on_status=_sync)
             except AWSError as err:
                 record.endpoint_status, record.failure_reason = "Failed", err.message
+        elif record.endpoint_status == "Failed":
+            engine.adopt_failed(name, record.endpoint_config_name, record.failure_reason)
     end = datetime.fromtimestamp(stopped_at, UTC)
     for job in sm.transform_jobs.values():
         if job.transform_job_status in ("InProgress", "Stopping"):

@@ -160,6 +160,14 @@ class HostingEngine:
                          name=f"labkit-endpoint-{name}", daemon=True).start()
         return endpoint
 
+    def adopt_failed(self, name: str, config_name: str, reason: str | None) -> Endpoint:
+        """Register an endpoint that is Failed, with no server (the account restored after a stop):
+        UpdateEndpoint and DeleteEndpoint then work on it as they did before the stop."""
+        endpoint = Endpoint(name=name, config_name=config_name, variants={}, status="Failed", failure=reason)
+        with self.lock:
+            self.endpoints[name] = endpoint
+        return endpoint
+
     def _start_variant(self, endpoint: Endpoint, variant: Variant) -> None:
         variant.log = storage.LogStream(endpoint.log_group(), f"{variant.name}/i-{uuid.uuid4().hex[:17]}")
         variant.prepared = artifacts.prepare(variant.container)
