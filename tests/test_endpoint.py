@@ -317,3 +317,34 @@ def test_patches_install_and_uninstall(lab):
     finally:
         labkit.connect("tests", quiet=True)
     assert ("before-send", patches.before_send) in BUILTIN_HANDLERS
+
+
+def test_a_list_the_query_string_does_not_carry_is_left_out_not_sent_empty(lab):
+    """GetRecord without FeatureNames (a querystring list) over HTTP: every feature, as on AWS; moto's parser
+    read the missing list as [] and validation refused it as too short (lab 05 in the shared backend)."""
+    sm = boto3.client("sagemaker")
+    sm.create_feature_group(
+        FeatureGroupName="over-http", RecordIdentifierFeatureName="id", EventTimeFeatureName="at",
+        FeatureDefinitions=[{"FeatureName": "id", "FeatureType": "String"},
+                            {"FeatureName": "at", "FeatureType": "String"},
+                            {"FeatureName": "calls", "FeatureType": "Integral"}],
+        OnlineStoreConfig={"EnableOnlineStore": True}, RoleArn=lab.role_arn)
+    got = over_http('''
+        import json, boto3
+        from botocore.exceptions import ClientError
+        rt = boto3.client("sagemaker-featurestore-runtime")
+        rt.put_record(FeatureGroupName="over-http", Record=[
+            {"FeatureName": "id", "ValueAsString": "c1"}, {"FeatureName": "at", "ValueAsString": "2024-01-01T00:00:00Z"},
+            {"FeatureName": "calls", "ValueAsString": "3"}])
+        every = rt.get_record(FeatureGroupName="over-http", RecordIdentifierValueAsString="c1")["Record"]
+        some = rt.get_record(FeatureGroupName="over-http", RecordIdentifierValueAsString="c1",
+                             FeatureNames=["calls"])["Record"]
+        try:
+            rt.get_record(FeatureGroupName="over-http", RecordIdentifierValueAsString="c1", FeatureNames=[])
+            empty = "accepted"
+        except Exception as err:  # botocore's own validation, before any request
+            empty = type(err).__name__
+        print(json.dumps({"every": sorted(f["FeatureName"] for f in every),
+                          "some": [f["FeatureName"] for f in some], "empty": empty}))
+    ''')
+    assert got == {"every": ["at", "calls", "id"], "some": ["calls"], "empty": "ParamValidationError"}

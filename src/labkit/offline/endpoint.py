@@ -184,6 +184,18 @@ class _Reported(Exception):
             setattr(self, key, value)
 
 
+def _as_sent(params: dict[str, Any], operation: Any) -> dict[str, Any]:
+    """``params`` as the caller gave them: moto's parser reads a list or map of the query string or
+    the headers that the request did not carry as ``[]`` or ``{}`` (FeatureStore's GetRecord without
+    ``FeatureNames``), which validation then refuses as too short; a request cannot send one empty
+    there, so it is left out, as are None values."""
+    members = operation.input_shape.members if operation.input_shape is not None else {}
+    absent = {name for name, shape in members.items()
+              if shape.serialization.get("location") in ("querystring", "header", "headers")
+              and shape.type_name in ("list", "map") and params.get(name) in ([], {})}
+    return _without_none({k: v for k, v in params.items() if k not in absent})
+
+
 def _without_none(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _without_none(v) for k, v in value.items() if v is not None}
@@ -290,7 +302,8 @@ def call_in_process(target: Target, request: Any) -> Response:
         "method": request.method, "values": request.values, "headers": request.headers,
         "body": request.get_data(), "url_path": request.path, "url_params": target.uri_params})
     try:
-        parsed = _client(target.service, target.region)._make_api_call(target.operation.name, _without_none(params))
+        parsed = _client(target.service, target.region)._make_api_call(target.operation.name,
+                                                                       _as_sent(params, target.operation))
     except ClientError as err:
         error = dict(err.response.get("Error") or {})
         fields = {k: v for k, v in err.response.items() if k not in ("Error", "ResponseMetadata")}
