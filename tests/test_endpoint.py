@@ -348,3 +348,53 @@ def test_a_list_the_query_string_does_not_carry_is_left_out_not_sent_empty(lab):
                           "some": [f["FeatureName"] for f in some], "empty": empty}))
     ''')
     assert got == {"every": ["at", "calls", "id"], "some": ["calls"], "empty": "ParamValidationError"}
+
+
+# Functions of the offline package that the labs call which only compute (no engine state): they run in the kernel.
+PURE_HELPERS = {"labkit.offline.eks.version_status", "labkit.offline.cloudtrail.bucket_policy_problems",
+                "labkit.offline.clarify.kernel_shap.explain"}
+
+
+def _offline_functions_the_notebooks_call() -> set[str]:
+    import ast
+    import importlib
+
+    import nbformat
+
+    from labkit.authoring import REPO
+
+    found: set[str] = set()
+    for path in [*REPO.glob("solutions/*/*.ipynb"), *REPO.glob("notebooks/*.ipynb")]:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            source = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in cell.source.splitlines())
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("labkit.offline"):
+                    for alias in node.names:
+                        module = importlib.import_module(node.module)
+                        target = getattr(module, alias.name, None) or importlib.import_module(
+                            f"{node.module}.{alias.name}")
+                        if isinstance(target, type(importlib)):  # a module: its functions the cells call
+                            found |= {_name(getattr(target, a.attr)) for a in ast.walk(ast.parse(source))
+                                      if isinstance(a, ast.Attribute) and isinstance(a.value, ast.Name)
+                                      and a.value.id == (alias.asname or alias.name)}
+                        else:
+                            found.add(_name(target))
+    return found
+
+
+def _name(function) -> str:
+    """Where a function is defined (what dispatch.backend_function registers it as)."""
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+def test_every_offline_function_a_lab_calls_runs_where_the_engines_run():
+    """A lab's kernel attached to the learner's shared backend has no engines of its own: a function that
+    changes or reads their state must run in the backend (dispatch.backend_function), or it acts on
+    nothing (lab 15's simulated Spot reclaim never reached the Batch scheduler)."""
+    called = _offline_functions_the_notebooks_call()
+    assert "labkit.offline.batch.simulate_spot_reclaim" in called  # the scan sees what the labs call
+    stateful = called - PURE_HELPERS
+    missing = sorted(name for name in stateful if name not in dispatch._backend_functions)
+    assert not missing, f"called from notebooks but not backend functions: {missing}"

@@ -488,6 +488,7 @@ def _pipe_logs(process: subprocess.Popen, stream: str) -> None:
 scheduler = Scheduler()
 
 
+@dispatch.backend_function
 def simulate_spot_reclaim(job_name: str | None = None, *, after_seconds: float = 0.2) -> None:
     """Test harness (not an AWS API): the next attempt of ``job_name`` (or of any job) that runs on a
     SPOT compute environment loses its instance ``after_seconds`` after it starts."""

@@ -29,6 +29,7 @@ What neither an engine nor moto answers is refused (:class:`NotEmulatedError`), 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -194,7 +195,15 @@ def backend_function(fn: Callable[_P, _R]) -> Callable[_P, _R]:
 
 
 def run_backend_function(name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """Run a registered backend function here (the control API calls this); JSON-ready result."""
+    """Run a registered backend function here (the control API calls this); JSON-ready result.
+    Its module is imported first if this process has not loaded it yet (an engine loads on its
+    first request, and a kernel may call a function of an engine no request has reached)."""
+    if name not in _backend_functions and name.startswith("labkit."):
+        import importlib
+
+        module = name.rsplit(".", 1)[0]
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
     if name not in _backend_functions:
         raise KeyError(f"no backend function {name!r}")
     result = _backend_functions[name](*args, **kwargs)

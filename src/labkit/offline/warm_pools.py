@@ -155,6 +155,7 @@ def update_training_job(params: dict[str, Any]) -> dict[str, Any]:
     return {"TrainingJobArn": record.arn}
 
 
+@dispatch.backend_function
 def open_pools() -> list[str]:
     """Jobs whose warm pool is still Available (a lab ends them before it ends)."""
     now = time.time()
