@@ -117,15 +117,15 @@ MISTAKES = [
     # Exercise 6: warm pools
     Mistake(
         "no keep-alive on the second job",
-        {"ex6-answer": edit(LAB, "ex6-answer", ('train("lab15-iterate", keep_alive=600)', 'train("lab15-iterate")'),
-                            ('    sm.update_training_job(TrainingJobName="lab15-iterate", ResourceConfig={"KeepAlivePeriodInSeconds": 0})\n', ""))},
+        {"ex6-answer": edit(LAB, "ex6-answer", ('train(ITERATE_JOB, keep_alive=600)', 'train(ITERATE_JOB)'),
+                            ('    sm.update_training_job(TrainingJobName=ITERATE_JOB, ResourceConfig={"KeepAlivePeriodInSeconds": 0})\n', ""))},
         {"ex6-tests": 0},
         {"ex6-tests": "a keep-alive on both"},
     ),
     Mistake(
         "leaves the new pool running",
         {"ex6-answer": edit(LAB, "ex6-answer", (
-            '    sm.update_training_job(TrainingJobName="lab15-iterate", ResourceConfig={"KeepAlivePeriodInSeconds": 0})\n', ""))},
+            '    sm.update_training_job(TrainingJobName=ITERATE_JOB, ResourceConfig={"KeepAlivePeriodInSeconds": 0})\n', ""))},
         {"ex6-tests": 0},
         {"ex6-tests": "a kept pool is billed"},
     ),
