@@ -166,16 +166,6 @@ class Tree:
 RUN_NAME = re.compile(r"labkit-grading-(\d+)-[0-9a-f]{6}")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale(parents: list[Path]) -> list[Path]:
     """Remove the empty cgroups that grading runs which no longer exist left under ``parents`` (a
     run killed with SIGKILL cannot remove its own); which were removed. A group that still holds
@@ -186,7 +176,7 @@ def sweep_stale(parents: list[Path]) -> list[Path]:
         with contextlib.suppress(OSError):
             for folder in parent.iterdir():
                 match = RUN_NAME.fullmatch(folder.name)
-                if not match or not folder.is_dir() or _alive(int(match.group(1))):
+                if not match or not folder.is_dir() or Path(f"/proc/{match.group(1)}").exists():
                     continue
                 with contextlib.suppress(OSError):
                     for child in sorted((c for c in folder.iterdir() if c.is_dir()), reverse=True):
