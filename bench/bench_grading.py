@@ -58,14 +58,14 @@ def submissions(solution: Path, release: Path) -> dict[str, nbformat.NotebookNod
         "full": sol,
         "blank": blank,
         "partial": partial,
-        "wrong_policy": _with(sol, ex2_answer='def execution_role_policy(bucket):\n    return {"Version": '
+        "wrong_policy": _with(sol, ex2_answer='def least_privilege_policy(bucket):\n    return {"Version": '
                                               '"2012-10-17", "Statement": [{"Effect": "Allow", "Action": '
                                               '"s3:*", "Resource": "*"}]}\n'),
         "always_equal": _with(sol, ex1_answer="class Yes(dict):\n    def __eq__(self, other):\n        return True\n"
                                               "def instance_availability(types, regions):\n    return Yes()\n"),
         "deleted_test": deleted,
         "crash": _with(sol, ex3_answer="import os\nos._exit(1)\n"),
-        "edited_test": _with(_with(sol, ex5_answer=stub), ex5_tests="pass  # edited by the learner\n"),
+        "edited_test": _with(_with(sol, ex6_answer=stub), ex6_tests="pass  # edited by the learner\n"),
     }
 
 

@@ -190,8 +190,12 @@ def _quiet_logs(log_path: Path):
         handler.close()
 
 
-def execute(lab: str, version: str, out_dir: Path | None = None, source_dir: Path | None = None) -> Execution:
-    """Execute ``solutions/<lab>`` or ``labs/<lab>`` (or ``source_dir/<lab>.ipynb``) offline and judge it."""
+def execute(lab: str, version: str, out_dir: Path | None = None, source_dir: Path | None = None, *,
+            offline_mode: str = "embedded") -> Execution:
+    """Execute ``solutions/<lab>`` or ``labs/<lab>`` (or ``source_dir/<lab>.ipynb``) offline and judge it.
+
+    ``offline_mode="shared"`` runs it against the shared backend of ``$LABKIT_HOME`` (the learner's
+    own, whose account persists) instead of a private, empty one (bench/rerun.py uses it)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -216,9 +220,11 @@ def execute(lab: str, version: str, out_dir: Path | None = None, source_dir: Pat
     kernel_log.write_bytes(b"")
     # The kernel inherits this environment. The offline backend is forced: a runner must never
     # reach a real account, and each notebook gets a private, empty backend in its kernel
-    # (embedded), never the user's shared one. The kernel draws inline, so executed notebooks
-    # keep their figures.
-    kernel_env = {"LABKIT_BACKEND": "offline", "LABKIT_OFFLINE_MODE": "embedded", "LABKIT_REPORT_DIR": str(report_dir),
+    # (embedded), never the user's shared one unless the caller asks for it. The kernel draws
+    # inline, so executed notebooks keep their figures.
+    if offline_mode not in ("embedded", "shared"):
+        raise ValueError(f"offline_mode must be 'embedded' or 'shared', not {offline_mode!r}")
+    kernel_env = {"LABKIT_BACKEND": "offline", "LABKIT_OFFLINE_MODE": offline_mode, "LABKIT_REPORT_DIR": str(report_dir),
                   runlog.LOG_DIR_VARIABLE: str(log_dir), "LABKIT_LAB": lab, "PYTHONUNBUFFERED": "1",
                   "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     start = time.perf_counter()
