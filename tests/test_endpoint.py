@@ -398,3 +398,29 @@ def test_every_offline_function_a_lab_calls_runs_where_the_engines_run():
     stateful = called - PURE_HELPERS
     missing = sorted(name for name in stateful if name not in dispatch._backend_functions)
     assert not missing, f"called from notebooks but not backend functions: {missing}"
+
+
+def test_botocore_parses_each_model_file_once_per_process(lab):
+    """Every session has its own loader; the offline patches read each data file once and parse it fast
+    (moto's, the engines' and the learner's sessions parsed EC2's model up to six times in lab 00). Each
+    loader still gets its own objects: botocore edits a session's S3 model in place, which must not reach
+    moto's router."""
+    import botocore.loaders
+    import botocore.session
+
+    assert patches.preload_models(["ec2", "s3"]) >= 0  # installed (connect did) and filled
+    path = next(p for p in patches._model_texts if p.endswith("ec2/2016-11-15/service-2"))
+    first = botocore.session.get_session().get_service_model("ec2")
+    second = boto3.Session(region_name="us-east-1").client("ec2")._service_model
+    assert first._service_description == second._service_description
+    assert first._service_description is not second._service_description
+    assert patches._model_texts[path].startswith("{")  # read once, kept as text
+    boto3.Session(region_name="us-east-1").client("s3")  # strips {Bucket} from its own model's URIs
+    fresh = botocore.session.get_session().get_service_model("s3").operation_model("PutBucketLifecycleConfiguration")
+    assert fresh.http["requestUri"].startswith("/{Bucket}")
+    labkit.offline.stop()
+    try:
+        assert not getattr(botocore.loaders.JSONFileLoader.load_file, "_labkit_shared", False)
+    finally:
+        labkit.connect("tests", quiet=True)
+    assert getattr(botocore.loaders.JSONFileLoader.load_file, "_labkit_shared", False)

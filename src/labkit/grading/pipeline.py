@@ -43,7 +43,7 @@ from .restore import plan, restore
 from .sandbox import Policy, UidLease, first_closed, kill_marked, probe_namespaces
 from .score import TestResult, explain, save_grades
 from .submissions import MAX_BYTES, Submission, find_submissions, safe_name
-from .warm import WarmProcess, warm_modules
+from .warm import WarmProcess, lab_services, warm_modules
 
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "VIRTUAL_ENV", "LABKIT_DATA")
 # What the kernel sees of the machine besides the Python installation and the course data.
@@ -621,7 +621,8 @@ def grade(lab: str, submissions: str | Path, out: str | Path | None = None, *,
         assignment = prepare_assignment(lab, run_dir, course)
         if warm and gradable and sys.platform.startswith("linux"):  # fork is Linux-safe
             warm_process = WarmProcess(run_dir / "private" / "warm", warm_modules(assignment.release_notebook),
-                                       kernel_environment(str(run_dir / "private" / "warm"))).start()
+                                       kernel_environment(str(run_dir / "private" / "warm")),
+                                       services=lab_services(assignment.release_notebook)).start()
         grader = Grader(assignment, run_dir, out_dir, limits, walls, pool, warm_process)
         with ThreadPoolExecutor(max_workers=count) as threads:
             results = list(threads.map(grader.grade_one, found))

@@ -176,6 +176,21 @@ def warm_modules(release_nb) -> list[str]:
     return [m for m in dict.fromkeys(modules) if m not in THREAD_STARTERS and not m.startswith("labkit.grading")]
 
 
+BASE_SERVICES = ("iam", "s3", "sts")  # what labkit.connect() itself calls
+
+
+def lab_services(release_nb) -> list[str]:
+    """The AWS services whose botocore models the warm process parses once for every kernel: each
+    quoted name of a service in the learner-visible code cells of ``release_nb``, and labkit's own."""
+    import re
+
+    import botocore.session
+
+    known = set(botocore.session.get_session().get_available_services())
+    code = "\n".join(cell.source for cell in release_nb.cells if cell.cell_type == "code")
+    return sorted(set(BASE_SERVICES) | (set(re.findall(r"""["']([a-z0-9-]+)["']""", code)) & known))
+
+
 class WarmProcess:
     """The grader's side: start the warm process, learn when it is ready, stop it.
 
@@ -183,8 +198,10 @@ class WarmProcess:
     are then started directly, as without it); ``status`` says which, for the report.
     """
 
-    def __init__(self, folder: Path, modules: list[str], env: dict[str, str], attempts: int = 3):
+    def __init__(self, folder: Path, modules: list[str], env: dict[str, str], attempts: int = 3,
+                 services: list[str] | None = None):
         self.folder, self.modules, self.env, self.attempts = Path(folder), modules, env, attempts
+        self.services = services or []
         self.socket = ""
         self.status: dict = {"warm": "starting"}
         self._ready = threading.Event()
@@ -206,7 +223,7 @@ class WarmProcess:
                 path = self.folder / f"warm-{attempt}.sock"
                 spec = self.folder / f"warm-{attempt}.json"
                 spec.write_text(json.dumps({"env": self.env, "modules": self.modules, "exclude": exclude,
-                                            "cwd": str(self.folder)}))
+                                            "cwd": str(self.folder), "services": self.services}))
                 if self._stopped:
                     return
                 proc = self._proc = subprocess.Popen(
@@ -279,11 +296,15 @@ def main(argv: list[str]) -> int:
     if culprit:
         say(threads=culprit, detail=_unsafe_threads())
         return 3
+    models = 0
+    if spec.get("services") and "labkit.offline" in sys.modules:
+        with contextlib.suppress(Exception):  # a kernel then parses what it needs itself
+            models = importlib.import_module("labkit.offline.patches").preload_models(spec["services"])
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path)
     os.chmod(socket_path, 0o600)
     listener.listen(64)
-    say(ready=True, modules=loaded, failed=failed, seconds=round(time.monotonic() - started, 2))
+    say(ready=True, modules=loaded, failed=failed, models=models, seconds=round(time.monotonic() - started, 2))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     children: set[int] = set()
     try:
