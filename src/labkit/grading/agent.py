@@ -383,8 +383,9 @@ def _keep_codes(code):
 def _raised_by_tests(err):
     """Whether every Python frame ``err`` passed through below the one that caught it (``run``'s)
     runs the tests' own code (this segment's, or a helper an earlier test segment defined): a test
-    raised it, not a function of the submission (or a library) that the test called. A traceback the submission built and attached still holds the
-    frame of the ``raise`` that attached it, so it cannot pass for the test's own."""
+    raised it, not a function of the submission (or a library) that the test called. A traceback
+    the submission built and attached still holds the frame of the ``raise`` that attached it, so
+    it cannot pass for the test's own."""
     tb = _TRACEBACK.__get__(err)  # the slot itself: a subclass cannot stand in a property
     below = []
     while tb is not None:

@@ -180,8 +180,9 @@ BASE_SERVICES = ("iam", "s3", "sts")  # what labkit.connect() itself calls
 
 
 def lab_services(release_nb) -> list[str]:
-    """The AWS services whose botocore models the warm process parses once for every kernel: each
-    quoted name of a service in the learner-visible code cells of ``release_nb``, and labkit's own."""
+    """The AWS services whose botocore model files the warm process reads once for every kernel
+    (:func:`labkit.offline.patches.preload_models`): each quoted name of a service in the
+    learner-visible code cells of ``release_nb``, and labkit's own."""
     import re
 
     import botocore.session

@@ -253,7 +253,7 @@ def _install_fast_waiters() -> None:
     _set(botocore.waiter.Waiter, "wait", wait)
 
 
-# --- botocore: each service model parsed once per process -----------------------------------
+# --- botocore: each data file read once per process, parsed fast ------------------------------
 
 _model_texts: dict[str, str] = {}
 
