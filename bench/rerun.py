@@ -20,17 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from labkit.authoring import REPO, lab_names
+from labkit.grading.assignment import visible_part
 from labkit.runner import Execution, execute
 
 OUT = REPO / "build" / "rerun"
-HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M)
 
 
 def without_hidden_tests(lab: str, dest: Path) -> Path:
@@ -40,7 +39,7 @@ def without_hidden_tests(lab: str, dest: Path) -> Path:
     path = dest / f"{lab}.ipynb"
     nb = json.loads(path.read_text())
     for cell in nb["cells"]:
-        cell["source"] = HIDDEN.sub("", "".join(cell["source"]))
+        cell["source"] = visible_part("".join(cell["source"]))
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
     return dest
 

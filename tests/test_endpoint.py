@@ -362,21 +362,23 @@ def _offline_functions_the_notebooks_call() -> set[str]:
     import nbformat
 
     from labkit.authoring import REPO
+    from labkit.grading.pysource import parse_cell
 
     found: set[str] = set()
     for path in [*REPO.glob("solutions/*/*.ipynb"), *REPO.glob("notebooks/*.ipynb")]:
         for cell in nbformat.read(path, as_version=4).cells:
             if cell.cell_type != "code":
                 continue
-            source = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in cell.source.splitlines())
-            for node in ast.walk(ast.parse(source)):
+            tree = parse_cell(cell.source)  # magics blanked, as the kernel runs them
+            assert tree is not None, f"{path}: a code cell that is not Python"
+            for node in ast.walk(tree):
                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("labkit.offline"):
                     for alias in node.names:
                         module = importlib.import_module(node.module)
                         target = getattr(module, alias.name, None) or importlib.import_module(
                             f"{node.module}.{alias.name}")
                         if isinstance(target, type(importlib)):  # a module: its functions the cells call
-                            found |= {_name(getattr(target, a.attr)) for a in ast.walk(ast.parse(source))
+                            found |= {_name(getattr(target, a.attr)) for a in ast.walk(tree)
                                       if isinstance(a, ast.Attribute) and isinstance(a.value, ast.Name)
                                       and a.value.id == (alias.asname or alias.name)}
                         else:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .authoring import LABS, REPO, SOLUTIONS, lab_names
 from .grading.score import cell_failure
-from .offline import runlog
+from .offline import MODES, runlog
 
 BUILD = REPO / "build" / "executed"
 ERROR_MARKER = "papermill-error-cell-tag"
@@ -196,6 +196,8 @@ def execute(lab: str, version: str, out_dir: Path | None = None, source_dir: Pat
 
     ``offline_mode="shared"`` runs it against the shared backend of ``$LABKIT_HOME`` (the learner's
     own, whose account persists) instead of a private, empty one (bench/rerun.py uses it)."""
+    if offline_mode not in MODES:
+        raise ValueError(f"offline_mode must be {' or '.join(map(repr, MODES))}, not {offline_mode!r}")
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -222,8 +224,6 @@ def execute(lab: str, version: str, out_dir: Path | None = None, source_dir: Pat
     # reach a real account, and each notebook gets a private, empty backend in its kernel
     # (embedded), never the user's shared one unless the caller asks for it. The kernel draws
     # inline, so executed notebooks keep their figures.
-    if offline_mode not in ("embedded", "shared"):
-        raise ValueError(f"offline_mode must be 'embedded' or 'shared', not {offline_mode!r}")
     kernel_env = {"LABKIT_BACKEND": "offline", "LABKIT_OFFLINE_MODE": offline_mode, "LABKIT_REPORT_DIR": str(report_dir),
                   runlog.LOG_DIR_VARIABLE: str(log_dir), "LABKIT_LAB": lab, "PYTHONUNBUFFERED": "1",
                   "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
