@@ -56,3 +56,12 @@ def pytest_collection_modifyitems(config, items):
     (pyproject.toml) each test module (or class) is one unit of work that stays on one worker,
     in its order, and the units start in this order, so the long ones spread over the workers."""
     items.sort(key=lambda item: item.get_closest_marker("notebooks") is None)
+
+
+def pytest_collection_finish(session):
+    """What is imported by now lives as long as the test process: freeze it, so that the garbage
+    collector of every later test skips it (the engines, moto, botocore and the SDK are large)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

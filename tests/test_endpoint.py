@@ -407,6 +407,8 @@ def test_botocore_parses_each_model_file_once_per_process(lab):
     (moto's, the engines' and the learner's sessions parsed EC2's model up to six times in lab 00). Each
     loader still gets its own objects: botocore edits a session's S3 model in place, which must not reach
     moto's router."""
+    import pickle
+
     import botocore.loaders
     import botocore.session
 
@@ -416,7 +418,7 @@ def test_botocore_parses_each_model_file_once_per_process(lab):
     second = boto3.Session(region_name="us-east-1").client("ec2")._service_model
     assert first._service_description == second._service_description
     assert first._service_description is not second._service_description
-    assert patches._model_texts[path].startswith("{")  # read once, kept as text
+    assert pickle.loads(patches._model_texts[path]) == first._service_description  # parsed once, kept pickled
     boto3.Session(region_name="us-east-1").client("s3")  # strips {Bucket} from its own model's URIs
     fresh = botocore.session.get_session().get_service_model("s3").operation_model("PutBucketLifecycleConfiguration")
     assert fresh.http["requestUri"].startswith("/{Bucket}")
@@ -426,3 +428,54 @@ def test_botocore_parses_each_model_file_once_per_process(lab):
     finally:
         labkit.connect("tests", quiet=True)
     assert getattr(botocore.loaders.JSONFileLoader.load_file, "_labkit_shared", False)
+
+
+def test_a_client_class_is_built_from_methods_made_once_per_session_and_service(lab):
+    """botocore made one method and one docstring per operation for every client (30 ms for EC2; lab 00's
+    tests make two dozen): they are now made once per session, and each client still has its own class."""
+    import botocore.client
+
+    session = boto3.Session(region_name="us-east-1")
+    first, second = session.client("ec2"), session.client("ec2", region_name="eu-west-1")
+    assert type(first) is not type(second)  # a class per client, as botocore makes them
+    assert type(first).describe_instances is type(second).describe_instances  # built once
+    other = boto3.Session(region_name="us-east-1").client("ec2")  # another session: its own methods
+    assert type(other).describe_instances is not type(first).describe_instances
+    assert second.meta.region_name == "eu-west-1" and first.meta.method_to_api_mapping["describe_instances"] == (
+        "DescribeInstances")
+    s3 = session.client("s3")
+    assert hasattr(s3, "upload_file")  # boto3's creating-client-class handler still adds its methods
+    assert not hasattr(first, "upload_file")
+    labkit.offline.stop()
+    try:
+        assert not getattr(botocore.client.ClientCreator._create_methods, "_labkit_prompt", False)
+    finally:
+        labkit.connect("tests", quiet=True)
+
+
+def test_moto_makes_a_regions_public_amis_when_images_or_snapshots_are_first_read(lab):
+    """moto made ~1,300 public AMIs and their snapshots whenever a Region's EC2 was first touched (0.1 s each):
+    now on first read of images or snapshots, with the same answers."""
+    from moto.ec2.models.amis import AmiBackend
+
+    ec2 = boto3.client("ec2", region_name="ap-south-1")
+    assert ec2.describe_instance_type_offerings(LocationType="region")["InstanceTypeOfferings"]
+    from moto.backends import get_backend
+
+    backend = get_backend("ec2")[lab.account_id]["ap-south-1"]
+    assert backend.__dict__.get("_labkit_amis_pending")  # not made yet
+    snapshots = ec2.describe_snapshots(OwnerIds=["amazon"])["Snapshots"]  # snapshots first: the AMIs come too
+    assert snapshots and not backend.__dict__.get("_labkit_amis_pending")
+    images = ec2.describe_images(Owners=["amazon"])["Images"]
+    assert len(images) == len(snapshots) and {i["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"] for i in images} == {
+        s["SnapshotId"] for s in snapshots}
+    ec2w = boto3.client("ec2", region_name="sa-east-1")
+    image_id = ec2w.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]  # images first
+    assert ec2w.describe_images(ImageIds=[image_id])["Images"][0]["ImageId"] == image_id
+    assert ec2w.describe_snapshots(OwnerIds=["amazon"])["Snapshots"]
+    labkit.offline.stop()
+    try:
+        assert not isinstance(vars(AmiBackend).get("amis"), property)
+    finally:
+        labkit.connect("tests", quiet=True)
+    assert isinstance(vars(AmiBackend).get("amis"), property)
