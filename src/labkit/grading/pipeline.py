@@ -618,11 +618,22 @@ def grade(lab: str, submissions: str | Path, out: str | Path | None = None, *,
         gradable = [s for s in found if not s.problem]
         count = max(1, min(workers or os.cpu_count() or 1, len(found) or 1))
         pool.prestart(count if gradable else 0)
+
+        def start_warm(release_nb) -> WarmProcess:
+            return WarmProcess(run_dir / "private" / "warm", warm_modules(release_nb),
+                               kernel_environment(str(run_dir / "private" / "warm")),
+                               services=lab_services(release_nb)).start()
+
+        wants_warm = warm and bool(gradable) and sys.platform.startswith("linux")  # fork is Linux-safe
+        # The course's learner version (labs/) is the release nbgrader is about to generate (the tests
+        # keep it current): the warm process starts from it while the assignment is prepared.
+        handed_out = course / "labs" / lab / f"{lab}.ipynb"
+        if wants_warm and handed_out.is_file():
+            with contextlib.suppress(Exception):  # unreadable: the warm process waits for the release
+                warm_process = start_warm(nbformat.read(handed_out, as_version=4))
         assignment = prepare_assignment(lab, run_dir, course)
-        if warm and gradable and sys.platform.startswith("linux"):  # fork is Linux-safe
-            warm_process = WarmProcess(run_dir / "private" / "warm", warm_modules(assignment.release_notebook),
-                                       kernel_environment(str(run_dir / "private" / "warm")),
-                                       services=lab_services(assignment.release_notebook)).start()
+        if wants_warm and warm_process is None:
+            warm_process = start_warm(assignment.release_notebook)
         grader = Grader(assignment, run_dir, out_dir, limits, walls, pool, warm_process)
         with ThreadPoolExecutor(max_workers=count) as threads:
             results = list(threads.map(grader.grade_one, found))
