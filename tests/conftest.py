@@ -51,6 +51,13 @@ def bedrock_clients(lab):
     return boto3.client("bedrock"), boto3.client("bedrock-runtime")
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one test worker more than there are cores. The notebook gradings wait on kernels,
+    jobs and endpoints starting and stopping, which left a core idle about a fifth of the time with
+    one worker per core. ``--maxprocesses`` (pyproject.toml) still caps it."""
+    return (os.cpu_count() or 1) + 1
+
+
 def pytest_collection_modifyitems(config, items):
     """The notebook executions, the longest tests, first: with pytest-xdist's ``--dist loadscope``
     (pyproject.toml) each test module (or class) is one unit of work that stays on one worker,
