@@ -51,34 +51,11 @@ def bedrock_clients(lab):
     return boto3.client("bedrock"), boto3.client("bedrock-runtime")
 
 
-def pytest_xdist_auto_num_workers(config):
-    """``-n auto``: one test worker more than there are cores. The notebook gradings wait on kernels,
-    jobs and endpoints starting and stopping, which left a core idle about a fifth of the time with
-    one worker per core. ``--maxprocesses`` (pyproject.toml) still caps it."""
-    return (os.cpu_count() or 1) + 1
-
-
-# The units that take longest (CI of 2026-12-06, seconds on a 2-core machine), started first so that
-# no long one is left running alone at the end; the others keep their order, notebooks before the rest.
-LONGEST_FIRST = ["TestLab07_rag", "TestLab03_hyperparameter_tuning", "TestLab13_infrastructure_as_code",
-                 "TestLab02_distributed_training", "TestLab14_responsible_ml", "TestLab04_endpoints",
-                 "TestLab15_ec2_for_ml", "TestLab05_mlops", "TestLab01_training_jobs",
-                 "test_grading_labs.py", "test_grading_modes.py", "test_grading_browser.py", "test_grading.py",
-                 "test_shared_backend.py", "test_grading_remote.py"]
-
-
 def pytest_collection_modifyitems(config, items):
-    """The notebook executions, the longest tests, first, the longest of them (:data:`LONGEST_FIRST`)
-    before the rest: with pytest-xdist's ``--dist loadscope`` (pyproject.toml) each test module (or
-    class) is one unit of work that stays on one worker, in its order, and the units start in this
-    order, so the long ones spread over the workers."""
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-
-    def order(item) -> tuple[bool, int]:
-        unit = item.cls.__name__ if item.cls is not None else item.path.name
-        return item.get_closest_marker("notebooks") is None, rank.get(unit, len(rank))
-
-    items.sort(key=order)
+    """The notebook executions, the longest tests, first: with pytest-xdist's ``--dist loadscope``
+    (pyproject.toml) each test module (or class) is one unit of work that stays on one worker,
+    in its order, and the units start in this order, so the long ones spread over the workers."""
+    items.sort(key=lambda item: item.get_closest_marker("notebooks") is None)
 
 
 def pytest_collection_finish(session):

@@ -413,12 +413,12 @@ def test_botocore_parses_each_model_file_once_per_process(lab):
     import botocore.session
 
     assert patches.preload_models(["ec2", "s3"]) >= 0  # installed (connect did) and filled
-    path = next(p for p in patches._model_texts if p.endswith("ec2/2016-11-15/service-2"))
+    path = next(p for p in patches._parsed_files if p.endswith("ec2/2016-11-15/service-2"))
     first = botocore.session.get_session().get_service_model("ec2")
     second = boto3.Session(region_name="us-east-1").client("ec2")._service_model
     assert first._service_description == second._service_description
     assert first._service_description is not second._service_description
-    assert pickle.loads(patches._model_texts[path]) == first._service_description  # parsed once, kept pickled
+    assert pickle.loads(patches._parsed_files[path]) == first._service_description  # parsed once, kept pickled
     boto3.Session(region_name="us-east-1").client("s3")  # strips {Bucket} from its own model's URIs
     fresh = botocore.session.get_session().get_service_model("s3").operation_model("PutBucketLifecycleConfiguration")
     assert fresh.http["requestUri"].startswith("/{Bucket}")

@@ -18,10 +18,10 @@ botocore waiters: ``Waiter.wait`` polls a few endpoint and transform waiters eve
     instead of every 15-30 s (same total budget): offline a state changes in milliseconds.
 botocore's client classes: the methods of a service's client class are built once per session
     (one per operation: 30 ms for EC2), and each client still gets a class of its own.
-botocore's loaders: each data file (a service model, endpoints, partitions) is read and unzipped
-    once per process and parsed into plain dicts, not ``OrderedDict`` (twice as fast); every
-    loader still gets objects of its own (the same data whatever the backend, so this applies
-    in every mode once installed).
+botocore's loaders: each data file (a service model, endpoints, partitions) is read, unzipped and
+    parsed once per process, into plain dicts, not ``OrderedDict`` (twice as fast), and kept
+    pickled (unpickling is twice as fast again); every loader still gets objects of its own (the
+    same data whatever the backend, so this applies in every mode once installed).
 SageMaker SDK modules (patched when imported, through an import hook):
     - polling sleeps capped to :data:`POLL_S` (``TrainingJob.wait(poll=5)``,
       ``Endpoint.wait_for_status``, ``ModelBuilder.deploy``'s 30 s polls, v2's
@@ -262,7 +262,7 @@ def _install_fast_waiters() -> None:
 
 # --- botocore: each data file read once per process, parsed fast ------------------------------
 
-_model_texts: dict[str, bytes] = {}  # file path -> its parsed data, pickled
+_parsed_files: dict[str, bytes] = {}  # file path -> its parsed data, pickled
 
 
 def _install_fast_model_loading() -> None:
@@ -290,13 +290,13 @@ def _install_fast_model_loading() -> None:
         return
 
     def load_file(self: botocore.loaders.JSONFileLoader, file_path: str) -> Any:
-        kept = _model_texts.get(file_path)
+        kept = _parsed_files.get(file_path)
         if kept is None:
             for ext, open_method in openers.items():
                 if os.path.isfile(file_path + ext):
                     with open_method(file_path + ext, "rb") as handle:
                         data = json.loads(handle.read().decode("utf-8"))
-                    _model_texts[file_path] = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
+                    _parsed_files[file_path] = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
                     return data
             return None
         return pickle.loads(kept)
@@ -361,7 +361,7 @@ def preload_models(services: list[str]) -> int:
     with _lock:
         _install_fast_model_loading()
     loader = botocore.loaders.create_loader()
-    before = len(_model_texts)
+    before = len(_parsed_files)
     for name in PRELOADED_DATA:
         with contextlib.suppress(botocore.exceptions.DataNotFoundError):
             loader.load_data(name)
@@ -374,7 +374,7 @@ def preload_models(services: list[str]) -> int:
         for service in services:
             with contextlib.suppress(Exception):  # a service moto does not know: it parses nothing for it
                 moto_utils.get_service_model(service)
-    return len(_model_texts) - before
+    return len(_parsed_files) - before
 
 
 # --- moto's answers ------------------------------------------------------------------------
