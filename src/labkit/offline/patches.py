@@ -109,8 +109,7 @@ def _connected() -> bool:
 def _set(obj: Any, attr: str, value: Any) -> None:
     """Replace ``obj.attr``, remembering the original for :func:`uninstall` (once)."""
     if not any(o is obj and a == attr for o, a, _ in _originals):
-        own = vars(obj) if isinstance(obj, type) else obj.__dict__
-        _originals.append((obj, attr, own.get(attr, _ABSENT)))
+        _originals.append((obj, attr, vars(obj).get(attr, _ABSENT)))
     setattr(obj, attr, value)
 
 
