@@ -422,9 +422,15 @@ def test_botocore_parses_each_model_file_once_per_process(lab):
     boto3.Session(region_name="us-east-1").client("s3")  # strips {Bucket} from its own model's URIs
     fresh = botocore.session.get_session().get_service_model("s3").operation_model("PutBucketLifecycleConfiguration")
     assert fresh.http["requestUri"].startswith("/{Bucket}")
+    # The data folders are listed once per process too (each loader listed ~400 services before its first model).
+    loaders = [botocore.loaders.create_loader(), botocore.session.get_session().get_component("data_loader")]
+    listed = [loader.list_available_services("service-2") for loader in loaders]
+    assert listed[0] == listed[1] and listed[0] is not listed[1] and {"ec2", "s3", "sagemaker"} <= set(listed[0])
+    assert ("service-2", tuple(loaders[0].search_paths), botocore.loaders.JSONFileLoader) in patches._service_lists
     labkit.offline.stop()
     try:
         assert not getattr(botocore.loaders.JSONFileLoader.load_file, "_labkit_shared", False)
+        assert botocore.loaders.create_loader().list_available_services("service-2") == listed[0]  # botocore's own
     finally:
         labkit.connect("tests", quiet=True)
     assert getattr(botocore.loaders.JSONFileLoader.load_file, "_labkit_shared", False)
@@ -453,6 +459,37 @@ def test_a_client_class_is_built_from_methods_made_once_per_session_and_service(
         labkit.connect("tests", quiet=True)
 
 
+def test_endpoint_discovery_is_read_from_the_model_with_botocores_answer(lab):
+    """botocore built an OperationModel for every operation of a service to learn whether one of them is its
+    endpoint discovery operation (a third of an EC2 client's CPU); the flag is read from the JSON now, and the
+    answer is botocore's, for services with discovery and without."""
+    import botocore.model
+    import botocore.session
+
+    patched = vars(botocore.model.ServiceModel)["endpoint_discovery_operation"]
+    assert getattr(patched._fget, "_labkit_prompt", False)
+    session = botocore.session.get_session()
+    discovered = set()
+    with_discovery = ("dynamodb", "timestream-query", "timestream-write")
+    for service in (*with_discovery, "ec2", "s3", "iam", "sagemaker", "bedrock-runtime", "s3vectors", "logs"):
+        model = session.get_service_model(service)
+        ours = model.endpoint_discovery_operation
+        theirs = next((model.operation_model(name) for name in model.operation_names
+                       if model.operation_model(name).is_endpoint_discovery_operation), None)
+        assert ours is theirs, service  # the same cached OperationModel, or None for both
+        if ours is not None:
+            discovered.add(service)
+    assert discovered == set(with_discovery)
+    client = boto3.client("dynamodb")
+    assert client.meta.service_model.endpoint_discovery_operation.name == "DescribeEndpoints"
+    labkit.offline.stop()
+    try:
+        assert not getattr(getattr(vars(botocore.model.ServiceModel)["endpoint_discovery_operation"], "_fget", None),
+                           "_labkit_prompt", False)
+    finally:
+        labkit.connect("tests", quiet=True)
+
+
 def test_moto_makes_a_regions_public_amis_when_images_or_snapshots_are_first_read(lab):
     """moto made ~1,300 public AMIs and their snapshots whenever a Region's EC2 was first touched (0.1 s each):
     now on first read of images or snapshots, with the same answers."""
@@ -464,6 +501,13 @@ def test_moto_makes_a_regions_public_amis_when_images_or_snapshots_are_first_rea
 
     backend = get_backend("ec2")[lab.account_id]["ap-south-1"]
     assert backend.__dict__.get("_labkit_amis_pending")  # not made yet
+    # The tagging API (every lab's clean-up) walks the Region's resources without making them: they carry no tags.
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16", TagSpecifications=[
+        {"ResourceType": "vpc", "Tags": [{"Key": "labkit:lab", "Value": "amis"}]}])["Vpc"]["VpcId"]
+    tagging = boto3.client("resourcegroupstaggingapi", region_name="ap-south-1")
+    found = tagging.get_resources(TagFilters=[{"Key": "labkit:lab"}])["ResourceTagMappingList"]
+    assert [m["ResourceARN"].rsplit("/", 1)[1] for m in found] == [vpc]
+    assert backend.__dict__.get("_labkit_amis_pending")
     snapshots = ec2.describe_snapshots(OwnerIds=["amazon"])["Snapshots"]  # snapshots first: the AMIs come too
     assert snapshots and not backend.__dict__.get("_labkit_amis_pending")
     images = ec2.describe_images(Owners=["amazon"])["Images"]

@@ -129,6 +129,45 @@ def test_sdk_config_is_still_validated():
             SageMakerConfig().validate_sagemaker_config(bad)
 
 
+def test_sdk_v3_module_config_function_checks_the_schema_once_and_still_validates(lab):
+    """v3's trainers and resources load their defaults through sagemaker.core.config.config, whose module function
+    re-checked the constant schema on every call (six times per tuning run in lab 03): now once, as for v2."""
+    import jsonschema
+    from sagemaker.core.config import config
+
+    assert getattr(config.validate_sagemaker_config, "_labkit_prompt", False)
+    good = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+    bad = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": "yes"}}}}
+    for _ in range(2):
+        config.validate_sagemaker_config(good)
+        with pytest.raises(jsonschema.ValidationError, match="yes"):
+            config.validate_sagemaker_config(bad)
+
+
+def test_a_schema_checked_ahead_is_not_checked_again_by_either_v3_function(lab, monkeypatch):
+    """The grader's warm process checks the SDK's constant schema before it forks kernels
+    (patches.check_sdk_config_schemas): a kernel's config lookups then validate configs only."""
+    import jsonschema
+    from sagemaker.core.config import config
+    from sagemaker.core.config.config_manager import SageMakerConfig
+
+    from labkit.offline import patches
+
+    patches.check_sdk_config_schemas()
+    assert id(config.SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA) in patches._checked_schemas
+
+    def full_check(*args, **kwargs):
+        raise AssertionError("the schema was checked again")
+
+    monkeypatch.setattr(jsonschema, "validate", full_check)
+    good = {"SchemaVersion": "1.0"}
+    bad = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": "yes"}}}}
+    for validate in (config.validate_sagemaker_config, SageMakerConfig.validate_sagemaker_config):
+        validate(good)
+        with pytest.raises(jsonschema.ValidationError, match="yes"):
+            validate(bad)
+
+
 def test_model_builder_deploys_an_inference_spec(lab, tmp_path):
     """SDK v3's TorchServe path: the SDK's own inference.py opens /opt/ml/model/code/serve.pkl in the server."""
     import torch

@@ -18,6 +18,8 @@ botocore waiters: ``Waiter.wait`` polls a few endpoint and transform waiters eve
     instead of every 15-30 s (same total budget): offline a state changes in milliseconds.
 botocore's client classes: the methods of a service's client class are built once per session
     (one per operation: 30 ms for EC2), and each client still gets a class of its own.
+botocore's service models: whether a service has an endpoint discovery operation is read from the
+    model's JSON instead of an ``OperationModel`` per operation (a third of an EC2 client's CPU).
 botocore's loaders: each data file (a service model, endpoints, partitions) is read, unzipped and
     parsed once per process, into plain dicts, not ``OrderedDict`` (twice as fast), and kept
     pickled (unpickling is twice as fast again); every loader still gets objects of its own (the
@@ -41,7 +43,8 @@ moto's models (patched when imported, through the same import hook):
     - SSM's public parameters: the DLAMI and Neuron parameters under ``/aws/service/`` load
       on first use, as moto loads its own (:mod:`labkit.offline.ec2_cluster`);
     - EC2's public AMIs (and their snapshots) are made when a Region's images or snapshots
-      are first read, not whenever a Region's EC2 is first touched (0.1 s each).
+      are first read, not whenever a Region's EC2 is first touched (0.1 s each); the tagging
+      API's walk of a Region's resources does not make them (they carry no tags).
 opensearch-py (patched when imported): its synchronous connections to an OpenSearch
     Serverless collection (``*.aoss.amazonaws.com``), which ``AWS_ENDPOINT_URL`` does not
     reach, are made to the local endpoint (:mod:`labkit.offline.opensearch_client` says where).
@@ -69,7 +72,7 @@ import threading
 import time
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -262,6 +265,7 @@ def _install_fast_waiters() -> None:
 # --- botocore: each data file read once per process, parsed fast ------------------------------
 
 _parsed_files: dict[str, bytes] = {}  # file path -> its parsed data, pickled
+_service_lists: dict[tuple[str, tuple[str, ...], type], tuple[str, ...]] = {}  # (type, search paths, file loader)
 
 
 def _install_fast_model_loading() -> None:
@@ -272,7 +276,8 @@ def _install_fast_model_loading() -> None:
     unzipped and parsed once per process, into plain dicts (no code of botocore, boto3, moto or
     the SDK needs botocore's ``OrderedDict`` hook: dicts keep their order), and kept pickled: a
     loader unpickles its copy, about twice as fast as parsing the JSON again (four times as fast
-    as with the hook). Every loader still gets objects of its own: botocore edits a session's
+    as with the hook); the services a loader finds in its search paths are listed once too. Every
+    loader still gets objects of its own: botocore edits a session's
     models in place (S3's request URIs lose their ``{Bucket}`` when an S3 client is created),
     which must not reach moto's router. The same data whatever the backend, so this applies in
     every mode once installed; :func:`preload_models` reads files ahead (the grader's warm
@@ -303,6 +308,20 @@ def _install_fast_model_loading() -> None:
     load_file._labkit_shared = True  # type: ignore[attr-defined]
     load_file.__doc__ = original.__doc__
     _set(file_loader, "load_file", load_file)
+
+    # Each loader also lists the data folders (about 400 services) before it loads a model.
+    loader = botocore.loaders.Loader
+    list_services = loader.list_available_services
+
+    def list_available_services(self: botocore.loaders.Loader, type_name: str) -> list[str]:
+        key = (type_name, tuple(self.search_paths), type(self.file_loader))
+        found = _service_lists.get(key)
+        if found is None:
+            found = _service_lists[key] = tuple(list_services(self, type_name))
+        return list(found)
+
+    list_available_services.__doc__ = list_services.__doc__
+    _set(loader, "list_available_services", list_available_services)
 
 
 # --- botocore: a client class's methods built once per session and service ----------------------
@@ -341,6 +360,34 @@ def _install_client_method_cache() -> None:
     _create_methods._labkit_prompt = True  # type: ignore[attr-defined]
     _create_methods.__doc__ = original.__doc__
     _set(creator, "_create_methods", _create_methods)
+
+
+# --- botocore: endpoint discovery looked up in the model, not in an object per operation ---------
+
+
+def _install_fast_endpoint_discovery() -> None:
+    """Every client asks its service model whether any operation is the service's endpoint
+    discovery operation, and botocore answers by building an ``OperationModel`` for every
+    operation (about 750 for EC2: a third of the CPU of creating an EC2 client). The answer
+    reads one flag of each operation's JSON (``endpointoperation``), so it is read there; the
+    operation model it returns is botocore's own (``operation_model``). Same answer, same
+    caching (per service model); applies in every mode once installed."""
+    import botocore.model
+    from botocore.utils import CachedProperty
+
+    service_model = botocore.model.ServiceModel
+    original = vars(service_model).get("endpoint_discovery_operation")
+    if getattr(getattr(original, "_fget", None), "_labkit_prompt", False):
+        return
+
+    def endpoint_discovery_operation(self: botocore.model.ServiceModel) -> Any:
+        for name, operation in self._service_description.get("operations", {}).items():
+            if operation.get("endpointoperation", False):
+                return self.operation_model(name)
+        return None
+
+    endpoint_discovery_operation._labkit_prompt = True  # type: ignore[attr-defined]
+    _set(service_model, "endpoint_discovery_operation", CachedProperty(endpoint_discovery_operation))
 
 
 PRELOADED_DATA = ("endpoints", "partitions", "sdk-default-configuration", "_retry")
@@ -475,18 +522,21 @@ def _patch_sts_endpoint(module: types.ModuleType) -> None:
     _wrap(module, "sts_regional_endpoint", make)
 
 
+_checked_schemas: dict[int, tuple[Any, Any]] = {}  # id(schema) -> (the schema, its validator), once checked
+
+
 def _checked_once(original: Callable[..., None], module: types.ModuleType) -> Callable[..., None]:
-    """``validate_sagemaker_config`` that checks the (constant) schema once, then only the config."""
-    checked: dict[int, Any] = {}
+    """``validate_sagemaker_config`` that checks the (constant) schema once, then only the config
+    (once per process: v3's two copies of the function share one schema object)."""
 
     def validate_sagemaker_config(sagemaker_config: dict | None = None) -> None:
         import jsonschema
 
         schema = module.SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA
-        validator = checked.get(id(schema))
+        validator = _checked_schemas.get(id(schema), (None, None))[1]
         if validator is None:
             original(sagemaker_config)  # the full check, schema included
-            checked[id(schema)] = jsonschema.validators.validator_for(schema)(schema)
+            _checked_schemas[id(schema)] = (schema, jsonschema.validators.validator_for(schema)(schema))
             return
         error = jsonschema.exceptions.best_match(validator.iter_errors(sagemaker_config))
         if error is not None:
@@ -495,6 +545,24 @@ def _checked_once(original: Callable[..., None], module: types.ModuleType) -> Ca
     validate_sagemaker_config._labkit_prompt = True  # type: ignore[attr-defined]
     validate_sagemaker_config.__doc__ = original.__doc__
     return validate_sagemaker_config
+
+
+def check_sdk_config_schemas() -> int:
+    """Check the SageMaker SDKs' (constant) config schemas now, for this process and those it
+    forks (the grader's warm process does): ``validate_sagemaker_config`` then checks configs only.
+    How many schemas were checked."""
+    import jsonschema
+
+    count = 0
+    for name in ("sagemaker.core.config.config_schema", "sagemaker.config.config_schema"):
+        schema = getattr(sys.modules.get(name), "SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA", None)
+        if schema is None or id(schema) in _checked_schemas:
+            continue
+        validator = jsonschema.validators.validator_for(schema)
+        validator.check_schema(schema)
+        _checked_schemas[id(schema)] = (schema, validator(schema))
+        count += 1
+    return count
 
 
 def _patch_config_manager(module: types.ModuleType) -> None:
@@ -506,8 +574,10 @@ def _patch_config_manager(module: types.ModuleType) -> None:
     _set(cls, "validate_sagemaker_config", staticmethod(_checked_once(original, module)))
 
 
-def _patch_v2_config(module: types.ModuleType) -> None:
-    """SDK v2: the module function ``sagemaker.config.config.validate_sagemaker_config``."""
+def _patch_config_module(module: types.ModuleType) -> None:
+    """The module function ``validate_sagemaker_config``: SDK v2's ``sagemaker.config.config`` and
+    v3's ``sagemaker.core.config.config`` (which v3's resources and trainers load their defaults
+    through, besides ``SageMakerConfig``)."""
     original = getattr(module, "validate_sagemaker_config", None)
     if (original is None or getattr(original, "_labkit_prompt", False)
             or not hasattr(module, "SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA")):
@@ -604,7 +674,7 @@ def _patch_lazy_amis(module: types.ModuleType) -> None:
         self.__dict__["_labkit_amis_pending"] = True
 
     def amis(self: Any) -> dict[str, Any]:
-        if self.__dict__.pop("_labkit_amis_pending", False):
+        if not getattr(_tag_walk, "active", False) and self.__dict__.pop("_labkit_amis_pending", False):
             load(self)
         return self.__dict__["amis"]
 
@@ -612,7 +682,7 @@ def _patch_lazy_amis(module: types.ModuleType) -> None:
         self.__dict__["amis"] = value
 
     def snapshots(self: Any) -> dict[str, Any]:
-        if self.__dict__.get("_labkit_amis_pending"):
+        if not getattr(_tag_walk, "active", False) and self.__dict__.get("_labkit_amis_pending"):
             self.amis  # noqa: B018 (makes the AMIs, and with them their snapshots)
         return self.__dict__["snapshots"]
 
@@ -624,6 +694,38 @@ def _patch_lazy_amis(module: types.ModuleType) -> None:
     _set(backend, "_load_amis", defer)
     _set(backend, "amis", property(amis, set_amis))
     _set(EBSBackend, "snapshots", property(snapshots, set_snapshots))
+
+
+_tag_walk = threading.local()  # active: this thread's tagging walk reads a Region's AMIs as they are
+
+
+def _patch_tag_walk_without_public_amis(module: types.ModuleType) -> None:
+    """The tagging API's walk of a Region's EC2 resources leaves out public AMIs not made yet.
+
+    ``GetResources`` (every lab's clean-up calls it) reads each resource's tags, and reading a
+    Region's AMIs would make its ~1,300 public ones (:func:`_patch_lazy_amis`). They and their
+    snapshots carry no tags, and ``GetResources`` skips a resource without tags, so the walk
+    reads the AMIs and snapshots made so far instead: the same answer. The flag is per thread: a
+    ``DescribeImages`` in another thread at the same moment still makes them.
+    """
+    backend = module.EC2Backend
+    original = backend.iter_tagged_resources
+    if getattr(original, "_labkit_prompt", False):
+        return
+
+    def iter_tagged_resources(self: Any) -> Iterator[Any]:
+        resources = original(self)
+        _tag_walk.active = True
+        try:  # the walk reads every collection before it yields its first resource
+            first = next(resources, _ABSENT)
+        finally:
+            _tag_walk.active = False
+        if first is not _ABSENT:
+            yield first
+            yield from resources
+
+    iter_tagged_resources._labkit_prompt = True  # type: ignore[attr-defined]
+    _set(backend, "iter_tagged_resources", iter_tagged_resources)
 
 
 # --- opensearch-py ------------------------------------------------------------------------------
@@ -658,11 +760,13 @@ for _name in STS_ENDPOINT_MODULES:
 _MODULE_PATCHES["sagemaker.session"].append(_patch_v2_logs)
 _MODULE_PATCHES["sagemaker.serve.deployment_progress"] = [_patch_deployment_progress]
 _MODULE_PATCHES["sagemaker.core.config.config_manager"] = [_patch_config_manager]
-_MODULE_PATCHES["sagemaker.config.config"] = [_patch_v2_config]
+_MODULE_PATCHES["sagemaker.config.config"] = [_patch_config_module]
+_MODULE_PATCHES["sagemaker.core.config.config"] = [_patch_config_module]
 _MODULE_PATCHES["sagemaker.mlops.workflow.pipeline"] = [_patch_pipeline_wait]
 _MODULE_PATCHES["moto.applicationautoscaling.models"] = [_patch_application_autoscaling]
 _MODULE_PATCHES["moto.ssm.models"] = [_patch_ssm_public_parameters]
 _MODULE_PATCHES["moto.ec2.models.amis"] = [_patch_lazy_amis]
+_MODULE_PATCHES["moto.ec2.models"] = [_patch_tag_walk_without_public_amis]
 # The two synchronous connection classes; the asyncio one is not routed.
 _MODULE_PATCHES["opensearchpy.connection.http_requests"] = [_patch_opensearch_connection("RequestsHttpConnection")]
 _MODULE_PATCHES["opensearchpy.connection.http_urllib3"] = [_patch_opensearch_connection("Urllib3HttpConnection")]
@@ -764,6 +868,7 @@ def install() -> None:
         _install_fast_waiters()
         _install_fast_model_loading()
         _install_client_method_cache()
+        _install_fast_endpoint_discovery()
         for name in _MODULE_PATCHES:
             module = sys.modules.get(name)
             if module is not None:
