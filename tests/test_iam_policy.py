@@ -86,6 +86,25 @@ def test_simulate_custom_policy_api(lab):
     assert info.value.response["Error"]["Code"] == "MalformedPolicyDocument"
 
 
+def test_checks_ask_the_simulator_through_one_client_per_default_session(lab):
+    """labkit.checks.iam answers through the simulator API, with one client per boto3 default session (a
+    lab's test asks dozens of questions): a new default session (another backend, other credentials) gets
+    a client of its own."""
+    from labkit.checks import iam
+
+    assert iam.decision(POLICY.document, "s3:GetObject", f"{BUCKET}/datasets/secret/k") == EXPLICIT_DENY
+    assert iam.allowed(POLICY.document, "ec2:RunInstances")
+    first = iam._iam()
+    assert iam._iam() is first and first.meta.service_model.service_name == "iam"
+    saved = boto3.DEFAULT_SESSION
+    boto3.setup_default_session(region_name="eu-west-1")
+    try:
+        assert iam._iam() is not first
+        assert iam.decision(json.dumps(POLICY.document), "iam:CreateUser") == IMPLICIT_DENY
+    finally:
+        boto3.DEFAULT_SESSION = saved
+
+
 def test_simulate_principal_policy_reads_the_roles_policies(lab):
     iam = boto3.client("iam")
     iam.create_role(RoleName="reader", AssumeRolePolicyDocument=json.dumps({"Statement": []}))

@@ -8,9 +8,22 @@ same test grades on both.
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any
 
 import boto3
+
+# One IAM client per boto3 default session: a lab's test asks the simulator dozens of
+# questions, and a new client costs more CPU than the question (botocore builds one per call).
+_clients: weakref.WeakKeyDictionary[boto3.Session, Any] = weakref.WeakKeyDictionary()
+
+
+def _iam() -> Any:
+    session = boto3._get_default_session()
+    client = _clients.get(session)
+    if client is None:
+        client = _clients[session] = session.client("iam")
+    return client
 
 
 def decision(policy: dict[str, Any] | str, action: str, resource: str = "*",
@@ -23,7 +36,7 @@ def decision(policy: dict[str, Any] | str, action: str, resource: str = "*",
                               "ResourceArns": [resource]}
     if entries:
         kwargs["ContextEntries"] = entries
-    result = boto3.client("iam").simulate_custom_policy(**kwargs)
+    result = _iam().simulate_custom_policy(**kwargs)
     return result["EvaluationResults"][0]["EvalDecision"]
 
 
