@@ -301,15 +301,14 @@ def main(argv: list[str]) -> int:
         say(threads=culprit, detail=_unsafe_threads())
         return 3
     models = 0
-    if spec.get("services") and "labkit.offline" in sys.modules:
-        with contextlib.suppress(Exception):  # a kernel then parses what it needs itself
-            models = importlib.import_module("labkit.offline.patches").preload_models(spec["services"])
-    if "labkit.offline" in sys.modules:
-        with contextlib.suppress(Exception):  # else a kernel checks the SageMaker SDK's config schema itself
-            importlib.import_module("labkit.offline.patches").check_sdk_config_schemas()
-    # What is loaded now lives as long as this process: the garbage collector of every kernel forked
-    # from it need never scan it again (a third of lab 00's kernel CPU was collections walking the
-    # preloaded modules), and its memory pages stay shared with the kernels.
+    if "labkit.offline" in sys.modules:  # else a kernel does both itself
+        patches = importlib.import_module("labkit.offline.patches")
+        if spec.get("services"):
+            with contextlib.suppress(Exception):
+                models = patches.preload_models(spec["services"])
+        with contextlib.suppress(Exception):
+            patches.check_sdk_config_schemas()
+    # Frozen (module docstring): collections walking the preloaded modules were a third of lab 00's kernel CPU.
     gc.collect()
     gc.freeze()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
