@@ -167,3 +167,81 @@ def test_an_endpoint_deleted_while_its_servers_start_leaves_none_running(lab):
     assert not set(process.running_pids()["servers"]) - before
     for name in ("race-create", "race-update", "race-guarded"):
         sm.get_waiter("endpoint_deleted").wait(EndpointName=name)
+
+
+DEPLOY_IN_KERNEL = """
+import sys
+sys.path.insert(0, {fixtures!r})
+import labkit
+lab = labkit.connect("tests", backend="offline", quiet=True)
+import boto3, models as hm
+from labkit.offline.hosting import process
+url = hm.upload(lab.bucket, "interrupt/model.tar.gz", hm.sklearn_model()[1])
+hm.create_model(lab, "intr", url, env={{"SAGEMAKER_PROGRAM": "inference.py"}})
+hm.deploy(lab, "intr", [hm.variant("intr")])
+process.wait_until_warm()
+rt = boto3.client("sagemaker-runtime")
+def predict():
+    body = rt.invoke_endpoint(EndpointName="intr", Body="0.1,0.2,0.3", ContentType="text/csv", Accept="text/csv")
+    return float(body["Body"].read())
+print(sorted(p for pids in process.running_pids().values() for p in pids))
+"""
+
+
+def _run_cell(kc, code: str, timeout: float = 120) -> tuple[str, list[str]]:
+    """(stdout, errors) of one cell run in a Jupyter kernel."""
+    msg_id = kc.execute(code)
+    out, errors = [], []
+    while True:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+        elif msg["msg_type"] == "error":
+            errors.append(f'{msg["content"]["ename"]}: {msg["content"]["evalue"]}')
+        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return "".join(out), errors
+
+
+def test_endpoints_survive_an_interrupted_cell_and_leave_the_kernel_free_to_shut_down(tmp_path):
+    """Jupyter's "interrupt" is SIGINT to the kernel's process group, and ipykernel's shutdown signals
+    that group and waits until it is empty: the model servers and their zygote live outside it, so an
+    interrupted cell leaves the endpoints serving and a shutdown does not wait for them (it once waited
+    out its grace for the zygote, dead but not yet reaped). They still go with the kernel."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path), env={
+        **os.environ, "LABKIT_BACKEND": "offline", "LABKIT_HOME": str(tmp_path / "home")})
+    pids: list[int] = []
+    try:
+        out, errors = _run_cell(kc, DEPLOY_IN_KERNEL.format(fixtures=str(FIXTURES)))
+        assert not errors, f"deploying in the kernel failed: {errors} {out}"
+        pids = json.loads(out.strip().splitlines()[-1])
+        assert len(pids) == 2  # the endpoint's server and the zygote that forked it
+
+        msg_id = kc.execute("import time\ntime.sleep(60)")
+        interrupted = False
+        while True:  # interrupt once the cell runs, then wait until the kernel is idle again
+            msg = kc.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "execute_input":
+                time.sleep(0.5)
+                km.interrupt_kernel()
+            elif msg["msg_type"] == "error":
+                interrupted = msg["content"]["ename"] == "KeyboardInterrupt"
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        assert interrupted
+        out, errors = _run_cell(kc, "print(predict())")
+        assert not errors, f"the endpoint stopped answering after an interrupted cell: {errors}"
+        assert 0 < float(out) < 1
+        assert all(_alive(p) for p in pids), "an interrupt reached the model server or the zygote"
+
+        out, errors = _run_cell(kc, "print(len(get_ipython().kernel._process_children()))")
+        assert (out.strip(), errors) == ("0", []), "ipykernel's shutdown would wait for processes in its group"
+    finally:
+        km.shutdown_kernel(now=False)
+        kc.stop_channels()
+    assert not _wait_gone(pids, 30), "model servers outlived their kernel"

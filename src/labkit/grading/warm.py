@@ -154,9 +154,11 @@ COURSE_MODULES = ["numpy", "pandas", "boto3", "botocore", "moto", "moto.ec2", "m
                   "labkit", "labkit.offline", "@engines", "labkit.cost.meter", "labkit.cost.cleanup",
                   "matplotlib", "matplotlib.pyplot", "tqdm", "tqdm.auto"]
 # Modules known to start a thread at import (so cannot be forked from): each kernel imports them
-# itself. None of the course's engines does (hosting starts its threads with the first endpoint);
-# others are found at run time and reported (``{"threads": module}``).
-THREAD_STARTERS: list[str] = []
+# itself. None of the course's engines does (hosting starts its threads with the first endpoint).
+# The AWS CDK (lab 13) starts its jsii runtime, a node process read by a thread, at import: found
+# at run time, it cost a second warm start of every import before it. Others are found at run
+# time and reported (``{"threads": module}``).
+THREAD_STARTERS: list[str] = ["aws_cdk", "constructs", "jsii"]
 
 
 def lab_imports(nb) -> list[str]:
@@ -176,7 +178,8 @@ def warm_modules(release_nb) -> list[str]:
         for name in COURSE_MODULES:
             modules += engines.modules() if name == "@engines" else [name]
     modules += own
-    return [m for m in dict.fromkeys(modules) if m not in THREAD_STARTERS and not m.startswith("labkit.grading")]
+    return [m for m in dict.fromkeys(modules) if m.split(".")[0] not in THREAD_STARTERS
+            and not m.startswith("labkit.grading")]
 
 
 BASE_SERVICES = ("iam", "s3", "sts")  # what labkit.connect() itself calls

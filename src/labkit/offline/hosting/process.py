@@ -12,6 +12,11 @@ then on, in milliseconds. Where fork is not safe (macOS) or the zygote is gone, 
 is a fresh process. Either way every server started is tracked so that :func:`stop_all`
 (on reset, at exit) leaves nothing running, and each dies with this process on its own
 (``server._die_with_parent``), even if this process is SIGKILLed.
+
+The zygote and every server run in a session of their own, out of the kernel's process
+group: Jupyter interrupts a cell with SIGINT to that group (which killed every endpoint
+with it), and ipykernel's shutdown signals and waits for the group's processes (it waited
+out its whole grace for the zygote, which only this process's exit handler reaps).
 """
 
 from __future__ import annotations
@@ -113,6 +118,8 @@ class ModelProcess:
             self.failure = "\n".join(self._tail[-15:]) or f"the model server exited ({proc.wait()})"
             self.state = "failed"
         self._event.set()
+        if isinstance(proc, subprocess.Popen):
+            proc.wait()  # reaped now (a forked server is the zygote's to reap)
 
     @property
     def root_cause(self) -> str:
@@ -196,7 +203,7 @@ def _environment(extra_env: dict[str, str]) -> dict[str, str]:
 def _spawn(argv: list[str], extra_env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-u", SERVER, *argv], env=_environment(extra_env),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, text=True,
-                            bufsize=1)
+                            bufsize=1, start_new_session=True)
 
 
 def _own_proc() -> bool:
@@ -273,7 +280,8 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.proc = subprocess.Popen([sys.executable, "-u", SERVER, "--zygote", str(theirs.fileno())],
                                      pass_fds=[theirs.fileno()], env=_environment({}), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                     start_new_session=True)
         theirs.close()
         ours.settimeout(START_TIMEOUT_S)
         self.sock = ours
@@ -287,6 +295,7 @@ class Zygote:
             if line.startswith(ZYGOTE):
                 self.ready.set()
         self.ready.set()  # it exited: fork() fails and servers start as fresh processes
+        self.proc.wait()  # reaped now, not left a zombie until this process exits
 
     @property
     def alive(self) -> bool:
