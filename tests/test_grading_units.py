@@ -768,3 +768,30 @@ def test_what_the_learner_wrote_is_shown_back_to_them():
     other = secrets.own_windows(['parameters:\n  perUnitStorageThroughput: "125"\n'])
     assert secrets.learner_text(message, own=other) == HIDDEN
 
+
+
+# ---- warm kernels end as exec-ed kernels do ----------------------------------------------------
+
+
+def test_a_warm_forked_kernel_runs_its_exit_handlers(tmp_path, monkeypatch):
+    """A kernel forked from the warm process ends with ``os._exit``; it runs the exit handlers first, as
+    an exec-ed kernel does: the course's backend stops the model servers and jobs it started there
+    (outside the kernel's process group), so the grader never counts them as the submission's."""
+    from ipykernel import kernelapp
+
+    from labkit.grading import warm
+
+    marker = tmp_path / "ran"
+    pid = os.fork()
+    if pid == 0:  # the kernel: ipykernel itself is not started, only its way out is taken
+        try:
+            import atexit
+
+            monkeypatch.setattr(kernelapp, "launch_new_instance", lambda: None)
+            atexit.register(lambda: marker.write_text("stopped what it started"))
+            warm.start_in_place([sys.executable, "-m", "ipykernel_launcher", "-f", "kernel.json"], {"HOME": "/"})
+        finally:
+            os._exit(3)  # not reached: start_in_place ends the process itself
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert marker.read_text() == "stopped what it started"

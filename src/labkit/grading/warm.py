@@ -24,6 +24,7 @@ skips it, and its pages stay shared.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import importlib
@@ -115,6 +116,11 @@ def start_in_place(command: list[str], env: dict[str, str]) -> None:
         code = 0
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    # The exit handlers an exec-ed kernel runs as it ends: the course's backend stops the model
+    # servers and training jobs it started (they live outside the kernel's process group), so the
+    # grader counts only what the submission itself left running.
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
