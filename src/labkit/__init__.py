@@ -3,7 +3,11 @@
 ``lab = labkit.connect()`` is the first cell of every lab. See README.md.
 """
 
-from .connect import BackendError, Lab, connect, current
+from .deferred import defer_rfc3987_syntax
+
+defer_rfc3987_syntax()  # before anything imports jsonschema (labkit.deferred says why)
+
+from .connect import BackendError, Lab, connect, current  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["BackendError", "Lab", "__version__", "connect", "current", "data_path"]

@@ -57,7 +57,9 @@ Handlers of both backends, added through :func:`add_botocore_handlers` and remov
 
 Not here, because it runs in another process: a job's own Python processes remap
 ``/opt/ml`` in their file functions (``training/container/sitecustomize.py``, the
-container's view of its file system).
+container's view of its file system). Not here, because it must come before anything
+imports jsonschema: ``import labkit`` defers the IRI grammar jsonschema's format checker
+builds at import to its first use (:mod:`labkit.deferred`).
 """
 
 from __future__ import annotations
