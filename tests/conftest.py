@@ -14,24 +14,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import labkit
 
-# What one test worker may hold at its peak: a lab graded two submissions at a time, their kernels,
-# jobs and model servers (three workers on 2 cores peaked at 6.7 GB in all, measured).
-WORKER_PEAK_GB = 2.5
-
-
-def pytest_xdist_auto_num_workers(config):
-    """``-n auto`` (pyproject.toml): one test worker per core, and one more where the memory allows it.
-    The workers wait on jobs, endpoints and kernels often enough that two left a 2-core machine idle
-    for about 15% of the run; a third kept it busy (CI measured 19:02 against 17:10 for the same code).
-    """
-    cores = os.cpu_count() or 1
-    try:
-        with open("/proc/meminfo") as meminfo:
-            kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError):
-        return cores
-    return max(1, min(cores + 1, int(kib / 2**20 // WORKER_PEAK_GB)))
-
 
 @pytest.fixture(scope="module")
 def lab() -> labkit.Lab:
