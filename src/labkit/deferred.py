@@ -2,8 +2,8 @@
 
 jsonschema checks the ``iri`` and ``iri-reference`` formats with ``rfc3987_syntax``, whose
 import compiles a dozen Earley parsers of RFC 3987's grammar: 0.85 s of CPU in every process
-that imports jsonschema, and nbformat, nbclient, papermill and the SageMaker SDK all do (the
-grader's workers and warm processes, every kernel's ``labkit.connect()``, the jobs' analyzers).
+that imports jsonschema, and nbformat (so nbclient and papermill) and the SageMaker SDK do: the
+grader's workers and warm processes, every kernel that uses the SDK, each ``labkit`` command.
 Almost none of them ever checks an IRI. :func:`defer_rfc3987_syntax` puts a stand-in module
 under that name: its ``is_valid_syntax`` (all jsonschema takes) and any other name load the
 real module on first use, so every check gives the answer it gave before, only later.
