@@ -188,15 +188,17 @@ print(sorted(p for pids in process.running_pids().values() for p in pids))
 """
 
 
-def _run_cell(kc, code: str, timeout: float = 120) -> tuple[str, list[str]]:
-    """(stdout, errors) of one cell run in a Jupyter kernel."""
+def _run_cell(kc, code: str, timeout: float = 120, on_start=None) -> tuple[str, list[str]]:
+    """(stdout, errors) of one cell run in a Jupyter kernel; ``on_start()`` is called once it runs."""
     msg_id = kc.execute(code)
     out, errors = [], []
     while True:
         msg = kc.get_iopub_msg(timeout=timeout)
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
-        if msg["msg_type"] == "stream":
+        if msg["msg_type"] == "execute_input" and on_start is not None:
+            on_start()
+        elif msg["msg_type"] == "stream":
             out.append(msg["content"]["text"])
         elif msg["msg_type"] == "error":
             errors.append(f'{msg["content"]["ename"]}: {msg["content"]["evalue"]}')
@@ -220,20 +222,12 @@ def test_endpoints_survive_an_interrupted_cell_and_leave_the_kernel_free_to_shut
         pids = json.loads(out.strip().splitlines()[-1])
         assert len(pids) == 2  # the endpoint's server and the zygote that forked it
 
-        msg_id = kc.execute("import time\ntime.sleep(60)")
-        interrupted = False
-        while True:  # interrupt once the cell runs, then wait until the kernel is idle again
-            msg = kc.get_iopub_msg(timeout=60)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "execute_input":
-                time.sleep(0.5)
-                km.interrupt_kernel()
-            elif msg["msg_type"] == "error":
-                interrupted = msg["content"]["ename"] == "KeyboardInterrupt"
-            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-        assert interrupted
+        def interrupt() -> None:
+            time.sleep(0.5)
+            km.interrupt_kernel()
+
+        _, errors = _run_cell(kc, "import time\ntime.sleep(60)", timeout=60, on_start=interrupt)
+        assert [e.split(":")[0] for e in errors] == ["KeyboardInterrupt"]
         out, errors = _run_cell(kc, "print(predict())")
         assert not errors, f"the endpoint stopped answering after an interrupted cell: {errors}"
         assert 0 < float(out) < 1
