@@ -131,3 +131,24 @@ def test_csv_weights_reads_the_second_column_as_instance_weights(tmp_path):
     weighted = load_channel(tmp_path, "text/csv", csv_weights=True)
     assert weighted.num_col() == 2 and list(weighted.get_weight()) == [0.5, 2.0]
     assert load_channel(tmp_path, "text/csv").num_col() == 3
+
+
+def test_the_algorithm_imports_xgboost_without_scikit_learn_until_a_channel_needs_it(tmp_path):
+    """A job's process pays for scikit-learn (1 s of CPU) only for a libsvm channel, whose reader is
+    scikit-learn's; xgboost's own import of it, for estimator classes the algorithm never uses, is cut."""
+    import subprocess
+
+    folder = tmp_path / "train"
+    folder.mkdir()
+    (folder / "data.libsvm").write_text("1 1:0.5 2:1.0\n0 1:-0.5 2:0.0\n1 1:0.7 2:0.9\n")
+    probe = ("import sys\n"
+             "from labkit.offline.training.algorithms import xgboost as algorithm\n"
+             "xgb = algorithm.import_xgboost()\n"
+             "print('sklearn after import:', 'sklearn' in sys.modules)\n"
+             "print('core API:', callable(xgb.train) and callable(xgb.DMatrix))\n"
+             f"matrix = algorithm.load_channel(__import__('pathlib').Path({str(folder)!r}), 'text/libsvm')\n"
+             "print('libsvm rows:', matrix.num_row(), 'sklearn after libsvm:', 'sklearn' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "sklearn after import: False" in out.stdout, out.stdout
+    assert "core API: True" in out.stdout and "libsvm rows: 3 sklearn after libsvm: True" in out.stdout, out.stdout
