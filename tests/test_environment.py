@@ -31,3 +31,24 @@ def test_cli_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for command in COMMANDS:
         assert f"labkit {command}" in out
+
+
+def test_set_up_compiles_every_aws_cdk_module_a_lab_imports():
+    """course.py byte-compiles only the AWS CDK's modules the labs import (the rest is 400 MB of
+    generated sources): a lab that imports another one must be named there, or every graded kernel
+    of it compiles that module again in memory."""
+    import ast
+    import json
+
+    source = (REPO / "course.py").read_text()
+    listed = next(ast.literal_eval(node.value) for node in ast.walk(ast.parse(source))
+                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "cdk_used")
+    imported = set()
+    for notebook in [*(REPO / "solutions").glob("*/*.ipynb"), *(REPO / "notebooks").glob("*.ipynb")]:
+        for cell in json.loads(notebook.read_text())["cells"]:
+            code = "".join(cell["source"]) if cell["cell_type"] == "code" else ""
+            imported |= {m.split(".")[0] for m in re.findall(r"(?:from|import)\s+aws_cdk\.(\w+)", code)}
+            imported |= set(re.findall(r"from\s+aws_cdk\s+import\s+(\w+)", code))
+    services = {name for name in imported if name.startswith(("aws_", "alexa_")) or name == "interfaces"}
+    assert services, "lab 13 imports the CDK's SageMaker module: the scan above found nothing"
+    assert services <= set(listed), f"course.py's cdk_used lacks {sorted(services - set(listed))}"

@@ -10,7 +10,9 @@ grades there.
 Chromium is required: without it these tests FAIL with the command that installs it
 (``apt-get install -y chromium`` on Debian/Ubuntu). ``LABKIT_CHROMIUM=/path/to/chromium``
 uses another Chromium or Chrome binary; ``LABKIT_SKIP_BROWSER_TESTS=1`` skips them, on
-purpose and visibly, on a machine that cannot have one.
+purpose and visibly, on a machine that cannot have one. CI (``.ci/run``) installs Chromium
+in the background while the course sets itself up, and names in ``LABKIT_CHROMIUM_SETUP`` the
+file where the outcome will be: these tests wait for it, and are skipped if it failed.
 """
 
 from __future__ import annotations
@@ -36,14 +38,33 @@ LAB = "00-setup"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SKIP_VAR = "LABKIT_SKIP_BROWSER_TESTS"
+SETUP_VAR = "LABKIT_CHROMIUM_SETUP"
+SETUP_WAIT_S = 900
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the grader's tests need Linux")
+
+
+def _wait_for_setup() -> None:
+    """CI's background installation of Chromium (``.ci/run``): wait for its outcome; skip if it failed."""
+    status = Path(os.environ.get(SETUP_VAR) or "")
+    if not status.name:
+        return
+    deadline = time.monotonic() + SETUP_WAIT_S
+    while not status.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"Chromium's installation did not finish in {SETUP_WAIT_S} s (no {status}; its log: "
+                        ".ci/chromium-setup.log)", pytrace=False)
+        time.sleep(1)
+    if status.read_text().strip() != "installed":
+        pytest.skip("Chromium could not be installed on this machine (.ci/chromium-setup.log): the browser "
+                    "tests were skipped")
 
 
 def chromium() -> str:
     """The Chromium binary, or a failure that says how to get one (or how to opt out)."""
     if os.environ.get(SKIP_VAR) == "1":
         pytest.skip(f"{SKIP_VAR}=1: the browser tests were skipped on purpose")
+    _wait_for_setup()
     wanted = os.environ.get("LABKIT_CHROMIUM")
     found = wanted if wanted and Path(wanted).is_file() else shutil.which("chromium") or (
         "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
