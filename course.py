@@ -44,13 +44,13 @@ def _compile(background: bool) -> subprocess.Popen[bytes] | None:
     where = {"base": str(VENV), "platbase": str(VENV)}
     packages = dict.fromkeys(sysconfig.get_path(kind, vars=where) for kind in ("purelib", "platlib"))
     # Errors are the packages' own (a file of test data that is not Python): pip ignores them too.
-    # Left to compile on first import, half the CPU of compiling everything (90 s here): the
-    # packages' own test suites (torch's too); the large packages nothing of the course imports
-    # (transformers and sentence-transformers are installed for learners who check the offline
-    # embeddings against them; mlflow, numba, databricks and hive_metastore come with the SDK and
-    # Clarify's dependencies; mypy and mypyc run as compiled extensions, never from their sources);
-    # and the AWS CDK's 400 MB of generated service modules but the few lab 13 imports (a module
-    # missing here still works: a kernel compiles it in memory when it imports it).
+    # Left to compile on first import (compileall then takes 46 CPU s here, 65 with only the
+    # first five names): the packages' own test suites (torch's too); the large packages nothing of
+    # the course imports (transformers and sentence-transformers are installed for learners who
+    # check the offline embeddings against them; mlflow, numba, databricks and hive_metastore come
+    # with the SDK and Clarify's dependencies; mypy and mypyc run as compiled extensions, never from
+    # their sources); and the AWS CDK's 400 MB of generated service modules but the few lab 13
+    # imports (a module missing here still works: a kernel compiles it in memory when it imports it).
     cdk_used = ("__init__", "_jsii", "_private", "asset_awscli_v1", "asset_node_proxy_agent_v6",
                 "cloud_assembly_schema", "interfaces", "aws_applicationautoscaling", "aws_cloudwatch",
                 "aws_sagemaker")

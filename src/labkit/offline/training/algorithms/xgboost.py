@@ -43,7 +43,7 @@ def import_xgboost() -> Any:
     """The ``xgboost`` package, imported without scikit-learn where nothing imported it yet.
 
     ``import xgboost`` imports scikit-learn for its estimator classes (``xgboost.compat``):
-    1 s of CPU in every job, twice what the rest of a small job costs. The algorithm uses
+    1 of the 1.5 CPU seconds that import takes, in every job. The algorithm uses
     only the core API (``DMatrix``, ``train``); the libsvm reader imports scikit-learn
     itself when a channel needs it. xgboost falls back to placeholders for the estimator
     classes when scikit-learn cannot be imported, as in a container without it.
