@@ -25,6 +25,11 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".labkit-installed"
+# The AWS CDK's modules byte-compiled at set-up (:func:`_compile`): the package's own and the
+# service modules lab 13 imports (tests/test_environment.py keeps this in step with the labs).
+AWS_CDK_COMPILED = ("__init__", "_jsii", "_private", "asset_awscli_v1", "asset_node_proxy_agent_v6",
+                    "cloud_assembly_schema", "interfaces", "aws_applicationautoscaling", "aws_cloudwatch",
+                    "aws_sagemaker")
 
 
 def _say(message: str) -> None:
@@ -51,12 +56,9 @@ def _compile(background: bool) -> subprocess.Popen[bytes] | None:
     # with the SDK and Clarify's dependencies; mypy and mypyc run as compiled extensions, never from
     # their sources); and the AWS CDK's 400 MB of generated service modules but the few lab 13
     # imports (a module missing here still works: a kernel compiles it in memory when it imports it).
-    cdk_used = ("__init__", "_jsii", "_private", "asset_awscli_v1", "asset_node_proxy_agent_v6",
-                "cloud_assembly_schema", "interfaces", "aws_applicationautoscaling", "aws_cloudwatch",
-                "aws_sagemaker")
     skip = (r"/(tests|transformers|sentence_transformers|mlflow|numba|databricks|hive_metastore|mypy|mypyc)/"
             r"|/torch/testing/_internal/"
-            rf"|/aws_cdk/(?!({'|'.join(cdk_used)})[/.])")
+            rf"|/aws_cdk/(?!({'|'.join(AWS_CDK_COMPILED)})[/.])")
     command = [str(PYTHON), "-m", "compileall", "-q", "-j", "0", "-x", skip, *packages]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if background:

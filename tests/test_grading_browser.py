@@ -46,9 +46,9 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 
 def _wait_for_setup() -> None:
     """CI's background installation of Chromium (``.ci/run``): wait for its outcome; skip if it failed."""
-    status = Path(os.environ.get(SETUP_VAR) or "")
-    if not status.name:
+    if not os.environ.get(SETUP_VAR):
         return
+    status = Path(os.environ[SETUP_VAR])
     deadline = time.monotonic() + SETUP_WAIT_S
     while not status.exists():
         if time.monotonic() > deadline:
