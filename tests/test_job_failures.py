@@ -5,7 +5,9 @@ reporting InProgress. Processing, training, transform and tuning (endpoints: tes
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -130,3 +132,39 @@ def test_tuning_job_whose_trials_all_fail_is_failed(aws):
     assert job["TrainingJobStatusCounters"]["NonRetryableError"] + job["TrainingJobStatusCounters"].get(
         "RetryableError", 0) == 2
     assert job["FailureReason"]
+
+
+def test_a_multi_host_failure_reports_the_failing_hosts_own_exit_status(aws):
+    """algo-1 fails first, only because its peer went; algo-2's error and its exit status are the reason."""
+    lab, s3, sm = aws
+    code = jobkit.upload_code(s3, lab.bucket, "train_peer_lost.py")
+    request = jobkit.script_request(lab, "fail-peer", "train_peer_lost.py", code, image=jobkit.SKLEARN_IMAGE)
+    request["ResourceConfig"]["InstanceCount"] = 2
+    sm.create_training_job(**request)
+    job = jobkit.wait(sm, "fail-peer")
+    reason = job["FailureReason"]
+    assert job["TrainingJobStatus"] == "Failed", reason
+    assert "ValueError: feature 'tenure' is missing from the training channel" in reason, reason
+    assert "Connection closed by peer" not in reason, reason
+    assert reason.startswith("AlgorithmError: ExecuteUserScriptError:\nExitCode 7\n"), reason
+
+
+def test_the_platform_waits_briefly_for_peers_then_stops_them_and_knows_it_did(tmp_path):
+    """settle() lets a host that is about to exit do so; a host that would not is SIGTERMed, and marked."""
+    from labkit.offline.training.runner import HostProcess, first_failure, settle, terminate_all
+
+    def host(code: str) -> HostProcess:
+        return HostProcess([sys.executable, "-c", code], tmp_path, dict(os.environ), lambda line: None)
+
+    hosts = [host("raise SystemExit(3)"), host("import time; time.sleep(0.5); raise SystemExit(5)"),
+             host("import time; time.sleep(60)")]
+    while first_failure(hosts) is None:
+        time.sleep(0.02)
+    assert first_failure(hosts) == (0, 3)
+    settle(hosts[:2], 60.0)  # returns once both have exited (a loaded machine may take a while)
+    assert hosts[1].poll() == 5
+    settle(hosts, 0.2)  # the sleeper is still running after its grace
+    assert hosts[2].poll() is None
+    terminate_all(hosts, grace=5.0)
+    assert [h.poll() for h in hosts] == [3, 5, -15]
+    assert [h.terminated for h in hosts] == [False, False, True]

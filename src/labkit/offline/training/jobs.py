@@ -38,12 +38,14 @@ from .runner import (
     all_succeeded,
     first_failure,
     process_environment,
+    settle,
     terminate_all,
     training_command,
 )
 
 SPOT_DISCOUNT = 0.7
 STOP_GRACE_SECONDS = 5.0
+FAILURE_SETTLE_SECONDS = 2.0  # after one host fails, how long its peers may take to exit by themselves
 POLL_SECONDS = 0.05
 CHECKPOINT_SYNC_SECONDS = 1.0
 
@@ -313,6 +315,7 @@ class TrainingRun:
         while True:
             failed = first_failure(self.processes)
             if failed:
+                settle(self.processes, FAILURE_SETTLE_SECONDS)
                 terminate_all(self.processes, STOP_GRACE_SECONDS)
                 return "Failed", self._failure_reason(*failed)
             if all_succeeded(self.processes):
@@ -353,7 +356,8 @@ class TrainingRun:
         if cause is not None:  # the host where it happened ("algo-2 rank 1" -> algo-2)
             index = next((i for i, env in enumerate(self.hosts) if cause.source.split()[0] == env.current_host),
                          index)
-            code = self.processes[index].poll() or code
+            if not self.processes[index].terminated:  # else its status is the platform's SIGTERM
+                code = self.processes[index].poll() or code
         env, proc = self.hosts[index], self.processes[index]
         message = container_paths(cause.text if cause else failures.last_lines(outputs[env.current_host]),
                                   self.hosts)

@@ -30,6 +30,7 @@ from .runner import (
     first_failure,
     process_environment,
     remap_text,
+    settle,
     terminate_all,
 )
 
@@ -185,6 +186,7 @@ class ProcessingRun:
         while True:
             failed = first_failure(self.processes)
             if failed:
+                settle(self.processes, jobs.FAILURE_SETTLE_SECONDS)
                 terminate_all(self.processes)
                 outputs = {env.current_host: list(proc.tail) for env, proc in zip(self.hosts, self.processes,
                                                                                   strict=False)}

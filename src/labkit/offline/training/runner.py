@@ -127,6 +127,7 @@ class HostProcess:
     def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], sink: Callable[[str], object]):
         self.argv = argv
         self.tail: collections.deque[tuple[float, str]] = collections.deque(maxlen=400)
+        self.terminated = False  # the platform signalled it (its exit status is then not its own)
         self._sink = sink
         self.proc = subprocess.Popen(argv, cwd=str(cwd), env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -155,6 +156,7 @@ class HostProcess:
     def terminate(self, grace: float = 5.0) -> int:
         """SIGTERM the process group (what the platform sends), SIGKILL after ``grace`` s."""
         if self.proc.poll() is None:
+            self.terminated = True
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 try:
                     os.killpg(self.proc.pid, sig)
@@ -175,6 +177,18 @@ def first_failure(processes: list[HostProcess]) -> tuple[int, int] | None:
         if code not in (None, 0):
             return i, code
     return None
+
+
+def settle(processes: list[HostProcess], seconds: float) -> None:
+    """Give the hosts still running up to ``seconds`` to exit by themselves.
+
+    After one host fails, its peers usually fail too within moments (a collective whose peer has
+    gone); letting them finish their own output and exit keeps the root cause and its exit status
+    theirs, not the platform's SIGTERM.
+    """
+    deadline = time.monotonic() + seconds
+    while any(proc.poll() is None for proc in processes) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def all_succeeded(processes: list[HostProcess]) -> bool:
