@@ -37,7 +37,7 @@ from wrong_answers import Mistake, build_submission, cases, pack, secret_lines
 
 from labkit.authoring import LABS, REPO, SOLUTIONS, lab_names, stale
 from labkit.grading import GradeRun, Limits, grade
-from labkit.runner import judge
+from labkit.runner import IOPUB_TIMEOUT_S, judge
 
 LABS_ALL = lab_names()
 GRADED = REPO / "build" / "graded"
@@ -178,7 +178,7 @@ def check_lecture(lab: str, tmp_path: Path) -> None:
 
     lecture = REPO / "notebooks" / f"{lab}.ipynb"
     papermill.execute_notebook(str(lecture), str(tmp_path / lecture.name), cwd=str(lecture.parent),
-                               kernel_name="python3", progress_bar=False)
+                               kernel_name="python3", progress_bar=False, iopub_timeout=IOPUB_TIMEOUT_S)
 
 
 @pytest.fixture(scope="class")

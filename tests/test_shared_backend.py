@@ -22,6 +22,7 @@ import nbformat
 import pytest
 
 from labkit.offline import shared
+from labkit.runner import IOPUB_TIMEOUT_S
 
 pytestmark = pytest.mark.notebooks
 
@@ -197,7 +198,7 @@ def test_two_notebooks_share_one_backend_and_nothing_leaves_the_machine(tmp_path
             source = _notebook(cells, work / f"{name}.ipynb")
             out = work / f"{name}-out.ipynb"
             papermill.execute_notebook(str(source), str(out), cwd=str(work), kernel_name="python3",
-                                       progress_bar=False, execution_timeout=600)
+                                       progress_bar=False, execution_timeout=600, iopub_timeout=IOPUB_TIMEOUT_S)
             text = _outputs(out)
             if name == "first":
                 assert "sagemaker-us-east-1-123456789012" in text  # `!aws s3 ls` lists the lab's bucket

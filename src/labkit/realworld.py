@@ -638,6 +638,8 @@ def run_case(case: Case, root: Path) -> Outcome:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from .runner import IOPUB_TIMEOUT_S
+
     source = root / case.notebook
     outcome = Outcome(case.id, case.repo.split("@")[0], _commit(root), case.notebook.strip(), case.exercises)
     if not source.exists():
@@ -667,7 +669,8 @@ def run_case(case: Case, root: Path) -> Outcome:
         with open(work / "stdout.log", "w") as out, open(work / "stderr.log", "w") as err:
             papermill.execute_notebook(str(notebook), str(output), cwd=str(work), kernel_name=kernel,
                                        progress_bar=False, stdout_file=out, stderr_file=err,
-                                       execution_timeout=CELL_TIMEOUT_S, allow_errors=True)
+                                       execution_timeout=CELL_TIMEOUT_S, iopub_timeout=IOPUB_TIMEOUT_S,
+                                       allow_errors=True)
     except PapermillExecutionError:
         pass  # a cell failed: judged from the saved notebook
     except Exception as error:  # noqa: BLE001 - the kernel died or timed out: judged from what was saved

@@ -36,6 +36,9 @@ from .offline import MODES, runlog
 BUILD = REPO / "build" / "executed"
 ERROR_MARKER = "papermill-error-cell-tag"
 CELL_TIMEOUT_S = 900
+# After a cell's reply, how long nbclient waits for the cell's last outputs (4 s by default, after
+# which they are dropped with only a log line): on a loaded machine a print can arrive later.
+IOPUB_TIMEOUT_S = 60
 HEARTBEAT_S = 60.0
 
 
@@ -236,7 +239,7 @@ def execute(lab: str, version: str, out_dir: Path | None = None, source_dir: Pat
             papermill.execute_notebook(
                 str(notebook), str(output), cwd=str(work), kernel_name="python3",
                 progress_bar=False, stdout_file=stdout, stderr_file=stderr,
-                execution_timeout=CELL_TIMEOUT_S, allow_errors=True,
+                execution_timeout=CELL_TIMEOUT_S, iopub_timeout=IOPUB_TIMEOUT_S, allow_errors=True,
                 kernel_manager_class=_kernel_manager_class(kernel_log),
             )
         except PapermillExecutionError:

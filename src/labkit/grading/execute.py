@@ -430,7 +430,10 @@ class Runner:
         client = LimitedClient(nb, km=km, timeout=max(1, math.ceil(self.job.cell_timeout)), allow_errors=True,
                                interrupt_on_timeout=False, startup_timeout=int(self.job.startup_timeout),
                                kernel_name="python3", resources={"metadata": {"path": self.policy.scratch}},
-                               record_timing=False)
+                               record_timing=False,
+                               # the cell's last outputs may follow its reply late on a loaded machine:
+                               # nbclient's default (4 s) drops them with only a log line
+                               iopub_timeout=max(1, math.ceil(self.job.cell_timeout)))
         client.output_limit = self.job.output_limit
         client.on_cell_executed = _reply_says_error
         client.truncated = self.truncated
