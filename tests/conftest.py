@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import platform
 
 import pytest
 
@@ -49,6 +51,21 @@ def bedrock_clients(lab):
     import boto3
 
     return boto3.client("bedrock"), boto3.client("bedrock-runtime")
+
+
+def pytest_report_header(config):
+    """The machine, first thing in the output: the suite's time depends on it (the same code ran 16:41 on
+    an Intel host with AMX and 20:00 on an AMD EPYC one, both 2 cores: docs/benchmarks.md)."""
+    info: dict[str, str] = {}
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    flags = set(info.get("flags", "").split())
+    vector = next((name for flag, name in (("amx_tile", "AMX"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+                   if flag in flags), "")
+    model = info.get("model name") or platform.processor() or platform.machine()
+    return f"machine: {os.cpu_count()} cores, {model}" + (f", {vector}" if vector else "")
 
 
 def pytest_collection_modifyitems(config, items):
