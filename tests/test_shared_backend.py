@@ -22,7 +22,7 @@ import nbformat
 import pytest
 
 from labkit.offline import shared
-from labkit.runner import IOPUB_TIMEOUT_S
+from labkit.runner import IOPUB_TIMEOUT_S, merged_streams
 
 pytestmark = pytest.mark.notebooks
 
@@ -154,7 +154,8 @@ def _notebook(cells: list[str], path: Path) -> Path:
 
 def _outputs(path: Path) -> str:
     nb = nbformat.read(path, as_version=4)
-    return "\n".join(o.get("text", "") or json.dumps(o.get("data", {})) for c in nb.cells for o in c.get("outputs", []))
+    return "\n".join(o.get("text", "") or json.dumps(o.get("data", {})) for c in nb.cells
+                     for o in merged_streams(c.get("outputs", [])))
 
 
 def _descendants(pid: int) -> set[int]:

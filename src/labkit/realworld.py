@@ -621,8 +621,10 @@ def _error_of(out: dict) -> tuple[str, str] | None:
 
 
 def _outputs_text(cell: dict) -> str:
+    from .runner import merged_streams
+
     parts = []
-    for out in cell.get("outputs", []):
+    for out in merged_streams(cell.get("outputs", [])):
         if out.get("output_type") == "stream":
             parts.append("".join(out.get("text", "")))
         elif out.get("output_type") in ("execute_result", "display_data"):

@@ -101,6 +101,23 @@ class Execution:
                 f"{self.score:>5g}/{self.max_score:<3g} {self.seconds:7.1f} s{cost}")
 
 
+def merged_streams(outputs: list[dict]) -> list[dict]:
+    """A cell's outputs as Jupyter shows them: consecutive stream outputs of one name are one text.
+
+    A kernel sends a print in as many stream messages as its buffer was flushed (on a loaded
+    machine one line can arrive in two), and the executed notebook keeps each message; read
+    the text of the merged outputs, never of the messages one by one.
+    """
+    merged: list[dict] = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1] = {**merged[-1], "text": "".join(merged[-1].get("text", "")) + "".join(out.get("text", ""))}
+        else:
+            merged.append(out)
+    return merged
+
+
 def _cell_kind(cell: dict) -> str:
     meta = cell.get("metadata", {}).get("nbgrader", {})
     if meta.get("grade") and cell.get("cell_type") == "code":
