@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit.runner import CellError, Execution, execute, failure_report, judge, summary
+from labkit.runner import CellError, Execution, execute, failure_report, judge, merged_streams, summary
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "training"))
 import jobkit  # noqa: E402
@@ -96,3 +96,18 @@ def test_console_line_and_table_say_result_score_time_and_cost():
     assert "| 02-distributed-training | solution | pass | 23/23 | 95.0 | $0.0043 |" in table
     assert "1/2 pass" in table
     assert "cell ex2: AssertionError: boom" in failure_report(bad)
+
+
+def test_a_print_split_over_stream_messages_reads_as_one_text():
+    """As Jupyter shows them: one text per run of same-name streams; stderr, data and errors stay apart."""
+    def stream(name, text):
+        return {"output_type": "stream", "name": name, "text": text}
+
+    shown = {"output_type": "display_data", "data": {"text/plain": "x"}, "metadata": {}}
+    outputs = [stream("stdout", "found in history:"), stream("stdout", [" {'In': 0}", "\n"]),
+               stream("stderr", "warn\n"), stream("stdout", "a"), shown, stream("stdout", "b\n")]
+    merged = merged_streams(outputs)
+    assert [(o["output_type"], o.get("name"), o.get("text")) for o in merged] == [
+        ("stream", "stdout", "found in history: {'In': 0}\n"), ("stream", "stderr", "warn\n"),
+        ("stream", "stdout", "a"), ("display_data", None, None), ("stream", "stdout", "b\n")]
+    assert outputs[0]["text"] == "found in history:", "the notebook's own outputs are left as they are"
